@@ -1,0 +1,29 @@
+"""fastloss: loss functions with gradients and Hessians over large NumPy arrays.
+
+>>> import numpy as np, fastloss as fl
+>>> float(fl.squared_error(np.array([1.0, 2.0]), np.array([0.0, 0.0]), reduction="mean"))
+2.5
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from . import _core
+from ._config import (_apply_env_isa, _set_isa, get_num_threads, set_num_threads, show_config,
+                      threads)
+from ._loss import Loss
+from ._regression import LOSSES as _REGRESSION
+from ._regression import absolute_error, huber, log_cosh, squared_error
+
+__version__ = _core.__version__
+
+_apply_env_isa()
+
+losses = MappingProxyType({loss.name: loss for loss in _REGRESSION})
+"""Every registered loss, by name."""
+
+__all__ = [
+    "Loss", "losses", "show_config", "set_num_threads", "get_num_threads", "threads",
+    "squared_error", "absolute_error", "huber", "log_cosh", "__version__",
+]

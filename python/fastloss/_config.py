@@ -1,0 +1,129 @@
+"""Threads, ISA choice and the build report (show_config)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from typing import Iterator, Optional
+
+from . import _core
+
+__all__ = ["set_num_threads", "get_num_threads", "threads", "show_config"]
+
+
+def _check_threads(n) -> int:
+    if n is None:
+        return 0
+    if isinstance(n, bool) or not isinstance(n, int) and not hasattr(n, "__index__"):
+        raise TypeError(f"n must be an int or None, got {type(n).__name__}")
+    n = int(n.__index__()) if not isinstance(n, int) else n
+    if n < 1:
+        raise ValueError(f"n must be >= 1 (or None for the default), got {n}")
+    return n
+
+
+def set_num_threads(n: Optional[int]) -> None:
+    """Use `n` threads in every call from now on; ``None`` restores the default.
+
+    The default is OpenMP's (``omp_get_max_threads()`` of the calling thread), which
+    ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits`` set. An explicit count
+    takes precedence over both.
+    """
+    _core.set_num_threads(_check_threads(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads a call would use now (inputs below a size threshold run on one)."""
+    return _core.get_num_threads()
+
+
+@contextlib.contextmanager
+def threads(n: Optional[int]) -> Iterator[None]:
+    """Context manager: ``with fastloss.threads(4): ...`` (process-wide while it is active)."""
+    value = _check_threads(n)
+    previous = _core.explicit_num_threads()
+    _core.set_num_threads(value)
+    try:
+        yield
+    finally:
+        _core.set_num_threads(previous)
+
+
+def _openmp_version_name(v: int) -> str:
+    # _OPENMP dates of the OpenMP specifications (openmp.org release dates).
+    names = {200505: "2.5", 200805: "3.0", 201107: "3.1", 201307: "4.0", 201511: "4.5",
+             201811: "5.0", 202011: "5.1", 202111: "5.2", 202411: "6.0"}
+    if v == 0:
+        return "none (serial build)"
+    return names.get(v, str(v))
+
+
+def _config_dict() -> dict:
+    from . import __version__, losses
+
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "compiler": _core.compiler,
+        "machine": platform.machine(),
+        "isa": {
+            "compiled": list(_core.compiled_isas()),
+            "supported": list(_core.supported_isas()),
+            "active": _core.active_isa(),
+            "forced_by_env": os.environ.get("FASTLOSS_ISA"),
+        },
+        "openmp": {
+            "enabled": bool(_core.openmp_enabled()),
+            "version": _openmp_version_name(_core.openmp_version()),
+        },
+        "threads": {
+            "num_threads": _core.get_num_threads(),
+            "explicit": _core.explicit_num_threads() or None,
+            "omp_max_threads": _core.omp_max_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "cpu_count": os.cpu_count(),
+        },
+        "block_size": int(_core.block_size),
+        "serial_threshold": int(_core.serial_threshold),
+        "losses": sorted(losses),
+    }
+
+
+def show_config(mode: str = "stdout"):
+    """Print the build and run-time configuration, or return it with ``mode="dicts"``."""
+    cfg = _config_dict()
+    if mode == "dicts":
+        return cfg
+    if mode != "stdout":
+        raise ValueError(f"mode must be 'stdout' or 'dicts'; got {mode!r}")
+    isa, omp, th = cfg["isa"], cfg["openmp"], cfg["threads"]
+    lines = [
+        f"fastloss {cfg['version']} (python {cfg['python']}, {cfg['machine']}, {cfg['compiler']})",
+        f"  ISA compiled : {', '.join(isa['compiled'])}",
+        f"  ISA supported: {', '.join(isa['supported'])}",
+        f"  ISA active   : {isa['active']}"
+        + (f" (FASTLOSS_ISA={isa['forced_by_env']})" if isa["forced_by_env"] else ""),
+        f"  OpenMP       : {'enabled, version ' + omp['version'] if omp['enabled'] else omp['version']}",
+        f"  threads      : {th['num_threads']}"
+        + (" (set by set_num_threads)" if th["explicit"] else " (OpenMP default)")
+        + f", cpu_count {th['cpu_count']}",
+        f"  block size   : {cfg['block_size']} elements; serial below {cfg['serial_threshold']}",
+        f"  losses       : {', '.join(cfg['losses'])}",
+    ]
+    print("\n".join(lines))
+    return None
+
+
+def _set_isa(name: str) -> str:
+    """Switch the active kernels (for tests and benchmarks); returns the previous ISA."""
+    return _core.set_isa(name)
+
+
+def _apply_env_isa() -> None:
+    name = os.environ.get("FASTLOSS_ISA")
+    if name:
+        try:
+            _core.set_isa(name.strip().lower())
+        except ValueError as exc:
+            raise ValueError(f"FASTLOSS_ISA={name!r}: {exc}") from None

@@ -1,0 +1,139 @@
+"""The Loss object: a loss function callable like a ufunc, carrying its derivatives.
+
+Every registered loss is one instance of :class:`Loss`. The instance parses and checks the
+loss's own keyword parameters; the compiled core (``fastloss._core``) checks the arrays,
+broadcasts, converts dtypes block by block and runs the kernels without the GIL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["Loss"]
+
+_REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
+_NAN_POLICIES = {"propagate": 0, "raise": 1, "omit": 2}
+_HESSIANS = {"exact": 0, "clip": 1, "abs": 2, "fisher": 3}
+_WANT_VALUE, _WANT_GRAD, _WANT_HESS = 1, 2, 4
+
+
+def _code(table: Mapping[str, int], value: Any, name: str) -> int:
+    try:
+        return table[value]
+    except (KeyError, TypeError):
+        choices = ", ".join(repr(k) for k in table)
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}") from None
+
+
+def finite_param(value: Any, name: str, *, low: Optional[float] = None, low_open: bool = False,
+                 high: Optional[float] = None) -> float:
+    """A loss parameter as a float, checked: finite, and within [low, high] (or (low, ...))."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (v < low or (low_open and v == low)):
+        op = ">" if low_open else ">="
+        raise ValueError(f"{name} must be {op} {low}, got {value!r}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}")
+    return v
+
+
+ParamParser = Callable[[dict], Sequence[float]]
+
+
+class Loss:
+    """A loss function with its gradient and diagonal Hessian.
+
+    Call it like a ufunc: ``loss(pred, target, reduction="mean")``. The first argument is the
+    one differentiated. Methods: :meth:`grad`, :meth:`value_and_grad`, :meth:`grad_hess`.
+    """
+
+    def __init__(self, name: str, *, family: str, kernel_id: int, params: Mapping[str, Any],
+                 parse: ParamParser, has_fisher: bool, formula: str, doc: str = ""):
+        self.name = name
+        self.family = family
+        self.params = dict(params)
+        self.formula = formula
+        self.has_fisher = has_fisher
+        self._kernel_id = kernel_id
+        self._parse = parse
+        self.__doc__ = doc or formula
+        self.__name__ = name
+        self.__qualname__ = name
+
+    def __repr__(self) -> str:
+        ps = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"<fastloss.Loss {self.name}({ps})>" if ps else f"<fastloss.Loss {self.name}>"
+
+    # -- the four entry points ------------------------------------------------------------
+    def __call__(self, pred, target, *, reduction: str = "none", sample_weight=None,
+                 nan_policy: str = "propagate", out=None, **params):
+        """The loss: per sample (``reduction="none"``, times its weight), or its sum or mean."""
+        v, _, _ = self._run(pred, target, _WANT_VALUE, reduction, sample_weight, nan_policy,
+                            params, out, None, None, "exact", 0.0)
+        return v
+
+    def grad(self, pred, target, *, reduction: str = "none", sample_weight=None,
+             nan_policy: str = "propagate", out=None, **params):
+        """Gradient of what ``__call__`` returns, w.r.t. ``pred`` (per-sample for "none")."""
+        _, g, _ = self._run(pred, target, _WANT_GRAD, reduction, sample_weight, nan_policy,
+                            params, None, out, None, "exact", 0.0)
+        return g
+
+    def value_and_grad(self, pred, target, *, reduction: str = "none", sample_weight=None,
+                       nan_policy: str = "propagate", out=None, grad_out=None, **params):
+        """``(loss, gradient)`` in one pass over the data."""
+        v, g, _ = self._run(pred, target, _WANT_VALUE | _WANT_GRAD, reduction, sample_weight,
+                            nan_policy, params, out, grad_out, None, "exact", 0.0)
+        return v, g
+
+    def grad_hess(self, pred, target, *, reduction: str = "none", sample_weight=None,
+                  nan_policy: str = "propagate", hessian: str = "exact", hess_floor: float = 1e-6,
+                  grad_out=None, hess_out=None, **params):
+        """``(gradient, diagonal Hessian)``; ``hessian`` picks the Hessian policy.
+
+        "exact": the second derivative; "clip": max(h, hess_floor); "abs": |h|;
+        "fisher": the expected Hessian (see docs/losses.md for each loss).
+        """
+        _, g, h = self._run(pred, target, _WANT_GRAD | _WANT_HESS, reduction, sample_weight,
+                            nan_policy, params, None, grad_out, hess_out, hessian, hess_floor)
+        return g, h
+
+    # -- shared path ----------------------------------------------------------------------
+    def _run(self, pred, target, want, reduction, sample_weight, nan_policy, params, out,
+             grad_out, hess_out, hessian, hess_floor):
+        red = _code(_REDUCTIONS, reduction, "reduction")
+        nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
+        policy = _code(_HESSIANS, hessian, "hessian")
+        if policy == 3 and not self.has_fisher:
+            raise ValueError(f"hessian='fisher' is not defined for {self.name}; "
+                             "use 'exact', 'clip' or 'abs'")
+        floor = finite_param(hess_floor, "hess_floor") if policy == 1 else 0.0
+        values = self._parse(params) if params or self.params else ()
+        v, g, h = _core.elementwise(self._kernel_id, pred, target, sample_weight, values, red,
+                                    want, out, grad_out, hess_out, policy, floor, nan)
+        if red and v is not None:
+            v = np.float64(v)
+        return v, g, h
+
+
+def make_parser(loss_name: str, spec: Mapping[str, Callable[[Any], float]],
+                defaults: Mapping[str, Any]) -> ParamParser:
+    """A parser turning keyword parameters into the kernel's ordered float list."""
+    names = list(spec)
+
+    def parse(params: dict) -> Sequence[float]:
+        for key in params:
+            if key not in spec:
+                raise TypeError(f"{loss_name}() got an unexpected keyword argument {key!r}")
+        return [spec[k](params.get(k, defaults[k])) for k in names]
+
+    return parse

@@ -1,0 +1,193 @@
+// fastloss bindings — NumPy array checks (see arrays.hpp).
+#include "arrays.hpp"
+
+#include <algorithm>
+
+namespace fastloss::bind {
+
+namespace {
+bool little_endian() {
+  const std::uint16_t probe = 1;
+  return *reinterpret_cast<const unsigned char*>(&probe) == 1;
+}
+}  // namespace
+
+py::array as_array(const py::handle& obj, const char* name) {
+  py::array a;
+  if (py::isinstance<py::array>(obj)) {
+    a = py::reinterpret_borrow<py::array>(obj);
+  } else {
+    if (obj.is_none()) throw py::type_error(std::string(name) + " must be an array, got None");
+    try {
+      a = py::array::ensure(obj);
+    } catch (py::error_already_set&) {
+      a = null_array();
+    }
+    if (!a) {
+      PyErr_Clear();
+      throw py::type_error(std::string(name) + " must be array-like, got " +
+                           std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+    }
+  }
+  const char bo = a.dtype().byteorder();
+  const bool little = little_endian();
+  if ((bo == '>' && little) || (bo == '<' && !little)) {
+    a = a.attr("astype")(a.dtype().attr("newbyteorder")("="));
+  }
+  return a;
+}
+
+Src source_type(const py::array& a, const char* name) {
+  const py::dtype dt = a.dtype();
+  const char kind = dt.kind();
+  const auto size = dt.itemsize();
+  if (kind == 'f') {
+    if (size == 2) return Src::f16;
+    if (size == 4) return Src::f32;
+    if (size == 8) return Src::f64;
+    if (size == static_cast<py::ssize_t>(sizeof(long double))) return Src::f128;
+  } else if (kind == 'b') {
+    return Src::b1;
+  } else if (kind == 'i') {
+    if (size == 1) return Src::i8;
+    if (size == 2) return Src::i16;
+    if (size == 4) return Src::i32;
+    if (size == 8) return Src::i64;
+  } else if (kind == 'u') {
+    if (size == 1) return Src::u8;
+    if (size == 2) return Src::u16;
+    if (size == 4) return Src::u32;
+    if (size == 8) return Src::u64;
+  }
+  throw py::type_error(std::string(name) + " must hold real numbers (bool, integer or float), got dtype " +
+                       std::string(py::str(dt)));
+}
+
+DType compute_dtype(const py::array& pred, const char* name) {
+  const Src s = source_type(pred, name);
+  return (s == Src::f32 || s == Src::f16) ? DType::f32 : DType::f64;
+}
+
+std::string shape_str(const std::vector<std::int64_t>& s) {
+  std::string r = "(";
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    r += std::to_string(s[i]);
+    if (s.size() == 1 || i + 1 < s.size()) r += ",";
+    if (i + 1 < s.size()) r += " ";
+  }
+  return r + ")";
+}
+
+std::string shape_str(const py::array& a) {
+  std::vector<std::int64_t> s(a.shape(), a.shape() + a.ndim());
+  return shape_str(s);
+}
+
+std::vector<std::int64_t> broadcast_shapes(const py::array& a, const char* a_name,
+                                           const py::array& b, const char* b_name) {
+  const int nd = static_cast<int>(std::max(a.ndim(), b.ndim()));
+  std::vector<std::int64_t> out(nd);
+  for (int i = 0; i < nd; ++i) {
+    const int ia = static_cast<int>(a.ndim()) - nd + i, ib = static_cast<int>(b.ndim()) - nd + i;
+    const std::int64_t da = ia >= 0 ? a.shape(ia) : 1, db = ib >= 0 ? b.shape(ib) : 1;
+    if (da != db && da != 1 && db != 1) {
+      throw py::value_error(std::string(b_name) + " with shape " + shape_str(b) +
+                            " cannot be broadcast with " + a_name + " with shape " + shape_str(a));
+    }
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+void set_operand(Operand& op, const py::array& a, const std::vector<std::int64_t>& shape,
+                 const char* name) {
+  const int nd = static_cast<int>(shape.size());
+  if (a.ndim() > nd) {
+    throw py::value_error(std::string(name) + " with shape " + shape_str(a) +
+                          " has more dimensions than the loss shape " + shape_str(shape));
+  }
+  op.data = static_cast<const char*>(a.data());
+  op.src = source_type(a, name);
+  op.itemsize = static_cast<int>(a.itemsize());
+  const int off = nd - static_cast<int>(a.ndim());
+  for (int d = 0; d < nd; ++d) {
+    if (d < off) {
+      op.strides[d] = 0;
+      continue;
+    }
+    const std::int64_t n = a.shape(d - off);
+    if (n != shape[d] && n != 1) {
+      throw py::value_error(std::string(name) + " with shape " + shape_str(a) +
+                            " does not broadcast to the loss shape " + shape_str(shape));
+    }
+    op.strides[d] = (n == 1) ? 0 : a.strides(d - off);
+  }
+}
+
+namespace {
+
+// [lo, hi) byte range an array touches.
+std::pair<std::uintptr_t, std::uintptr_t> extent(const py::array& a) {
+  auto lo = reinterpret_cast<std::uintptr_t>(a.data());
+  auto hi = lo;
+  if (a.size() == 0) return {lo, lo};
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    const auto span = (a.shape(d) - 1) * a.strides(d);
+    if (span < 0) lo += span;
+    else hi += span;
+  }
+  return {lo, hi + a.itemsize()};
+}
+
+bool overlaps(const py::array& a, const py::array& b) {
+  const auto ea = extent(a), eb = extent(b);
+  if (ea.first >= ea.second || eb.first >= eb.second) return false;
+  if (ea.second <= eb.first || eb.second <= ea.first) return false;
+  // Bounds intersect: ask NumPy for the exact answer (interleaved views do not overlap).
+  return py::module_::import("numpy").attr("shares_memory")(a, b).cast<bool>();
+}
+
+}  // namespace
+
+py::array check_out(const py::handle& obj, const char* name, const std::vector<std::int64_t>& shape,
+                    DType dtype, const std::vector<std::pair<py::array, const char*>>& inputs) {
+  if (!py::isinstance<py::array>(obj)) {
+    throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  }
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  const char* want = dtype == DType::f32 ? "float32" : "float64";
+  const bool dtype_ok = a.dtype().kind() == 'f' &&
+                        a.itemsize() == (dtype == DType::f32 ? 4 : 8) &&
+                        a.dtype().byteorder() != (little_endian() ? '>' : '<');
+  if (!dtype_ok) {
+    throw py::type_error(std::string(name) + " must have dtype " + want + " (the computation's dtype), got " +
+                         std::string(py::str(a.dtype())));
+  }
+  std::vector<std::int64_t> s(a.shape(), a.shape() + a.ndim());
+  if (s != shape) {
+    throw py::value_error(std::string(name) + " must have shape " + shape_str(shape) + ", got " +
+                          shape_str(s));
+  }
+  if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
+  for (const auto& in : inputs) {
+    if (in.first && overlaps(a, in.first)) {
+      throw py::value_error(std::string(name) + " overlaps the memory of " + in.second +
+                            "; pass a separate buffer");
+    }
+  }
+  return a;
+}
+
+py::array new_array(const std::vector<std::int64_t>& shape, DType dtype) {
+  std::vector<py::ssize_t> s(shape.begin(), shape.end());
+  if (dtype == DType::f32) return py::array_t<float>(s);
+  return py::array_t<double>(s);
+}
+
+void set_out_operand(OutOperand& op, const py::array& a, int ndim) {
+  op.data = static_cast<char*>(const_cast<void*>(a.data()));
+  for (int d = 0; d < ndim; ++d) op.strides[d] = a.strides(d);
+}
+
+}  // namespace fastloss::bind

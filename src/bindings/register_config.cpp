@@ -1,0 +1,84 @@
+// fastloss bindings — build and run-time configuration: ISAs, threads, OpenMP.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "dispatch.hpp"
+#include "driver.hpp"
+#include "register.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef FASTLOSS_VERSION
+#define FASTLOSS_VERSION "0+unknown"
+#endif
+
+namespace fastloss::bind {
+
+namespace py = pybind11;
+
+namespace {
+
+std::string join(const std::vector<std::string>& v) {
+  std::string r;
+  for (const auto& s : v) r += (r.empty() ? "" : ", ") + s;
+  return r;
+}
+
+std::string set_isa(const std::string& name) {
+  const std::string previous = active_table().isa;
+  if (set_active_isa(name)) return previous;
+  const auto compiled = compiled_isas();
+  bool known = false;
+  for (const auto& c : compiled) known = known || c == name;
+  if (known) {
+    throw py::value_error("isa '" + name + "' is compiled in but this CPU does not support it; "
+                          "supported: " + join(supported_isas()));
+  }
+  throw py::value_error("isa '" + name + "' is unknown; compiled: " + join(compiled) +
+                        "; supported by this CPU: " + join(supported_isas()));
+}
+
+std::string compiler() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return std::string("gcc ") + __VERSION__;
+#elif defined(_MSC_VER)
+  return "msvc " + std::to_string(_MSC_VER);
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace
+
+void register_config(py::module_& m) {
+  m.attr("__version__") = FASTLOSS_VERSION;
+  m.def("compiled_isas", &compiled_isas, "ISAs compiled into this build, from the floor up.");
+  m.def("supported_isas", &supported_isas, "Compiled ISAs that this CPU can run.");
+  m.def("active_isa", [] { return std::string(active_table().isa); }, "The ISA in use.");
+  m.def("set_isa", &set_isa, py::arg("name"),
+        "Make `name` the active ISA; returns the previous one. ValueError if unavailable.");
+  m.def("set_num_threads", &set_num_threads, py::arg("n"),
+        "Threads for every call (n <= 0: back to OpenMP's default).");
+  m.def("get_num_threads", &get_num_threads, "Threads a call would use now.");
+  m.def("explicit_num_threads", &explicit_num_threads, "The set_num_threads value, 0 if unset.");
+  m.def("openmp_enabled", &openmp_enabled);
+  m.def("openmp_version", &openmp_version, "_OPENMP (yyyymm) of the build, 0 without OpenMP.");
+  m.def("omp_max_threads", [] {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+  });
+  m.attr("block_size") = kBlock;
+  m.attr("serial_threshold") = kSerialThreshold;
+  m.attr("compiler") = compiler();
+}
+
+}  // namespace fastloss::bind

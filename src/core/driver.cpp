@@ -1,0 +1,443 @@
+// fastloss — the parallel driver (see driver.hpp for the contract).
+#include "driver.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastloss {
+
+namespace {
+
+std::atomic<int> g_threads{0};
+
+// IEEE half -> float, exact (every half is a float).
+float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  std::uint32_t exp = (h >> 10) & 0x1f;
+  std::uint32_t mant = h & 0x3ffu;
+  std::uint32_t bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal half: normalise
+      int e = -1;
+      do {
+        mant <<= 1;
+        ++e;
+      } while ((mant & 0x400u) == 0);
+      bits = sign | (static_cast<std::uint32_t>(127 - 15 - e) << 23) | ((mant & 0x3ffu) << 13);
+    }
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <class S>
+inline S read_as(const char* p) {
+  S v;
+  std::memcpy(&v, p, sizeof(S));
+  return v;
+}
+
+template <class T>
+inline T convert_one(Src src, const char* p) {
+  switch (src) {
+    case Src::f16: return static_cast<T>(half_to_float(read_as<std::uint16_t>(p)));
+    case Src::f32: return static_cast<T>(read_as<float>(p));
+    case Src::f64: return static_cast<T>(read_as<double>(p));
+    case Src::f128: return static_cast<T>(read_as<long double>(p));
+    case Src::b1: return static_cast<T>(read_as<std::uint8_t>(p) != 0);
+    case Src::i8: return static_cast<T>(read_as<std::int8_t>(p));
+    case Src::i16: return static_cast<T>(read_as<std::int16_t>(p));
+    case Src::i32: return static_cast<T>(read_as<std::int32_t>(p));
+    case Src::i64: return static_cast<T>(read_as<std::int64_t>(p));
+    case Src::u8: return static_cast<T>(read_as<std::uint8_t>(p));
+    case Src::u16: return static_cast<T>(read_as<std::uint16_t>(p));
+    case Src::u32: return static_cast<T>(read_as<std::uint32_t>(p));
+    case Src::u64: return static_cast<T>(read_as<std::uint64_t>(p));
+  }
+  return T(0);
+}
+
+// Walks elements [start, start + count) of the call's index space in C order.
+struct Cursor {
+  int ndim;
+  const std::int64_t* shape;
+  std::int64_t idx[kMaxDims];
+
+  Cursor(const ElemCall& c, std::int64_t start) : ndim(c.ndim), shape(c.shape) {
+    for (int d = ndim - 1; d >= 0; --d) {
+      idx[d] = start % shape[d];
+      start /= shape[d];
+    }
+  }
+  std::int64_t offset(const std::int64_t* strides) const {
+    std::int64_t o = 0;
+    for (int d = 0; d < ndim; ++d) o += idx[d] * strides[d];
+    return o;
+  }
+  // Elements left in the innermost row from the current position.
+  std::int64_t row_left() const { return shape[ndim - 1] - idx[ndim - 1]; }
+  void advance(std::int64_t k) {
+    idx[ndim - 1] += k;
+    for (int d = ndim - 1; d > 0 && idx[d] >= shape[d]; --d) {
+      idx[d] = 0;
+      ++idx[d - 1];
+    }
+  }
+};
+
+template <class T>
+void gather(const ElemCall& c, const Operand& op, std::int64_t start, std::int64_t count, T* dst) {
+  Cursor cur(c, start);
+  const std::int64_t s = op.strides[c.ndim - 1];
+  std::int64_t k = 0;
+  while (k < count) {
+    const std::int64_t m = std::min(count - k, cur.row_left());
+    const char* p = op.data + cur.offset(op.strides);
+    if (op.src == Src::f32 && sizeof(T) == 4) {
+      for (std::int64_t j = 0; j < m; ++j) dst[k + j] = static_cast<T>(read_as<float>(p + j * s));
+    } else if (op.src == Src::f64 && sizeof(T) == 8) {
+      for (std::int64_t j = 0; j < m; ++j) dst[k + j] = static_cast<T>(read_as<double>(p + j * s));
+    } else {
+      for (std::int64_t j = 0; j < m; ++j) dst[k + j] = convert_one<T>(op.src, p + j * s);
+    }
+    k += m;
+    cur.advance(m);
+  }
+}
+
+template <class T>
+void scatter(const ElemCall& c, const OutOperand& op, std::int64_t start, std::int64_t count,
+             const T* src) {
+  Cursor cur(c, start);
+  const std::int64_t s = op.strides[c.ndim - 1];
+  std::int64_t k = 0;
+  while (k < count) {
+    const std::int64_t m = std::min(count - k, cur.row_left());
+    char* p = op.data + cur.offset(op.strides);
+    for (std::int64_t j = 0; j < m; ++j) std::memcpy(p + j * s, src + k + j, sizeof(T));
+    k += m;
+    cur.advance(m);
+  }
+}
+
+enum class Access { absent, direct, scalar, gathered };
+
+template <class T>
+Access input_access(const ElemCall& c, const Operand& op) {
+  if (!op.data) return Access::absent;
+  bool all_zero = true;
+  for (int d = 0; d < c.ndim; ++d) all_zero = all_zero && op.strides[d] == 0;
+  if (all_zero) return Access::scalar;
+  const bool native = (sizeof(T) == 4 && op.src == Src::f32) || (sizeof(T) == 8 && op.src == Src::f64);
+  if (native && c.ndim == 1 && op.strides[0] == static_cast<std::int64_t>(sizeof(T)))
+    return Access::direct;
+  return Access::gathered;
+}
+
+template <class T>
+bool output_direct(const ElemCall& c, const OutOperand& op) {
+  return c.ndim == 1 && op.strides[0] == static_cast<std::int64_t>(sizeof(T));
+}
+
+// Per-thread scratch: one block of T per operand that needs it, 64-byte aligned.
+struct Scratch {
+  std::unique_ptr<char[]> raw;
+  char* base = nullptr;
+  std::size_t per_thread = 0;
+  Scratch(int nthreads, int nbuf, std::size_t block_bytes) {
+    per_thread = static_cast<std::size_t>(nbuf) * block_bytes;
+    if (per_thread == 0) return;
+    raw.reset(new char[per_thread * static_cast<std::size_t>(nthreads) + 64]);
+    base = raw.get() + (64 - reinterpret_cast<std::uintptr_t>(raw.get()) % 64) % 64;
+  }
+  char* thread_base(int tid) const { return base ? base + per_thread * tid : nullptr; }
+};
+
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// Resolves the input pointers of one block: direct views, the thread's broadcast scalar
+// buffer, or the thread's gather buffer.
+template <class T>
+struct InputPlan {
+  Access acc[3];
+  const Operand* ops[3];
+  int slot[3];  // scratch slot, -1 for none
+};
+
+template <class T>
+struct Run {
+  const ElemCall& c;
+  InputPlan<T> in;
+  bool out_direct[3];
+  const OutOperand* outs[3];
+  int out_slot[3];
+  int nbuf = 0;
+
+  explicit Run(const ElemCall& call) : c(call) {
+    const Operand* ops[3] = {&c.pred, &c.target, &c.weight};
+    for (int k = 0; k < 3; ++k) {
+      in.ops[k] = ops[k];
+      in.acc[k] = input_access<T>(c, *ops[k]);
+      in.slot[k] = (in.acc[k] == Access::scalar || in.acc[k] == Access::gathered) ? nbuf++ : -1;
+    }
+    const OutOperand* os[3] = {&c.value, &c.grad, &c.hess};
+    for (int k = 0; k < 3; ++k) {
+      outs[k] = os[k];
+      out_direct[k] = !os[k]->data || output_direct<T>(c, *os[k]);
+      out_slot[k] = out_direct[k] ? -1 : nbuf++;
+    }
+  }
+
+  T* buf(char* tbase, int slot) const {
+    return reinterpret_cast<T*>(tbase + static_cast<std::size_t>(slot) * kBlock * sizeof(T));
+  }
+
+  void prepare_thread(char* tbase) const {
+    for (int k = 0; k < 3; ++k) {
+      if (in.acc[k] == Access::scalar) {
+        const T v = convert_one<T>(in.ops[k]->src, in.ops[k]->data);
+        T* b = buf(tbase, in.slot[k]);
+        for (std::int64_t j = 0; j < kBlock; ++j) b[j] = v;
+      }
+    }
+  }
+
+  const T* input(char* tbase, int k, std::int64_t start, std::int64_t count) const {
+    switch (in.acc[k]) {
+      case Access::absent: return nullptr;
+      case Access::direct: return reinterpret_cast<const T*>(in.ops[k]->data) + start;
+      case Access::scalar: return buf(tbase, in.slot[k]);
+      case Access::gathered: {
+        T* b = buf(tbase, in.slot[k]);
+        gather<T>(c, *in.ops[k], start, count, b);
+        return b;
+      }
+    }
+    return nullptr;
+  }
+
+  T* output(char* tbase, int k, std::int64_t start) const {
+    if (!outs[k]->data) return nullptr;
+    if (out_direct[k]) return reinterpret_cast<T*>(outs[k]->data) + start;
+    return buf(tbase, out_slot[k]);
+  }
+
+  void flush(char* tbase, int k, std::int64_t start, std::int64_t count) const {
+    if (outs[k]->data && !out_direct[k]) scatter<T>(c, *outs[k], start, count, buf(tbase, out_slot[k]));
+  }
+};
+
+template <class T>
+ElemFn<T> elem_fn(const ElemCall& c) {
+  if constexpr (sizeof(T) == 4) return c.table->elem_f32[c.loss][c.mode];
+  else return c.table->elem_f64[c.loss][c.mode];
+}
+
+template <class T>
+void run_typed(ElemCall& c) {
+  const std::int64_t nblocks = (c.n + kBlock - 1) / kBlock;
+  if (nblocks == 0) {
+    c.value_sum = 0.0;
+    return;
+  }
+  Run<T> run(c);
+  const int nt = threads_for(c.n, nblocks);
+  Scratch scratch(nt, run.nbuf, kBlock * sizeof(T));
+  std::vector<double> partial((c.mode & kValueSum) ? nblocks : 0);
+  const ElemFn<T> fn = elem_fn<T>(c);
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+  {
+    char* tbase = scratch.thread_base(thread_id());
+    run.prepare_thread(tbase);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (std::int64_t b = 0; b < nblocks; ++b) {
+      const std::int64_t start = b * kBlock;
+      const std::int64_t count = std::min(kBlock, c.n - start);
+      ElemBlock<T> blk;
+      blk.pred = run.input(tbase, 0, start, count);
+      blk.target = run.input(tbase, 1, start, count);
+      blk.weight = run.input(tbase, 2, start, count);
+      blk.value = run.output(tbase, 0, start);
+      blk.grad = run.output(tbase, 1, start);
+      blk.hess = run.output(tbase, 2, start);
+      blk.n = count;
+      blk.params = c.params;
+      blk.gscale = c.gscale;
+      blk.hess_policy = c.hess_policy;
+      blk.hess_floor = c.hess_floor;
+      blk.value_sum = partial.empty() ? nullptr : &partial[b];
+      fn(blk);
+      for (int k = 0; k < 3; ++k) run.flush(tbase, k, start, count);
+    }
+  }
+  c.value_sum = partial.empty() ? 0.0 : pairwise_sum(partial.data(), nblocks);
+}
+
+template <class T>
+WeightResult weight_typed(const ElemCall& c, bool omit_nan) {
+  WeightResult r;
+  const std::int64_t nblocks = (c.n + kBlock - 1) / kBlock;
+  if (nblocks == 0) return r;
+  Run<T> run(c);
+  const int nt = threads_for(c.n, nblocks);
+  Scratch scratch(nt, run.nbuf, kBlock * sizeof(T));
+  std::vector<double> wsum(nblocks);
+  std::vector<std::int64_t> nvalid(nblocks);
+  WeightFn<T> fn;
+  if constexpr (sizeof(T) == 4) fn = c.table->weight_f32;
+  else fn = c.table->weight_f64;
+  // Only the inputs are read; pred and target take part in the NaN check.
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+  {
+    char* tbase = scratch.thread_base(thread_id());
+    run.prepare_thread(tbase);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (std::int64_t b = 0; b < nblocks; ++b) {
+      const std::int64_t start = b * kBlock;
+      const std::int64_t count = std::min(kBlock, c.n - start);
+      WeightBlock<T> blk;
+      blk.pred = run.input(tbase, 0, start, count);
+      blk.target = run.input(tbase, 1, start, count);
+      blk.weight = run.input(tbase, 2, start, count);
+      blk.n = count;
+      blk.omit_nan = omit_nan;
+      blk.weight_sum = &wsum[b];
+      blk.n_valid = &nvalid[b];
+      fn(blk);
+    }
+  }
+  r.weight_sum = pairwise_sum(wsum.data(), nblocks);
+  for (std::int64_t b = 0; b < nblocks; ++b) r.n_valid += nvalid[b];
+  return r;
+}
+
+}  // namespace
+
+double pairwise_sum(const double* x, std::int64_t n) {
+  if (n <= 8) {
+    double s = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) s += x[i];
+    return s;
+  }
+  const std::int64_t h = n / 2;
+  return pairwise_sum(x, h) + pairwise_sum(x + h, n - h);
+}
+
+void coalesce_dims(ElemCall& c) {
+  Operand* ins[3] = {&c.pred, &c.target, &c.weight};
+  OutOperand* outs[3] = {&c.value, &c.grad, &c.hess};
+  // Drop size-1 dims.
+  int nd = 0;
+  for (int d = 0; d < c.ndim; ++d) {
+    if (c.shape[d] == 1) continue;
+    c.shape[nd] = c.shape[d];
+    for (auto* o : ins) o->strides[nd] = o->strides[d];
+    for (auto* o : outs) o->strides[nd] = o->strides[d];
+    ++nd;
+  }
+  if (nd == 0) {  // a single element
+    c.shape[0] = 1;
+    for (auto* o : ins) o->strides[0] = o->data ? o->itemsize : 0;
+    for (auto* o : outs) o->strides[0] = static_cast<std::int64_t>(c.dtype == DType::f32 ? 4 : 8);
+    c.ndim = 1;
+    return;
+  }
+  // Merge d into d+1 when every operand steps over dim d as one run of dim d+1.
+  int out_nd = 0;
+  for (int d = 0; d < nd; ++d) {
+    if (out_nd > 0) {
+      const int p = out_nd - 1;
+      bool ok = true;
+      for (auto* o : ins)
+        ok = ok && (!o->data || o->strides[p] == o->strides[d] * c.shape[d]);
+      for (auto* o : outs)
+        ok = ok && (!o->data || o->strides[p] == o->strides[d] * c.shape[d]);
+      if (ok) {
+        c.shape[p] *= c.shape[d];
+        for (auto* o : ins) o->strides[p] = o->strides[d];
+        for (auto* o : outs) o->strides[p] = o->strides[d];
+        continue;
+      }
+    }
+    c.shape[out_nd] = c.shape[d];
+    for (auto* o : ins) o->strides[out_nd] = o->strides[d];
+    for (auto* o : outs) o->strides[out_nd] = o->strides[d];
+    ++out_nd;
+  }
+  c.ndim = out_nd;
+}
+
+void run_elementwise(ElemCall& c) {
+  if (c.dtype == DType::f32) run_typed<float>(c);
+  else run_typed<double>(c);
+}
+
+WeightResult run_weight_pass(const ElemCall& c, bool omit_nan) {
+  return c.dtype == DType::f32 ? weight_typed<float>(c, omit_nan) : weight_typed<double>(c, omit_nan);
+}
+
+void set_num_threads(int n) { g_threads.store(n > 0 ? n : 0); }
+int explicit_num_threads() { return g_threads.load(); }
+
+int get_num_threads() {
+  const int n = g_threads.load();
+  if (n > 0) return n;
+#ifdef _OPENMP
+  return std::max(1, omp_get_max_threads());
+#else
+  return 1;
+#endif
+}
+
+bool openmp_enabled() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+int openmp_version() {
+#ifdef _OPENMP
+  return _OPENMP;
+#else
+  return 0;
+#endif
+}
+
+int threads_for(std::int64_t n_elements, std::int64_t n_blocks) {
+  if (n_elements < kSerialThreshold) return 1;
+  const std::int64_t nt = std::min<std::int64_t>(get_num_threads(), n_blocks);
+  return static_cast<int>(std::max<std::int64_t>(1, nt));
+}
+
+}  // namespace fastloss

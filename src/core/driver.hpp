@@ -1,0 +1,80 @@
+// fastloss — the parallel driver: blocks, threads, gathering, deterministic reductions.
+//
+// Plain C++17, no Python. The bindings validate every argument and build a call; the driver
+// then runs it without the GIL and cannot fail.
+//
+// Determinism: the flat index space is cut into blocks of kBlock elements, independent of
+// the thread count; each block's float64 partial sum lands in its own slot, and the slots
+// are combined by a fixed pairwise tree. Any thread count gives the same bits.
+#pragma once
+#include <cstdint>
+
+#include "kernel_api.hpp"
+
+namespace fastloss {
+
+constexpr std::int64_t kBlock = 8192;  // elements per block (a multiple of every lane width)
+// Below this many elements a call runs on one thread: the cost of waking the OpenMP team
+// (a few microseconds) exceeds the gain. Measured with bench/threshold.py; see docs/design.md.
+constexpr std::int64_t kSerialThreshold = 32768;
+constexpr int kMaxDims = 64;
+
+// Source element types an input operand may have; converted to the compute type in blocks.
+enum class Src : int { f16, f32, f64, f128, b1, i8, i16, i32, i64, u8, u16, u32, u64 };
+
+struct Operand {
+  const char* data = nullptr;  // null: absent
+  Src src = Src::f64;
+  int itemsize = 8;
+  std::int64_t strides[kMaxDims] = {};  // bytes, over the call's (coalesced) dims; 0 = broadcast
+};
+
+struct OutOperand {
+  char* data = nullptr;  // null: not requested
+  std::int64_t strides[kMaxDims] = {};
+};
+
+struct ElemCall {
+  const KernelTable* table = nullptr;
+  int loss = 0;
+  DType dtype = DType::f64;
+  std::int64_t n = 0;
+  int ndim = 0;
+  std::int64_t shape[kMaxDims] = {};
+  Operand pred, target, weight;
+  OutOperand value, grad, hess;
+  int mode = 0;  // ModeBits
+  double params[kMaxParams] = {};
+  double gscale = 1.0;
+  int hess_policy = kHessExact;
+  double hess_floor = 0.0;
+  int nthreads = 1;
+  // results
+  double value_sum = 0.0;
+};
+
+struct WeightResult {
+  double weight_sum = 0.0;
+  std::int64_t n_valid = 0;
+};
+
+// Merges adjacent dims that every operand walks with one stride, drops size-1 dims.
+void coalesce_dims(ElemCall& c);
+// Runs the loss kernel over the whole call.
+void run_elementwise(ElemCall& c);
+// Sum of weights (1 where absent) and count of elements without NaN when omit_nan.
+WeightResult run_weight_pass(const ElemCall& c, bool omit_nan);
+
+// Threads: an explicit setting (set_num_threads) wins; otherwise the calling thread's
+// omp_get_max_threads(), which OMP_NUM_THREADS and threadpoolctl set.
+void set_num_threads(int n);  // n <= 0: back to the default
+int get_num_threads();
+int explicit_num_threads();
+bool openmp_enabled();
+int openmp_version();  // _OPENMP (yyyymm), 0 without OpenMP
+int threads_for(std::int64_t n_elements, std::int64_t n_blocks);
+
+// Deterministic pairwise sum of x[0..n).
+double pairwise_sum(const double* x, std::int64_t n);
+
+}  // namespace fastloss

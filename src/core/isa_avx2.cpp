@@ -1,0 +1,5 @@
+// fastloss — the avx2 kernels: the generic source compiled with this ISA's flags
+// (set per file in CMakeLists.txt), in namespace fastloss::avx2.
+#define FASTLOSS_ISA_NAME avx2
+#define FASTLOSS_VEC_BYTES 32
+#include "kernels.inl"

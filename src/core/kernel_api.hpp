@@ -1,0 +1,86 @@
+// fastloss — the interface between the parallel driver and the per-ISA kernels.
+//
+// Plain C++17, no Python. Each ISA translation unit exports one KernelTable; the dispatcher
+// picks one at import. Kernels work on one block of contiguous, already-converted values
+// and never allocate, throw or touch Python.
+#pragma once
+#include <cstdint>
+
+#include "registry.hpp"
+
+#define FASTLOSS_STRINGIFY_(x) #x
+#define FASTLOSS_STRINGIFY(x) FASTLOSS_STRINGIFY_(x)
+
+namespace fastloss {
+
+enum class DType : int { f32 = 0, f64 = 1 };
+
+// Bits of a kernel's mode: what it computes and how.
+enum ModeBits : int {
+  kValueArray = 1,  // per-element w * l into value
+  kValueSum = 2,    // sum of w * l into *value_sum (float64)
+  kGrad = 4,        // w * g * gscale into grad
+  kHess = 8,        // w * h * gscale into hess
+  kWeighted = 16,   // weight points to per-element sample weights
+  kOmitNaN = 32,    // elements with a NaN operand contribute 0 everywhere
+  kModeCount = 64,
+};
+
+enum HessPolicy : int { kHessExact = 0, kHessClip = 1, kHessAbs = 2, kHessFisher = 3 };
+
+constexpr int kMaxParams = 8;
+
+template <class T>
+struct ElemBlock {
+  const T* pred;
+  const T* target;
+  const T* weight;  // null unless kWeighted
+  T* value;         // null unless kValueArray
+  T* grad;          // null unless kGrad
+  T* hess;          // null unless kHess
+  std::int64_t n;
+  const double* params;
+  double gscale;      // 1, or 1 / sum(w) for reduction="mean"
+  int hess_policy;    // HessPolicy
+  double hess_floor;  // for kHessClip
+  double* value_sum;  // out, when kValueSum
+};
+
+// Sum of effective weights and count of valid (non-NaN) elements of one block.
+template <class T>
+struct WeightBlock {
+  const T* pred;
+  const T* target;
+  const T* weight;  // may be null (weight 1)
+  std::int64_t n;
+  bool omit_nan;
+  double* weight_sum;
+  std::int64_t* n_valid;
+};
+
+template <class T>
+using ElemFn = void (*)(const ElemBlock<T>&) noexcept;
+template <class T>
+using WeightFn = void (*)(const WeightBlock<T>&) noexcept;
+
+#define FASTLOSS_COUNT_LOSS(name, S) +1
+constexpr int kNumElementwise = 0 FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_COUNT_LOSS);
+#undef FASTLOSS_COUNT_LOSS
+
+// Vector math, exposed for accuracy tests: f(x[i]) for i < n.
+enum MathFn : int {
+  kExp = 0, kLog, kLog1p, kExpm1, kSoftplus, kSigmoid, kLogSigmoid, kNumMathFn
+};
+
+struct KernelTable {
+  const char* isa;
+  int vec_bytes;
+  ElemFn<float> elem_f32[kNumElementwise][kModeCount];
+  ElemFn<double> elem_f64[kNumElementwise][kModeCount];
+  WeightFn<float> weight_f32;
+  WeightFn<double> weight_f64;
+  void (*math_f32[kNumMathFn])(const float*, float*, std::int64_t) noexcept;
+  void (*math_f64[kNumMathFn])(const double*, double*, std::int64_t) noexcept;
+};
+
+}  // namespace fastloss

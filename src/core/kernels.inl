@@ -1,0 +1,227 @@
+// fastloss — the generic kernel source, compiled once per ISA.
+//
+// An ISA translation unit (isa_baseline.cpp, isa_avx2.cpp, isa_avx512.cpp) defines
+// FASTLOSS_ISA_NAME and FASTLOSS_VEC_BYTES and includes this file; its compile flags choose
+// the instructions. Everything here lives in namespace fastloss::<ISA> so that no inline
+// function compiled with AVX-512 flags can be merged by the linker into another ISA's code;
+// nothing from the standard library is instantiated here for the same reason. Only
+// table() leaves the translation unit.
+//
+// Kernels see one block of contiguous values of the compute type (the driver gathers,
+// converts and broadcasts), run full vectors, then one padded partial vector for the tail.
+
+#include <cstdint>
+#include <utility>
+
+#include "kernel_api.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NAME {
+
+#define FASTLOSS_IN_ISA_NAMESPACE 1
+#include "simd.hpp"
+#include "vecmath.hpp"
+#include "registry.hpp"
+
+namespace {
+
+template <class Loss, class T, int MODE>
+struct ElemStep {
+  using V = typename VecOf<T>::V;
+  using Tr = Traits<V>;
+  static constexpr bool kVArr = (MODE & kValueArray) != 0;
+  static constexpr bool kVSum = (MODE & kValueSum) != 0;
+  static constexpr bool kVal = kVArr || kVSum;
+  static constexpr bool kG = (MODE & kGrad) != 0;
+  static constexpr bool kH = (MODE & kHess) != 0;
+  static constexpr bool kW = (MODE & kWeighted) != 0;
+  static constexpr bool kOmit = (MODE & kOmitNaN) != 0;
+
+  const typename Loss::template Params<T> p;
+  const V gs;
+  const V floor;
+  const typename Tr::VI abs_mask;  // clears the sign bit when hessian="abs"
+  const bool fisher;
+
+  explicit ElemStep(const ElemBlock<T>& b)
+      : p(b.params),
+        gs(set1<V>(static_cast<T>(b.gscale))),
+        floor(set1<V>(b.hess_policy == kHessClip ? static_cast<T>(b.hess_floor)
+                                                 : -static_cast<T>(__builtin_huge_val()))),
+        abs_mask(b.hess_policy == kHessAbs ? ~iset1<V>(Tr::sign_mask) : iset1<V>(-1)),
+        fisher(b.hess_policy == kHessFisher) {}
+
+  FL_INLINE void operator()(V f, V y, V w, V& l, V& g, V& h) const {
+    if constexpr (kH) {
+      if (fisher) {
+        Loss::template eval<kVal, kG, false>(p, f, y, l, g, h);
+        h = Loss::fisher_hess(p, f, y);
+      } else {
+        Loss::template eval<kVal, kG, true>(p, f, y, l, g, h);
+      }
+      h = from_bits<V>(bits(max_nan1(h, floor)) & abs_mask);
+    } else {
+      Loss::template eval<kVal, kG, false>(p, f, y, l, g, h);
+    }
+    if constexpr (kW) {
+      V ws = w * gs;
+      if constexpr (kVal) l = l * w;
+      if constexpr (kG) g = g * ws;
+      if constexpr (kH) h = h * ws;
+    } else {
+      if constexpr (kG) g = g * gs;
+      if constexpr (kH) h = h * gs;
+    }
+    if constexpr (kOmit) {
+      auto valid = (f == f) & (y == y);
+      if constexpr (kW) valid = valid & (w == w);
+      if constexpr (kVal) l = select(valid, l, V{});
+      if constexpr (kG) g = select(valid, g, V{});
+      if constexpr (kH) h = select(valid, h, V{});
+    }
+  }
+};
+
+template <class Loss, class T, int MODE>
+void elem_kernel(const ElemBlock<T>& b) noexcept {
+  using S = ElemStep<Loss, T, MODE>;
+  using V = typename S::V;
+  using Tr = typename S::Tr;
+  constexpr int W = Tr::W;
+  const S step(b);
+  typename Tr::Acc acc{};
+  V l{}, g{}, h{}, w{};
+  const std::int64_t n = b.n;
+  std::int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    V f = load<V>(b.pred + i);
+    V y = load<V>(b.target + i);
+    if constexpr (S::kW) w = load<V>(b.weight + i);
+    step(f, y, w, l, g, h);
+    if constexpr (S::kVArr) store(b.value + i, l);
+    if constexpr (S::kVSum) acc += to_acc(l);
+    if constexpr (S::kG) store(b.grad + i, g);
+    if constexpr (S::kH) store(b.hess + i, h);
+  }
+  const int rem = static_cast<int>(n - i);
+  if (rem > 0) {
+    T fb[W] = {}, yb[W] = {}, wb[W] = {}, lb[W], gb[W], hb[W];
+    for (int k = 0; k < rem; ++k) {
+      fb[k] = b.pred[i + k];
+      yb[k] = b.target[i + k];
+      if constexpr (S::kW) wb[k] = b.weight[i + k];
+    }
+    step(load<V>(fb), load<V>(yb), load<V>(wb), l, g, h);
+    if constexpr (S::kVSum) {
+      auto live = lane_index<V>() < rem;
+      acc += to_acc(select(live, l, V{}));
+    }
+    store(lb, l);
+    store(gb, g);
+    store(hb, h);
+    for (int k = 0; k < rem; ++k) {
+      if constexpr (S::kVArr) b.value[i + k] = lb[k];
+      if constexpr (S::kG) b.grad[i + k] = gb[k];
+      if constexpr (S::kH) b.hess[i + k] = hb[k];
+    }
+  }
+  if constexpr (S::kVSum) *b.value_sum = hsum(acc);
+}
+
+// Sum of the weights (1 when absent) of the elements that count, and their number.
+template <class T>
+void weight_kernel(const WeightBlock<T>& b) noexcept {
+  using V = typename VecOf<T>::V;
+  using Tr = Traits<V>;
+  constexpr int W = Tr::W;
+  typename Tr::Acc sum{}, cnt{};
+  const V one = set1<V>(T(1));
+  auto accumulate = [&](V f, V y, V w, typename Tr::VI live) {
+    auto valid = live;
+    if (b.omit_nan) valid = valid & (f == f) & (y == y) & (w == w);
+    sum += to_acc(select(valid, w, V{}));
+    cnt += to_acc(select(valid, one, V{}));
+  };
+  std::int64_t i = 0;
+  const auto all = iset1<V>(-1);
+  for (; i + W <= b.n; i += W) {
+    accumulate(load<V>(b.pred + i), load<V>(b.target + i),
+               b.weight ? load<V>(b.weight + i) : one, all);
+  }
+  const int rem = static_cast<int>(b.n - i);
+  if (rem > 0) {
+    T fb[W] = {}, yb[W] = {}, wb[W] = {};
+    for (int k = 0; k < rem; ++k) {
+      fb[k] = b.pred[i + k];
+      yb[k] = b.target[i + k];
+      wb[k] = b.weight ? b.weight[i + k] : T(1);
+    }
+    accumulate(load<V>(fb), load<V>(yb), load<V>(wb), lane_index<V>() < rem);
+  }
+  *b.weight_sum = hsum(sum);
+  *b.n_valid = static_cast<std::int64_t>(hsum(cnt));
+}
+
+template <int FN, class V>
+FL_INLINE V apply_math(V x) {
+  if constexpr (FN == kExp) return vexp(x);
+  if constexpr (FN == kLog) return vlog(x);
+  if constexpr (FN == kLog1p) return vlog1p(x);
+  if constexpr (FN == kExpm1) return vexpm1(x);
+  if constexpr (FN == kSoftplus) return vsoftplus(x);
+  if constexpr (FN == kSigmoid) return vsigmoid(x);
+  if constexpr (FN == kLogSigmoid) return vlog_sigmoid(x);
+}
+
+template <int FN, class T>
+void math_kernel(const T* x, T* y, std::int64_t n) noexcept {
+  using V = typename VecOf<T>::V;
+  constexpr int W = Traits<V>::W;
+  std::int64_t i = 0;
+  for (; i + W <= n; i += W) store(y + i, apply_math<FN>(load<V>(x + i)));
+  const int rem = static_cast<int>(n - i);
+  if (rem > 0) {
+    T xb[W] = {}, yb[W];
+    for (int k = 0; k < rem; ++k) xb[k] = x[i + k];
+    store(yb, apply_math<FN>(load<V>(xb)));
+    for (int k = 0; k < rem; ++k) y[i + k] = yb[k];
+  }
+}
+
+template <class Loss, class T, int... M>
+void fill_modes(ElemFn<T>* row, std::integer_sequence<int, M...>) {
+  ((row[M] = &elem_kernel<Loss, T, M>), ...);
+}
+
+template <class T, int... F>
+void fill_math(void (**row)(const T*, T*, std::int64_t) noexcept, std::integer_sequence<int, F...>) {
+  ((row[F] = &math_kernel<F, T>), ...);
+}
+
+KernelTable make_table() {
+  KernelTable t{};
+  t.isa = FASTLOSS_STRINGIFY(FASTLOSS_ISA_NAME);
+  t.vec_bytes = FASTLOSS_VEC_BYTES;
+  int id = 0;
+#define FASTLOSS_FILL_LOSS(name, S)                                                   \
+  fill_modes<S, float>(t.elem_f32[id], std::make_integer_sequence<int, kModeCount>{});  \
+  fill_modes<S, double>(t.elem_f64[id], std::make_integer_sequence<int, kModeCount>{}); \
+  ++id;
+  FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_FILL_LOSS)
+#undef FASTLOSS_FILL_LOSS
+  t.weight_f32 = &weight_kernel<float>;
+  t.weight_f64 = &weight_kernel<double>;
+  fill_math<float>(t.math_f32, std::make_integer_sequence<int, kNumMathFn>{});
+  fill_math<double>(t.math_f64, std::make_integer_sequence<int, kNumMathFn>{});
+  return t;
+}
+
+}  // namespace
+
+const KernelTable& table() {
+  static const KernelTable t = make_table();
+  return t;
+}
+
+}  // namespace FASTLOSS_ISA_NAME
+}  // namespace fastloss

@@ -1,0 +1,28 @@
+// fastloss — the registry of compiled losses.
+//
+// One line per loss: X(python_name, C++ struct). Read by the kernel instantiation
+// (kernels.inl), the bindings (loss ids and names) and show_config. The order fixes the
+// loss ids; a new loss is appended at the end of its family.
+//
+// Elementwise losses take (pred-like, target) broadcast to one shape and give one value,
+// gradient and Hessian per element.
+#ifndef FASTLOSS_REGISTRY_HPP
+#define FASTLOSS_REGISTRY_HPP
+
+#define FASTLOSS_ELEMENTWISE_LOSSES(X) \
+  X(squared_error, SquaredError)       \
+  X(absolute_error, AbsoluteError)     \
+  X(huber, Huber)                      \
+  X(log_cosh, LogCosh)
+
+#endif  // FASTLOSS_REGISTRY_HPP
+
+// The loss headers themselves: compiled only inside an ISA translation unit (kernels.inl),
+// where the lane types exist.
+#if defined(FASTLOSS_IN_ISA_NAMESPACE) && !defined(FASTLOSS_LOSS_HEADERS_INCLUDED)
+#define FASTLOSS_LOSS_HEADERS_INCLUDED
+#include "losses/squared_error.hpp"
+#include "losses/absolute_error.hpp"
+#include "losses/huber.hpp"
+#include "losses/log_cosh.hpp"
+#endif

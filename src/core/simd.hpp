@@ -1,0 +1,127 @@
+// fastloss — portable SIMD lanes.
+//
+// Included only from kernels.inl, inside the namespace of one ISA (fastloss::baseline,
+// fastloss::avx2, ...), after the standard headers it needs. It must not include anything.
+//
+// Why GCC/Clang vector extensions rather than intrinsics: one generic source is compiled once
+// per ISA, and the width of a lane type follows FASTLOSS_VEC_BYTES (16 for the x86-64 and
+// NEON baselines, 32 for AVX2, 64 for AVX-512). Arithmetic, comparisons and bit operations on
+// these types lower to the native instructions of the ISA the translation unit is compiled
+// for; a width wider than the hardware's is split by the compiler, never scalarised.
+
+#ifndef FASTLOSS_VEC_BYTES
+#error "FASTLOSS_VEC_BYTES must be defined by the ISA translation unit"
+#endif
+
+#define FL_INLINE inline __attribute__((always_inline))
+
+typedef float vf __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
+typedef double vd __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
+typedef std::int32_t vi32 __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
+typedef std::int64_t vi64 __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
+// Float64 accumulators for a float lane vector: twice the bytes (the compiler splits it).
+typedef double vacc_f __attribute__((vector_size(2 * FASTLOSS_VEC_BYTES)));
+
+template <class V> struct Traits;
+
+template <> struct Traits<vf> {
+  using T = float;
+  using VI = vi32;
+  using I = std::int32_t;
+  using Acc = vacc_f;
+  static constexpr int W = FASTLOSS_VEC_BYTES / 4;
+  static constexpr int mant_bits = 23;
+  static constexpr I exp_bias = 127;
+  static constexpr I exp_mask = 0xff;
+  static constexpr I mant_mask = 0x7fffff;
+  static constexpr I sign_mask = static_cast<I>(0x80000000u);
+  static constexpr I one_bits = 0x3f800000;  // bits of 1.0f
+};
+
+template <> struct Traits<vd> {
+  using T = double;
+  using VI = vi64;
+  using I = std::int64_t;
+  using Acc = vd;
+  static constexpr int W = FASTLOSS_VEC_BYTES / 8;
+  static constexpr int mant_bits = 52;
+  static constexpr I exp_bias = 1023;
+  static constexpr I exp_mask = 0x7ff;
+  static constexpr I mant_mask = 0xfffffffffffffLL;
+  static constexpr I sign_mask = static_cast<I>(0x8000000000000000ull);
+  static constexpr I one_bits = 0x3ff0000000000000LL;  // bits of 1.0
+};
+
+template <class T> struct VecOf;
+template <> struct VecOf<float> { using V = vf; };
+template <> struct VecOf<double> { using V = vd; };
+
+// ---- construction, memory --------------------------------------------------
+template <class V> FL_INLINE V set1(typename Traits<V>::T x) {
+  // x - 0 keeps -0.0 and NaN payloads; the compiler emits one broadcast.
+  return x - V{};
+}
+template <class V> FL_INLINE typename Traits<V>::VI iset1(typename Traits<V>::I x) {
+  return x - typename Traits<V>::VI{};
+}
+template <class V> FL_INLINE V load(const typename Traits<V>::T* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V> FL_INLINE void store(typename Traits<V>::T* p, V v) {
+  __builtin_memcpy(p, &v, sizeof(V));
+}
+
+// ---- bit casts and selection ----------------------------------------------
+template <class V> FL_INLINE typename Traits<V>::VI bits(V v) {
+  return (typename Traits<V>::VI)v;  // same-size vector cast: a bit cast
+}
+template <class V> FL_INLINE V from_bits(typename Traits<V>::VI v) {
+  return (V)v;
+}
+// m is a comparison result (all ones or all zeros per lane).
+template <class V> FL_INLINE V select(typename Traits<V>::VI m, V a, V b) {
+  return from_bits<V>((bits(a) & m) | (bits(b) & ~m));
+}
+template <class V> FL_INLINE V abs(V x) {
+  return from_bits<V>(bits(x) & ~iset1<V>(Traits<V>::sign_mask));
+}
+// copysign(1, x) for x != 0, and 0 for x == 0 (NaN gives NaN): the subgradient PyTorch uses.
+template <class V> FL_INLINE V sign(V x) {
+  V one = set1<V>(1);
+  V s = from_bits<V>(bits(one) | (bits(x) & iset1<V>(Traits<V>::sign_mask)));
+  s = select(x == V{}, V{}, s);
+  return select(x != x, x, s);
+}
+// max/min that return a when a is NaN (a NaN input propagates through the first argument).
+template <class V> FL_INLINE V max_nan1(V a, V b) { return select(a < b, b, a); }
+template <class V> FL_INLINE V min_nan1(V a, V b) { return select(a > b, b, a); }
+
+// Integer -> float conversion for small |i| (< 2^22) without a 64-bit convert instruction:
+// adding i to the bits of 1.5 * 2^mant_bits gives exactly 1.5 * 2^mant_bits + i.
+template <class V> FL_INLINE V small_int_to_float(typename Traits<V>::VI i) {
+  using Tr = Traits<V>;
+  const V magic = set1<V>(static_cast<typename Tr::T>(1.5) *
+                          static_cast<typename Tr::T>(typename Tr::I(1) << Tr::mant_bits));
+  return from_bits<V>(bits(magic) + i) - magic;
+}
+
+// ---- reductions into float64 --------------------------------------------------
+FL_INLINE vacc_f to_acc(vf v) { return __builtin_convertvector(v, vacc_f); }
+FL_INLINE vd to_acc(vd v) { return v; }
+
+template <class A> FL_INLINE double hsum(A a) {
+  // Fixed order: lane 0, 1, 2, ... so that every run of one ISA gives the same bits.
+  constexpr int n = sizeof(A) / sizeof(double);
+  double s = 0.0;
+  for (int i = 0; i < n; ++i) s += a[i];
+  return s;
+}
+
+// Lane index vector 0, 1, ..., W-1 (for masking partial vectors).
+template <class V> FL_INLINE typename Traits<V>::VI lane_index() {
+  typename Traits<V>::VI r;
+  for (int i = 0; i < Traits<V>::W; ++i) r[i] = i;
+  return r;
+}

@@ -1,0 +1,203 @@
+// fastloss — vectorised elementary functions over SIMD lanes (float32 and float64).
+//
+// Included from kernels.inl inside one ISA namespace (see simd.hpp); includes nothing.
+//
+// Accuracy (measured over the full input range by tests/test_vecmath.py; the figures are
+// in docs/design.md, "Vector math"): exp, log within 2 ulp; log1p, expm1 within 3 ulp;
+// softplus, sigmoid, log_sigmoid within 4 ulp. Subnormal inputs and outputs, +-0, +-inf and
+// NaN follow C99 Annex F (exp(-inf) = 0, log(0) = -inf, log(x < 0) = NaN, expm1(-inf) = -1).
+//
+// Methods (textbook facts, no borrowed code):
+//  * exp/expm1: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, with ln2 split in a
+//    high part exact in n * ln2_hi (fdlibm's split for float64; the 0.693359375 split for
+//    float32) and the Taylor series of expm1(r) = sum r^k / k!, truncated where the next
+//    term is below 2^-60 (float64, degree 13) or 2^-28 (float32, degree 7) relative.
+//    2^n is applied in two halves so that subnormal results are formed by one rounding.
+//  * log: x = m 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(f), f = (m-1)/(m+1),
+//    |f| <= 0.1716, the atanh series sum f^(2k+1)/(2k+1) truncated below 2^-55 (float64,
+//    9 terms after f) or 2^-25 (float32, 4 terms). Subnormal x is scaled by 2^mant_bits.
+//  * log1p: Goldberg's correction log1p(x) = log(u) * x / (u - 1), u = 1 + x (D. Goldberg,
+//    "What every computer scientist should know about floating-point arithmetic", 1991,
+//    Theorem 4), exact for u == 1.
+//  * expm1: 2^n expm1(r) + (2^n - 1) for moderate n, exp(x) for large x.
+//  * softplus(x) = max(x, 0) + log1p(exp(-|x|)); sigmoid from e = exp(-|x|);
+//    log_sigmoid(x) = -softplus(-x).
+
+template <class T> struct MathConst;
+template <> struct MathConst<float> {
+  static constexpr float log2e = 1.44269504088896341f;
+  static constexpr float ln2_hi = 0.693359375f;
+  static constexpr float ln2_lo = -2.12194440e-4f;
+  static constexpr float ln2 = 0.693147180559945309f;
+  static constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
+  static constexpr float exp_hi = 89.0f;          // exp overflows above 88.7228
+  static constexpr float exp_lo = -104.0f;        // exp underflows to 0 below -103.9721
+  static constexpr float expm1_lo = -30.0f;       // expm1(x) rounds to -1 below about -17.3
+  static constexpr int expm1_big_n = 30;          // 2^n - 1 == 2^n in float32 above this
+  static constexpr float min_normal = 1.17549435e-38f;
+  static constexpr float sqrt2 = 1.41421356237309505f;
+  static constexpr float subnormal_scale = 8388608.0f;  // 2^23
+};
+template <> struct MathConst<double> {
+  static constexpr double log2e = 1.44269504088896340736;
+  static constexpr double ln2_hi = 6.93147180369123816490e-01;
+  static constexpr double ln2_lo = 1.90821492927058770002e-10;
+  static constexpr double ln2 = 0.693147180559945309417;
+  static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr double exp_hi = 710.0;                // exp overflows above 709.7827
+  static constexpr double exp_lo = -746.0;               // exp underflows to 0 below -745.1332
+  static constexpr double expm1_lo = -60.0;              // expm1(x) rounds to -1 below about -37.4
+  static constexpr int expm1_big_n = 60;
+  static constexpr double min_normal = 2.2250738585072014e-308;
+  static constexpr double sqrt2 = 1.41421356237309505;
+  static constexpr double subnormal_scale = 4503599627370496.0;  // 2^52
+};
+
+// expm1 on the reduced range |r| <= ln2/2: r + r^2 (1/2! + r (1/3! + ...)).
+FL_INLINE vf expm1_reduced(vf r) {
+  vf p = set1<vf>(1.0f / 5040.0f);
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  return (r * r) * p + r;
+}
+FL_INLINE vd expm1_reduced(vd r) {
+  vd p = set1<vd>(1.0 / 6227020800.0);  // 1/13!
+  p = p * r + 1.0 / 479001600.0;         // 1/12!
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  return (r * r) * p + r;
+}
+
+// 2^n for integer lanes n within the normal exponent range.
+template <class V> FL_INLINE V pow2i(typename Traits<V>::VI n) {
+  using Tr = Traits<V>;
+  return from_bits<V>((n + Tr::exp_bias) << Tr::mant_bits);
+}
+// v * 2^n for |n| <= 2 * (bias - 1): two exact steps, one final rounding.
+template <class V> FL_INLINE V ldexp2(V v, typename Traits<V>::VI n) {
+  typename Traits<V>::VI h = n >> 1;
+  return (v * pow2i<V>(h)) * pow2i<V>(n - h);
+}
+
+// Cody-Waite reduction shared by exp and expm1: x = n ln2 + r.
+template <class V> FL_INLINE V reduce_ln2(V x, typename Traits<V>::VI& n) {
+  using T = typename Traits<V>::T;
+  using C = MathConst<T>;
+  V k = x * C::log2e + C::shifter;  // round(x / ln2) in the low mantissa bits
+  n = bits(k) - bits(set1<V>(C::shifter));
+  V nf = k - C::shifter;
+  V r = x - nf * C::ln2_hi;
+  return r - nf * C::ln2_lo;
+}
+
+template <class V> FL_INLINE V vexp(V x) {
+  using T = typename Traits<V>::T;
+  using C = MathConst<T>;
+  // Clamp (NaN passes through: comparisons with NaN are false). Past the clamps the result
+  // overflows to inf or underflows to 0 by itself in ldexp2.
+  V xc = select(x > C::exp_hi, set1<V>(C::exp_hi), x);
+  xc = select(xc < C::exp_lo, set1<V>(C::exp_lo), xc);
+  typename Traits<V>::VI n;
+  V r = reduce_ln2(xc, n);
+  V p = expm1_reduced(r) + T(1);
+  return ldexp2(p, n);
+}
+
+template <class V> FL_INLINE V vexpm1(V x) {
+  using Tr = Traits<V>;
+  using T = typename Tr::T;
+  using C = MathConst<T>;
+  V xc = select(x > C::exp_hi, set1<V>(C::exp_hi), x);
+  xc = select(xc < C::expm1_lo, set1<V>(C::expm1_lo), xc);
+  typename Tr::VI n;
+  V r = reduce_ln2(xc, n);
+  V q = expm1_reduced(r);
+  // Moderate n: 2^n q + (2^n - 1), with 2^n exact and normal.
+  typename Tr::VI big = n > C::expm1_big_n;
+  typename Tr::VI ns = (n & ~big) | (iset1<V>(C::expm1_big_n) & big);
+  V t = pow2i<V>(ns);
+  V small = q * t + (t - T(1));
+  V large = ldexp2(q + T(1), n);
+  V res = select(big, large, small);
+  return select(x == V{}, x, res);  // keep the sign of zero
+}
+
+template <class V> FL_INLINE V vlog(V x) {
+  using Tr = Traits<V>;
+  using T = typename Tr::T;
+  using VI = typename Tr::VI;
+  using C = MathConst<T>;
+  // Subnormals: scale into the normal range and correct the exponent.
+  VI sub = x < C::min_normal;
+  V xs = select(sub, x * C::subnormal_scale, x);
+  VI eadj = iset1<V>(Tr::mant_bits) & sub;
+  VI xi = bits(xs);
+  VI e = ((xi >> Tr::mant_bits) & Tr::exp_mask) - Tr::exp_bias - eadj;
+  V m = from_bits<V>((xi & Tr::mant_mask) | Tr::one_bits);  // [1, 2)
+  VI hi = m > C::sqrt2;
+  m = select(hi, m * T(0.5), m);
+  e = e - hi;  // hi lanes are -1: e + 1
+  V f = (m - T(1)) / (m + T(1));
+  V s = f * f;
+  V p;
+  if constexpr (sizeof(T) == 8) {
+    p = set1<V>(T(1.0 / 19));
+    p = p * s + T(1.0 / 17);
+    p = p * s + T(1.0 / 15);
+    p = p * s + T(1.0 / 13);
+    p = p * s + T(1.0 / 11);
+    p = p * s + T(1.0 / 9);
+    p = p * s + T(1.0 / 7);
+    p = p * s + T(1.0 / 5);
+    p = p * s + T(1.0 / 3);
+  } else {
+    p = set1<V>(T(1.0 / 9));
+    p = p * s + T(1.0 / 7);
+    p = p * s + T(1.0 / 5);
+    p = p * s + T(1.0 / 3);
+  }
+  V f2 = f + f;
+  V logm = (f2 * s) * p + f2;
+  V ef = small_int_to_float<V>(e);
+  V res = ef * C::ln2_hi + (ef * C::ln2_lo + logm);
+  const V inf = set1<V>(__builtin_huge_val());
+  res = select(x == inf, inf, res);
+  res = select(x == V{}, -inf, res);
+  res = select(x < V{}, set1<V>(__builtin_nan("")), res);
+  return select(x != x, x, res);
+}
+
+template <class V> FL_INLINE V vlog1p(V x) {
+  using T = typename Traits<V>::T;
+  V u = x + T(1);
+  V res = vlog(u) * (x / (u - T(1)));
+  res = select(u == T(1), x, res);
+  const V inf = set1<V>(__builtin_huge_val());
+  return select(x == inf, inf, res);
+}
+
+// log(1 + exp(x)), finite for every finite x.
+template <class V> FL_INLINE V vsoftplus(V x) {
+  V pos = select(x > V{}, x, V{});
+  return pos + vlog1p(vexp(-abs(x)));
+}
+// sigmoid via e = exp(-|x|) <= 1: 1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, so that the
+// negative tail keeps full relative accuracy down to the subnormals.
+template <class V> FL_INLINE V vsigmoid(V x) {
+  using T = typename Traits<V>::T;
+  V e = vexp(-abs(x));
+  V r = T(1) / (T(1) + e);
+  return select(x < V{}, e * r, r);
+}
+template <class V> FL_INLINE V vlog_sigmoid(V x) { return -vsoftplus(-x); }

@@ -1,0 +1,827 @@
+"""The shared parametrised matrix: every loss against the reference.
+
+A loss joins the matrix with one row in ``CASES``:
+
+    Case("name", make_args, {params}),
+
+where ``make_args(rng, shape, dtype)`` returns the positional arguments
+(first one differentiated) and the reference function is
+``reference.REFERENCE["name"]``.  Each row is run for every dtype x reduction
+x sample_weight x out= x ISA path x thread count x length, and compared with
+the reference: values, gradients, Hessians under every policy, returned
+dtypes, out= identity, and bit-identical reductions across thread counts and
+runs.  Further sections check derivatives by finite differences, broadcasting,
+dtype rules, nan_policy and extreme inputs for the regression losses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+import reference as ref
+
+THREAD_COUNTS = (1, 2, 7)
+DTYPES = (np.float32, np.float64)
+REDUCTIONS = ("none", "sum", "mean")
+WEIGHTINGS = ("unweighted", "weights", "scalar_weight")
+HESSIANS = ("exact", "clip", "abs", "fisher")
+# Accuracy asked of the kernels, relative to the magnitude of the result.
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+def regression_args(rng, shape, dtype):
+    """pred, target ~ N(0, 3^2); every seventh target equals its pred."""
+    pred = rng.normal(0.0, 3.0, size=shape).astype(dtype)
+    target = rng.normal(0.0, 3.0, size=shape).astype(dtype)
+    if pred.size:
+        target.reshape(-1)[::7] = pred.reshape(-1)[::7]
+    return pred, target
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    make_args: Callable
+    params: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def id(self):
+        extra = "-".join(f"{k}{v}" for k, v in sorted(self.params.items()))
+        return f"{self.name}-{extra}" if extra else self.name
+
+    @property
+    def loss(self):
+        return fl.losses[self.name]
+
+    @property
+    def reference(self):
+        return ref.REFERENCE[self.name]
+
+
+# One row per loss (and per interesting parameter setting).
+CASES = [
+    Case("squared_error", regression_args),
+    Case("absolute_error", regression_args),
+    Case("huber", regression_args, {"delta": 1.0}),
+    Case("huber", regression_args, {"delta": 0.5}),
+    Case("log_cosh", regression_args),
+]
+REGRESSION = [c for c in CASES if c.name in ("squared_error", "absolute_error", "huber", "log_cosh")]
+
+case_param = pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+dtype_param = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+
+
+# --------------------------------------------------------------------------
+# Helpers: expected results and comparisons
+# --------------------------------------------------------------------------
+
+
+def compute_dtype(dtype):
+    """The dtype fastloss computes and returns in, given pred's dtype."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float32 or dtype == np.float16:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def rounded(x, dtype):
+    """x as the kernel sees it: converted to the compute dtype, then float64."""
+    return np.asarray(np.asarray(x).astype(dtype), dtype=np.float64)
+
+
+def policies(case):
+    return [p for p in HESSIANS if p != "fisher" or case.reference["fisher"] is not None]
+
+
+def expected(case, args, reduction="none", sample_weight=None, hessian="exact", hess_floor=1e-6,
+             nan_policy="propagate", params=None):
+    """Reference (value, grad, hess) for a call, in float64.
+
+    Inputs are first rounded to the compute dtype, as the kernels see them.
+    """
+    params = case.params if params is None else params
+    cdt = compute_dtype(np.asarray(args[0]).dtype)
+    a64 = [rounded(a, cdt) for a in args]
+    shape = np.broadcast_shapes(*[a.shape for a in a64])
+    bargs = [np.broadcast_to(a, shape) for a in a64]
+    value, grad, hess = case.reference["fn"](*bargs, **params)
+    hess = ref.apply_hessian_policy(hess, case.name, hessian, hess_floor)
+    w = None if sample_weight is None else np.broadcast_to(rounded(sample_weight, cdt), shape)
+    if nan_policy == "omit":
+        bad = np.zeros(shape, bool)
+        for a in bargs:
+            bad |= np.isnan(a)
+        w = np.where(bad, 0.0, 1.0 if w is None else w)
+        value, grad, hess = (np.where(bad, 0.0, x) for x in (value, grad, hess))
+    reduced = ref.reduce(value, w, reduction)
+    scale = ref.derivative_scale(w, shape, reduction)
+    pred_shape = np.shape(args[0])
+    with np.errstate(invalid="ignore"):
+        g = ref.sum_to_shape(scale * grad, pred_shape)
+        h = ref.sum_to_shape(scale * hess, pred_shape)
+    return reduced, g, h
+
+
+def assert_close(actual, desired, rtol, what="", mask=None):
+    """Elementwise |actual - desired| <= rtol * (|desired| + max|desired|).
+
+    The tolerance is relative to the magnitude of the whole result, so that
+    results near zero (cancellation, tiny Hessians) are held to the accuracy
+    of the large ones.  NaN and inf must sit in the same places.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    desired = np.asarray(desired, dtype=np.float64)
+    assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != {desired.shape}"
+    if mask is not None:
+        actual, desired = actual[mask], desired[mask]
+    nan_a, nan_d = np.isnan(actual), np.isnan(desired)
+    assert np.array_equal(nan_a, nan_d), f"{what}: NaN at {np.flatnonzero(nan_a != nan_d)[:10]}"
+    inf_d = np.isinf(desired)
+    assert np.array_equal(actual[inf_d], desired[inf_d]), f"{what}: inf mismatch"
+    finite = ~(nan_d | inf_d)
+    a, d = actual[finite], desired[finite]
+    if d.size == 0:
+        return
+    scale = max(float(np.max(np.abs(d))), np.finfo(np.float64).tiny)
+    err = np.abs(a - d)
+    tol = rtol * (np.abs(d) + scale)
+    bad = err > tol
+    if bad.any():
+        i = int(np.argmax(err - tol))
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {d.size} elements differ beyond rtol={rtol}; "
+            f"worst actual={a[i]!r} desired={d[i]!r} err={err[i]:.3g} tol={tol[i]:.3g}"
+        )
+
+
+def assert_reduced(value, desired, rtol, what=""):
+    assert isinstance(value, np.float64), f"{what}: {type(value)} is not np.float64"
+    if math.isnan(desired):
+        assert math.isnan(value), f"{what}: expected nan, got {value!r}"
+        return
+    assert value == pytest.approx(desired, rel=rtol), what
+
+
+def same(a, b):
+    """Bit-identical results (NaN equal to NaN)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    return np.float64(a).tobytes() == np.float64(b).tobytes()
+
+
+def hess_kink_mask(case, args):
+    """Elements whose rounded residual may cross huber's |r| == delta.
+
+    The Hessian jumps there, and a residual within one rounding of delta can
+    land on either side in float32; values and gradients are continuous.
+    """
+    if case.name != "huber":
+        return None
+    cdt = compute_dtype(np.asarray(args[0]).dtype)
+    with np.errstate(invalid="ignore"):
+        r = rounded(args[0], cdt) - rounded(args[1], cdt)
+    delta = case.params.get("delta", 1.0)
+    eps = np.finfo(cdt).eps
+    near = np.abs(np.abs(r) - delta) <= 4 * eps * (abs(delta) + np.abs(r))
+    # A broadcast pred element sums many residuals: uncertain if any is.
+    return ref.sum_to_shape(near, np.shape(args[0])) == 0
+
+
+def make_weight(kind, rng, shape, dtype):
+    if kind == "unweighted":
+        return None
+    if kind == "weights":
+        return rng.uniform(0.25, 2.0, size=shape).astype(dtype)
+    if kind == "scalar_weight":
+        return 1.75
+    raise ValueError(kind)
+
+
+def call_all(case, args, reduction, weight, use_out, hessians, **extra):
+    """Every method once; with use_out, preallocated outputs everywhere allowed.
+
+    Returns {key: result}; checks out= identity and output dtypes on the way.
+    """
+    loss = case.loss
+    cdt = compute_dtype(np.asarray(args[0]).dtype)
+    shape = np.broadcast_shapes(*[np.shape(a) for a in args])
+    pred_shape = np.shape(args[0])
+    kw = dict(case.params, reduction=reduction, sample_weight=weight, **extra)
+    res = {}
+
+    def new(s):
+        return np.full(s, -12345.0, dtype=cdt) if use_out else None
+
+    def check_array(x, target_shape, out, what):
+        assert isinstance(x, np.ndarray), f"{what}: {type(x)}"
+        assert x.dtype == cdt, f"{what}: dtype {x.dtype} != {cdt}"
+        assert x.shape == target_shape, f"{what}: shape {x.shape} != {target_shape}"
+        if out is not None:
+            assert x is out, f"{what}: did not return the out= array"
+            assert x.size == 0 or np.shares_memory(x, out)
+
+    def check_value(v, out, what):
+        if reduction == "none":
+            check_array(v, shape, out, what)
+        else:
+            assert isinstance(v, np.float64), f"{what}: {type(v)}"
+
+    out = new(shape) if reduction == "none" else None
+    res["value"] = loss(*args, out=out, **kw)
+    check_value(res["value"], out, "value")
+
+    gout = new(pred_shape)
+    res["grad"] = loss.grad(*args, out=gout, **kw)
+    check_array(res["grad"], pred_shape, gout, "grad")
+
+    out = new(shape) if reduction == "none" else None
+    gout = new(pred_shape)
+    v, g = loss.value_and_grad(*args, out=out, grad_out=gout, **kw)
+    check_value(v, out, "value_and_grad value")
+    check_array(g, pred_shape, gout, "value_and_grad grad")
+    res["vg_value"], res["vg_grad"] = v, g
+
+    for policy in hessians:
+        gout, hout = new(pred_shape), new(pred_shape)
+        g, h = loss.grad_hess(*args, hessian=policy, grad_out=gout, hess_out=hout, **kw)
+        check_array(g, pred_shape, gout, f"grad_hess[{policy}] grad")
+        check_array(h, pred_shape, hout, f"grad_hess[{policy}] hess")
+        res[f"gh_grad_{policy}"], res[f"hess_{policy}"] = g, h
+    return res
+
+
+def compare_with_reference(case, args, reduction, weight, res, rtol, **extra):
+    v_ref, g_ref, _ = expected(case, args, reduction, weight, **extra)
+    for key in ("value", "vg_value"):
+        if reduction == "none":
+            assert_close(res[key], v_ref, rtol, key)
+        else:
+            assert_reduced(res[key], v_ref, rtol, key)
+    for key in ("grad", "vg_grad") + tuple(k for k in res if k.startswith("gh_grad_")):
+        assert_close(res[key], g_ref, rtol, key)
+    mask = hess_kink_mask(case, args)
+    for key in res:
+        if key.startswith("hess_"):
+            policy = key[len("hess_"):]
+            _, _, h_ref = expected(case, args, reduction, weight, hessian=policy, **extra)
+            assert_close(res[key], h_ref, rtol, key, mask=mask)
+
+
+# --------------------------------------------------------------------------
+# The matrix
+# --------------------------------------------------------------------------
+
+
+@case_param
+@dtype_param
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+def test_matrix(case, dtype, reduction, weighting, isa, length, rng):
+    """Reference agreement for every method, out= mode and thread count.
+
+    Reduced values and all returned arrays must be bit-identical across the
+    thread counts, and from one run to the next.
+    """
+    args = case.make_args(rng, (length,), dtype)
+    weight = make_weight(weighting, rng, (length,), dtype)
+    rtol = RTOL[np.dtype(dtype)]
+    pols = policies(case)
+    first = None
+    for use_out in (False, True):
+        for n in THREAD_COUNTS:
+            with fl.threads(n):
+                res = call_all(case, args, reduction, weight, use_out, pols)
+                again = call_all(case, args, reduction, weight, use_out, pols)
+            for key in res:
+                assert same(res[key], again[key]), f"{key}: differs between runs (threads={n})"
+            if first is None:
+                compare_with_reference(case, args, reduction, weight, res, rtol)
+                first = res
+            else:
+                for key in res:
+                    assert same(res[key], first[key]), (
+                        f"{key}: threads={n} out={use_out} differs from threads=1"
+                    )
+
+
+@case_param
+@dtype_param
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_large(case, dtype, reduction, large_length, rng):
+    """10**6 samples: reference agreement and thread-count bit-identity."""
+    args = case.make_args(rng, (large_length,), dtype)
+    weight = make_weight("weights", rng, (large_length,), dtype)
+    rtol = RTOL[np.dtype(dtype)]
+    pols = ["exact"]
+    results = []
+    for n in THREAD_COUNTS:
+        with fl.threads(n):
+            results.append(call_all(case, args, reduction, weight, n == 2, pols))
+    compare_with_reference(case, args, reduction, weight, results[0], rtol)
+    for res in results[1:]:
+        for key in res:
+            assert same(res[key], results[0][key]), key
+    with fl.threads(7):
+        again = call_all(case, args, reduction, weight, False, pols)
+    for key in again:
+        assert same(again[key], results[0][key]), key
+
+
+@case_param
+@dtype_param
+def test_large_unweighted_reductions_bit_identical(case, dtype, large_length, rng):
+    args = case.make_args(rng, (large_length,), dtype)
+    for reduction in ("sum", "mean"):
+        values = []
+        for n in THREAD_COUNTS + (1,):
+            with fl.threads(n):
+                values.append(case.loss(*args, reduction=reduction, **case.params))
+        assert all(v == values[0] for v in values), (reduction, values)
+        desired, _, _ = expected(case, args, reduction)
+        assert_reduced(values[0], desired, RTOL[np.dtype(dtype)], reduction)
+
+
+@case_param
+@dtype_param
+def test_isa_paths_agree_with_baseline(case, dtype, rng):
+    isas = list(fl._core.supported_isas())
+    assert "baseline" in isas
+    n = 3 * int(fl.show_config(mode="dicts")["block_size"]) + 13
+    args = case.make_args(rng, (n,), dtype)
+    weight = make_weight("weights", rng, (n,), dtype)
+    rtol = RTOL[np.dtype(dtype)]
+    results = {}
+    for name in isas:
+        previous = fl._set_isa(name)
+        try:
+            assert fl._core.active_isa() == name
+            results[name] = {
+                red: call_all(case, args, red, weight, False, policies(case)) for red in REDUCTIONS
+            }
+        finally:
+            fl._set_isa(previous)
+    base = results["baseline"]
+    mask = hess_kink_mask(case, args)
+    for name in isas:
+        for red in REDUCTIONS:
+            for key, value in results[name][red].items():
+                what = f"{name} vs baseline, {red}, {key}"
+                if red != "none" and "value" in key:
+                    assert value == pytest.approx(base[red][key], rel=2 * rtol), what
+                else:
+                    assert_close(value, base[red][key], 2 * rtol, what,
+                                 mask=mask if key.startswith("hess") else None)
+
+
+def test_set_isa_restores_and_rejects_unknown():
+    previous = fl._set_isa("baseline")
+    try:
+        assert fl._core.active_isa() == "baseline"
+        assert fl.show_config(mode="dicts")["isa"]["active"] == "baseline"
+    finally:
+        assert fl._set_isa(previous) == "baseline"
+    assert fl._core.active_isa() == previous
+    with pytest.raises(ValueError):
+        fl._set_isa("no_such_isa")
+    assert fl._core.active_isa() == previous
+
+
+# --------------------------------------------------------------------------
+# Finite differences of fastloss against itself (float64)
+# --------------------------------------------------------------------------
+
+
+def central_difference(f, x, h):
+    return (-f(x + 2 * h) + 8 * f(x + h) - 8 * f(x - h) + f(x - 2 * h)) / (12 * h)
+
+
+def fd_points(case, rng, n=2000, margin=1e-3):
+    pred, target = case.make_args(rng, (n,), np.float64)
+    r = pred - target
+    keep = np.ones(n, bool)
+    if case.name == "absolute_error":
+        keep &= np.abs(r) > margin
+    if case.name == "huber":
+        keep &= np.abs(np.abs(r) - case.params["delta"]) > margin
+    return pred[keep], target[keep]
+
+
+@case_param
+def test_grad_is_finite_difference_of_value(case, isa, rng):
+    pred, target = fd_points(case, rng)
+    h = 1e-4
+    fd = central_difference(lambda p: case.loss(p, target, **case.params), pred, h)
+    grad = case.loss.grad(pred, target, **case.params)
+    assert_close(grad, fd, 1e-7, "grad vs FD of value")
+
+
+@case_param
+def test_hess_is_finite_difference_of_grad(case, isa, rng):
+    pred, target = fd_points(case, rng)
+    h = 1e-4
+    fd = central_difference(lambda p: case.loss.grad(p, target, **case.params), pred, h)
+    _, hess = case.loss.grad_hess(pred, target, **case.params)
+    assert_close(hess, fd, 1e-7, "hess vs FD of grad")
+
+
+@case_param
+@pytest.mark.parametrize("reduction", ("sum", "mean"))
+def test_reduced_grad_is_finite_difference_of_reduced_value(case, reduction, rng):
+    pred, target = fd_points(case, rng, n=40)
+    weight = rng.uniform(0.5, 2.0, size=pred.shape)
+    kw = dict(case.params, reduction=reduction, sample_weight=weight)
+    grad = case.loss.grad(pred, target, **kw)
+    h = 1e-4
+    for i in range(0, pred.size, 5):
+
+        def at(x, i=i):
+            p = pred.copy()
+            p[i] = x
+            return case.loss(p, target, **kw)
+
+        fd = central_difference(np.vectorize(at), np.array(pred[i]), h)
+        assert grad[i] == pytest.approx(float(fd), rel=1e-6, abs=1e-9), i
+
+
+# --------------------------------------------------------------------------
+# Broadcasting and memory layouts
+# --------------------------------------------------------------------------
+
+regression_param = pytest.mark.parametrize("case", REGRESSION, ids=lambda c: c.id)
+
+
+def check_call(case, args, reduction="none", weight=None, rtol=None):
+    cdt = compute_dtype(np.asarray(args[0]).dtype)
+    rtol = RTOL[cdt] if rtol is None else rtol
+    res = call_all(case, args, reduction, weight, False, policies(case))
+    compare_with_reference(case, args, reduction, weight, res, rtol)
+    return res
+
+
+@regression_param
+@dtype_param
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_scalar_target(case, dtype, reduction, rng):
+    pred, _ = case.make_args(rng, (50,), dtype)
+    for target in (0.75, np.float64(-1.5), np.array(2.0, dtype=dtype), 3):
+        check_call(case, (pred, target), reduction)
+
+
+@regression_param
+@dtype_param
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+def test_outer_broadcast(case, dtype, reduction, weighting, rng):
+    # (N, 1) vs (1, M): the loss is (N, M); the gradient is summed over M.
+    pred = rng.normal(0, 3, (37, 1)).astype(dtype)
+    target = rng.normal(0, 3, (1, 29)).astype(dtype)
+    weight = make_weight(weighting, rng, (37, 29), dtype)
+    res = check_call(case, (pred, target), reduction, weight)
+    assert res["grad"].shape == (37, 1)
+    # The other way round: target (N, 1), pred (1, M).
+    check_call(case, (target.reshape(29, 1).copy(), pred.reshape(1, 37).copy()), reduction, weight.T if
+               isinstance(weight, np.ndarray) else weight)
+
+
+@regression_param
+def test_outer_broadcast_large_thread_identity(case, rng):
+    pred = rng.normal(0, 3, (1100, 1))
+    target = rng.normal(0, 3, (1, 1000))
+    results = []
+    for n in THREAD_COUNTS:
+        with fl.threads(n):
+            results.append((case.loss(pred, target, reduction="mean", **case.params),
+                            case.loss.grad(pred, target, reduction="sum", **case.params)))
+    for v, g in results[1:]:
+        assert v == results[0][0]
+        assert same(g, results[0][1])
+    check_call(case, (pred, target), "sum")
+
+
+@regression_param
+@dtype_param
+def test_zero_dim(case, dtype):
+    pred = np.array(1.25, dtype=dtype)
+    target = np.array(-0.5, dtype=dtype)
+    value = case.loss(pred, target, **case.params)
+    assert np.shape(value) == ()
+    assert np.asarray(value).dtype == compute_dtype(dtype)
+    v_ref, g_ref, h_ref = expected(case, (pred, target))
+    assert float(value) == pytest.approx(float(v_ref), rel=RTOL[np.dtype(dtype)])
+    grad = case.loss.grad(pred, target, **case.params)
+    assert np.shape(grad) == ()
+    assert float(grad) == pytest.approx(float(g_ref), rel=RTOL[np.dtype(dtype)])
+    for reduction in ("sum", "mean"):
+        v = case.loss(pred, target, reduction=reduction, **case.params)
+        assert isinstance(v, np.float64)
+        assert v == pytest.approx(float(v_ref), rel=RTOL[np.dtype(dtype)])
+    # Python scalars on both sides compute in float64.
+    value = case.loss(1.25, -0.5, **case.params)
+    assert np.asarray(value).dtype == np.float64
+    assert float(value) == pytest.approx(float(expected(case, (np.float64(1.25), -0.5))[0]), rel=1e-12)
+
+
+@regression_param
+@dtype_param
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_stride_zero_operands(case, dtype, reduction, rng):
+    n = 3 * int(fl.show_config(mode="dicts")["block_size"]) + 5
+    pred, _ = case.make_args(rng, (n,), dtype)
+    target = np.broadcast_to(np.asarray(0.3, dtype=dtype), (n,))
+    weight = np.broadcast_to(np.asarray(1.5, dtype=dtype), (n,))
+    assert target.strides == (0,)
+    check_call(case, (pred, target), reduction, weight)
+    # A stride-0 pred is a full-shape operand: its gradient is not summed.
+    pred0 = np.broadcast_to(np.asarray(0.9, dtype=dtype), (n,))
+    _, target_full = case.make_args(rng, (n,), dtype)
+    res = check_call(case, (pred0, target_full), reduction)
+    assert res["grad"].shape == (n,)
+
+
+@regression_param
+@dtype_param
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_non_contiguous_and_fortran(case, dtype, reduction, rng):
+    base_p, base_t = case.make_args(rng, (2 * 1001,), dtype)
+    w = rng.uniform(0.5, 2.0, 3 * 1001).astype(dtype)
+    check_call(case, (base_p[::2], base_t[1::2]), reduction, w[::3])
+    check_call(case, (base_p[::-2], base_t[::2]), reduction, w[::-3])
+    p2 = np.asfortranarray(rng.normal(0, 3, (31, 17)).astype(dtype))
+    t2 = np.asfortranarray(rng.normal(0, 3, (31, 17)).astype(dtype))
+    w2 = np.ascontiguousarray(rng.uniform(0.5, 2, (31, 17)).astype(dtype))
+    assert p2.flags.f_contiguous and not p2.flags.c_contiguous
+    res = check_call(case, (p2, t2), reduction, w2)
+    # Transposed views and a mix of layouts.
+    check_call(case, (p2.T, np.ascontiguousarray(t2.T)), reduction, w2.T)
+    check_call(case, (p2[::2, ::3], t2[::2, ::3]), reduction)
+    if reduction == "none":
+        # out= in C order for a Fortran-ordered input: exact shape is enough.
+        out = np.empty((31, 17), dtype=dtype)
+        assert case.loss(p2, t2, out=out, **case.params) is out
+        assert_close(out, res["value"], RTOL[np.dtype(dtype)], "fortran out")
+
+
+@regression_param
+def test_read_only_inputs(case, rng):
+    pred, target = case.make_args(rng, (257,), np.float64)
+    weight = rng.uniform(0.5, 2.0, 257)
+    for a in (pred, target, weight):
+        a.flags.writeable = False
+    for reduction in REDUCTIONS:
+        check_call(case, (pred, target), reduction, weight)
+
+
+@regression_param
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_python_lists(case, reduction):
+    pred = [0.5, -2.0, 3.0, 1.0]
+    target = [0.0, 1.0, 3.0, -0.25]
+    res = check_call(case, (pred, target), reduction)
+    assert res["grad"].dtype == np.float64
+
+
+def test_byte_swapped_input():
+    pred = np.array([0.5, -2.0, 3.0], dtype=">f8")
+    target = np.array([0.0, 1.0, 2.5], dtype="<f8")
+    value = fl.squared_error(pred, target)
+    np.testing.assert_array_equal(value, [0.25, 9.0, 0.25])
+    assert value.dtype == np.float64
+
+
+# --------------------------------------------------------------------------
+# dtype rules
+# --------------------------------------------------------------------------
+
+
+@regression_param
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_float16_pred_computes_in_float32(case, reduction, rng):
+    pred = rng.normal(0, 3, 300).astype(np.float16)
+    target = rng.normal(0, 3, 300).astype(np.float16)
+    res = check_call(case, (pred, target), reduction)
+    assert res["grad"].dtype == np.float32
+
+
+@regression_param
+@pytest.mark.parametrize("pred_dtype", [np.int8, np.int32, np.int64, np.uint16, np.bool_])
+def test_integer_and_bool_pred_compute_in_float64(case, pred_dtype, rng):
+    pred = rng.integers(0, 2 if pred_dtype is np.bool_ else 5, 100).astype(pred_dtype)
+    target = rng.normal(0, 3, 100)
+    for reduction in REDUCTIONS:
+        res = check_call(case, (pred, target), reduction)
+        assert res["grad"].dtype == np.float64
+
+
+@regression_param
+@pytest.mark.parametrize("target_dtype", [np.float64, np.float16, np.int16, np.uint8, np.bool_])
+def test_float32_pred_keeps_float32(case, target_dtype, rng):
+    pred = rng.normal(0, 3, 200).astype(np.float32)
+    target = (rng.normal(0, 3, 200) if np.dtype(target_dtype).kind == "f"
+              else rng.integers(0, 2, 200)).astype(target_dtype)
+    weight = rng.uniform(0.5, 2, 200)  # float64 weights do not promote either
+    for reduction in REDUCTIONS:
+        res = check_call(case, (pred, target), reduction, weight)
+        assert res["grad"].dtype == np.float32
+        if reduction == "none":
+            assert res["value"].dtype == np.float32
+
+
+@regression_param
+def test_mixed_precision_rounds_target_to_compute_dtype(case):
+    # target is converted to float32 before the subtraction, so the float64
+    # target and its float32 rounding give bit-identical results.
+    target = np.array([1.0 + 2.0**-30, -3.0 - 2.0**-28, 0.1, 2.5], dtype=np.float64)
+    pred = np.array([1.0, -3.0, 0.7, -1.25], dtype=np.float32)
+    value = case.loss(pred, target, **case.params)
+    assert value.dtype == np.float32
+    assert same(value, case.loss(pred, target.astype(np.float32), **case.params))
+    grad = case.loss.grad(pred, target, **case.params)
+    assert same(grad, case.loss.grad(pred, target.astype(np.float32), **case.params))
+
+
+# --------------------------------------------------------------------------
+# nan_policy
+# --------------------------------------------------------------------------
+
+
+def with_nans(rng, dtype, n=64):
+    pred, target = regression_args(rng, (n,), dtype)
+    pred[[3, 17]] = np.nan
+    target[[5, 17, 40]] = np.nan
+    bad = np.isnan(pred) | np.isnan(target)
+    return pred, target, bad
+
+
+@regression_param
+@dtype_param
+def test_nan_propagate(case, dtype, rng):
+    pred, target, bad = with_nans(rng, dtype)
+    value = case.loss(pred, target, **case.params)
+    assert np.isnan(value[bad]).all()
+    assert not np.isnan(value[~bad]).any()
+    v_ref, g_ref, _ = expected(case, (pred, target))
+    assert_close(value, v_ref, RTOL[np.dtype(dtype)], "value")
+    grad = case.loss.grad(pred, target, **case.params)
+    assert np.isnan(grad[bad]).all(), "a NaN input must not get a finite gradient"
+    assert_close(grad[~bad], g_ref[~bad], RTOL[np.dtype(dtype)], "grad")
+    for reduction in ("sum", "mean"):
+        assert math.isnan(case.loss(pred, target, reduction=reduction, **case.params))
+    # The default is "propagate".
+    explicit = case.loss(pred, target, nan_policy="propagate", **case.params)
+    assert same(explicit, value)
+
+
+@regression_param
+def test_nan_raise_names_the_argument(case, rng):
+    pred, target = regression_args(rng, (40,), np.float64)
+    for method in (case.loss, case.loss.grad, case.loss.value_and_grad, case.loss.grad_hess):
+        p = pred.copy()
+        p[7] = np.nan
+        with pytest.raises(ValueError, match="pred"):
+            method(p, target, nan_policy="raise", **case.params)
+        t = target.copy()
+        t[30] = np.nan
+        with pytest.raises(ValueError, match="target"):
+            method(pred, t, nan_policy="raise", **case.params)
+        # No NaN: same result as "propagate".
+        assert same(np.asarray(method(pred, target, nan_policy="raise", **case.params)[0]),
+                    np.asarray(method(pred, target, **case.params)[0]))
+
+
+def test_nan_raise_large_input_from_any_block(rng):
+    n = 5 * int(fl.show_config(mode="dicts")["block_size"]) + 3
+    pred, target = regression_args(rng, (n,), np.float64)
+    pred[n - 1] = np.nan  # in the ragged last block
+    for t in THREAD_COUNTS:
+        with fl.threads(t), pytest.raises(ValueError, match="pred"):
+            fl.squared_error(pred, target, nan_policy="raise", reduction="sum")
+
+
+@regression_param
+@dtype_param
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighting", ("unweighted", "weights"))
+def test_nan_omit(case, dtype, reduction, weighting, rng):
+    pred, target, bad = with_nans(rng, dtype)
+    weight = make_weight(weighting, rng, pred.shape, dtype)
+    rtol = RTOL[np.dtype(dtype)]
+    kw = dict(case.params, reduction=reduction, sample_weight=weight, nan_policy="omit")
+    value = case.loss(pred, target, **kw)
+    v_ref, g_ref, h_ref = expected(case, (pred, target), reduction, weight, nan_policy="omit")
+    if reduction == "none":
+        assert np.array_equal(value[bad], np.zeros(bad.sum())), "omitted samples contribute 0"
+        assert_close(value, v_ref, rtol, "value")
+    else:
+        assert_reduced(value, v_ref, rtol, "value")
+    grad, hess = case.loss.grad_hess(pred, target, **kw)
+    assert np.array_equal(grad[bad], np.zeros(bad.sum()))
+    assert np.array_equal(hess[bad], np.zeros(bad.sum()))
+    assert_close(grad, g_ref, rtol, "grad")
+    assert_close(hess, h_ref, rtol, "hess", mask=hess_kink_mask(case, (pred, target)))
+    if reduction == "mean":
+        # The omitted samples are out of the denominator too.
+        keep = ~bad
+        w = np.ones(pred.shape) if weight is None else weight
+        clean = case.loss(pred[keep], target[keep], reduction="mean",
+                          sample_weight=w[keep], **case.params)
+        assert value == pytest.approx(clean, rel=rtol)
+
+
+def test_nan_omit_all_nan_mean_is_nan():
+    pred = np.full(5, np.nan)
+    assert math.isnan(fl.squared_error(pred, np.zeros(5), reduction="mean", nan_policy="omit"))
+    assert fl.squared_error(pred, np.zeros(5), reduction="sum", nan_policy="omit") == 0.0
+
+
+# --------------------------------------------------------------------------
+# Extreme values, empty inputs
+# --------------------------------------------------------------------------
+
+EXTREMES = {
+    np.dtype(np.float32): [1e4, -1e4, 3e4, -3e4],
+    np.dtype(np.float64): [1e4, -1e4, 1e30, -1e30, 1e300, -1e300],
+}
+
+
+@pytest.mark.parametrize("case", [c for c in REGRESSION if c.name != "squared_error"],
+                         ids=lambda c: c.id)
+@dtype_param
+def test_extreme_residuals_give_finite_results(case, dtype, isa):
+    big = np.array(EXTREMES[np.dtype(dtype)] * 5, dtype=dtype)  # > one vector of each
+    target = np.zeros_like(big)
+    for args in ((big, target), (target, big)):
+        value = case.loss(*args, **case.params)
+        grad, hess = case.loss.grad_hess(*args, **case.params)
+        assert np.isfinite(value).all(), value
+        assert np.isfinite(grad).all(), grad
+        assert np.isfinite(hess).all(), hess
+        v_ref, g_ref, h_ref = expected(case, args)
+        assert_close(value, v_ref, RTOL[np.dtype(dtype)], "value")
+        assert_close(grad, g_ref, RTOL[np.dtype(dtype)], "grad")
+        assert_close(hess, h_ref, RTOL[np.dtype(dtype)], "hess")
+
+
+def test_squared_error_large_but_representable(isa):
+    pred = np.array([1e4, -1e4, 1e30, -1e30] * 5)
+    value, grad = fl.squared_error.value_and_grad(pred, np.zeros_like(pred))
+    assert np.isfinite(value).all() and np.isfinite(grad).all()
+    assert_close(value, pred**2, 1e-15, "value")
+    assert_close(grad, 2 * pred, 1e-15, "grad")
+
+
+@regression_param
+@dtype_param
+def test_infinite_inputs(case, dtype):
+    pred = np.array([np.inf, -np.inf, np.inf, 1.0], dtype=dtype)
+    target = np.array([0.0, 0.0, np.inf, np.inf], dtype=dtype)
+    value = case.loss(pred, target, **case.params)
+    v_ref, _, _ = expected(case, (pred, target))
+    assert_close(value, v_ref, RTOL[np.dtype(dtype)], "value")
+
+
+@case_param
+@dtype_param
+def test_empty_shapes(case, dtype):
+    for shape in [(0,), (3, 0), (0, 5)]:
+        pred = np.zeros(shape, dtype)
+        target = np.zeros(shape, dtype)
+        value = case.loss(pred, target, **case.params)
+        assert value.shape == shape and value.dtype == dtype
+        assert case.loss(pred, target, reduction="sum", **case.params) == 0.0
+        assert math.isnan(case.loss(pred, target, reduction="mean", **case.params))
+        grad, hess = case.loss.grad_hess(pred, target, reduction="mean", **case.params)
+        assert grad.shape == shape and hess.shape == shape
+
+
+@regression_param
+def test_sum_of_none_equals_sum(case, rng):
+    pred, target = regression_args(rng, (10007,), np.float64)
+    weight = rng.uniform(0.5, 2.0, 10007)
+    per_sample = case.loss(pred, target, sample_weight=weight, **case.params)
+    total = case.loss(pred, target, reduction="sum", sample_weight=weight, **case.params)
+    mean = case.loss(pred, target, reduction="mean", sample_weight=weight, **case.params)
+    assert total == pytest.approx(math.fsum(per_sample), rel=1e-13)
+    assert mean == pytest.approx(math.fsum(per_sample) / math.fsum(weight), rel=1e-13)
+
+
+def test_huber_delta_not_representable_in_float32(rng):
+    pred, target = regression_args(rng, (500,), np.float32)
+    case = Case("huber", regression_args, {"delta": 0.3})
+    check_call(case, (pred, target), "none")
+    check_call(case, (pred, target), "mean")
+
+
+def test_huber_delta_changes_result(rng):
+    pred, target = regression_args(rng, (100,), np.float64)
+    a = fl.huber(pred, target, delta=0.5)
+    b = fl.huber(pred, target, delta=2.0)
+    assert not np.array_equal(a, b)
+    assert same(fl.huber(pred, target), fl.huber(pred, target, delta=1.0))
