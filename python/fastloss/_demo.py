@@ -260,7 +260,8 @@ def _config_line(dtype: np.dtype, size: int, repeat: int) -> str:
     return (
         f"fastloss {config.get('version', '?')} | ISA {isa.get('active', '?')}"
         f" (supported: {supported}) | {omp} | threads {fl.get_num_threads()}\n"
-        f"NumPy {np.__version__} | {size:,} elements of {dtype.name} | best of {repeat} runs"
+        f"NumPy {np.__version__} | {size:,} elements of {dtype.name}"
+        f" | best of {repeat} run{'s' if repeat != 1 else ''}"
     )
 
 
