@@ -50,9 +50,16 @@ py::object reduce_to(const py::array& full, const py::array& like) {
     if (!in.first) continue;
     py::object bad = np.attr("isnan")(in.first.attr("astype")("float64", py::arg("copy") = false));
     if (bad.attr("any")().cast<bool>()) {
-      py::object where = np.attr("unravel_index")(np.attr("argmax")(bad), in.first.attr("shape"));
-      throw py::value_error(std::string(in.second) + " contains NaN (first at index " +
-                            std::string(py::str(where)) + ") and nan_policy='raise'");
+      py::tuple where = np.attr("unravel_index")(np.attr("argmax")(bad), in.first.attr("shape"));
+      std::string idx = "(";
+      for (std::size_t k = 0; k < where.size(); ++k) {
+        idx += std::to_string(where[k].cast<std::int64_t>());
+        idx += (where.size() == 1 || k + 1 < where.size()) ? "," : "";
+        if (k + 1 < where.size()) idx += " ";
+      }
+      idx += ")";
+      throw py::value_error(std::string(in.second) + " contains NaN (first at index " + idx +
+                            ") and nan_policy='raise'");
     }
   }
   throw py::value_error("an input contains NaN and nan_policy='raise'");
