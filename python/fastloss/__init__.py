@@ -12,18 +12,22 @@ from types import MappingProxyType
 from . import _core
 from ._config import (_apply_env_isa, _set_isa, get_num_threads, set_num_threads, show_config,
                       threads)
+from ._binary import LOSSES as _BINARY
+from ._binary import sigmoid_cross_entropy
 from ._loss import Loss
 from ._regression import LOSSES as _REGRESSION
 from ._regression import absolute_error, huber, log_cosh, squared_error
+from ._weights import ClassCounts, class_weight
 
 __version__ = _core.__version__
 
 _apply_env_isa()
 
-losses = MappingProxyType({loss.name: loss for loss in _REGRESSION})
+losses = MappingProxyType({loss.name: loss for loss in _REGRESSION + _BINARY})
 """Every registered loss, by name."""
 
 __all__ = [
     "Loss", "losses", "show_config", "set_num_threads", "get_num_threads", "threads",
-    "squared_error", "absolute_error", "huber", "log_cosh", "__version__",
+    "squared_error", "absolute_error", "huber", "log_cosh", "sigmoid_cross_entropy",
+    "class_weight", "ClassCounts", "__version__",
 ]

@@ -57,7 +57,8 @@ class Loss:
     """
 
     def __init__(self, name: str, *, family: str, kernel_id: int, params: Mapping[str, Any],
-                 parse: ParamParser, has_fisher: bool, formula: str, doc: str = ""):
+                 parse: Optional[ParamParser] = None, prepare: Optional[Callable] = None,
+                 has_fisher: bool, formula: str, doc: str = ""):
         self.name = name
         self.family = family
         self.params = dict(params)
@@ -65,6 +66,9 @@ class Loss:
         self.has_fisher = has_fisher
         self._kernel_id = kernel_id
         self._parse = parse
+        # prepare(pred, target, sample_weight, params) -> (values, aux, aux_name, factor_active)
+        # for losses whose parameters depend on the data (class weights, per-element arrays).
+        self._prepare = prepare
         self.__doc__ = doc or formula
         self.__name__ = name
         self.__qualname__ = name
@@ -117,9 +121,14 @@ class Loss:
             raise ValueError(f"hessian='fisher' is not defined for {self.name}; "
                              "use 'exact', 'clip' or 'abs'")
         floor = finite_param(hess_floor, "hess_floor") if policy == 1 else 0.0
-        values = self._parse(params) if params or self.params else ()
-        v, g, h = _core.elementwise(self._kernel_id, pred, target, sample_weight, values, red,
-                                    want, out, grad_out, hess_out, policy, floor, nan)
+        if self._prepare is not None:
+            values, aux, aux_name, factor = self._prepare(pred, target, sample_weight, params)
+        else:
+            values = self._parse(params) if params or self.params else ()
+            aux, aux_name, factor = None, "", False
+        v, g, h = _core.elementwise(self._kernel_id, pred, target, sample_weight, aux, aux_name,
+                                    factor, values, red, want, out, grad_out, hess_out, policy,
+                                    floor, nan)
         if red and v is not None:
             v = np.float64(v)
         return v, g, h

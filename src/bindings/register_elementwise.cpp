@@ -66,6 +66,7 @@ py::object reduce_to(const py::array& full, const py::array& like) {
 }
 
 py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::handle weight_o,
+                      py::handle aux_o, const char* aux_name, bool factor_active,
                       const std::vector<double>& params, int reduction, int want, py::handle out_o,
                       py::handle grad_out_o, py::handle hess_out_o, int hess_policy,
                       double hess_floor, int nan_policy) {
@@ -81,6 +82,14 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
     weight = as_array(weight_o, "sample_weight");
     source_type(weight, "sample_weight");
   }
+  py::array aux = null_array();
+  if (active_table().has_aux[loss]) {
+    if (aux_o.is_none()) throw py::value_error(std::string(aux_name) + " is required");
+    aux = as_array(aux_o, aux_name);
+    source_type(aux, aux_name);
+  } else if (!aux_o.is_none()) {
+    throw py::value_error("this loss takes no per-element parameter");
+  }
   const std::int64_t n = product(shape);
   const int nd = static_cast<int>(shape.size());
   if (nd > kMaxDims) throw py::value_error("pred has too many dimensions");
@@ -95,9 +104,10 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
   set_operand(c.pred, pred, shape, "pred");
   set_operand(c.target, target, shape, "target");
   if (weight) set_operand(c.weight, weight, shape, "sample_weight");
+  if (aux) set_operand(c.aux, aux, shape, aux_name);
 
   std::vector<std::pair<py::array, const char*>> taken = {
-      {pred, "pred"}, {target, "target"}, {weight, "sample_weight"}};
+      {pred, "pred"}, {target, "target"}, {weight, "sample_weight"}, {aux, aux_name}};
 
   // Outputs.
   py::array value = null_array(), grad = null_array(), hess = null_array();
@@ -149,7 +159,7 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
       has_nan = run_weight_pass(c, true).n_valid < n;
     }
     if (!has_nan) {
-      if (reduction == kMean && (weight || nan_policy == kOmit)) {
+      if (reduction == kMean && (weight || nan_policy == kOmit || factor_active)) {
         denom = run_weight_pass(c, nan_policy == kOmit).weight_sum;
       }
       if (reduction == kMean) c.gscale = 1.0 / denom;
@@ -181,7 +191,8 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
 
 void register_elementwise(py::module_& m) {
   m.def("elementwise", &elementwise, py::arg("loss"), py::arg("pred"), py::arg("target"),
-        py::arg("sample_weight"), py::arg("params"), py::arg("reduction"), py::arg("want"),
+        py::arg("sample_weight"), py::arg("aux"), py::arg("aux_name"), py::arg("factor_active"),
+        py::arg("params"), py::arg("reduction"), py::arg("want"),
         py::arg("out"), py::arg("grad_out"), py::arg("hess_out"), py::arg("hess_policy"),
         py::arg("hess_floor"), py::arg("nan_policy"),
         "Run an elementwise loss kernel (internal; use the fastloss.Loss objects).");

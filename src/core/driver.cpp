@@ -177,11 +177,13 @@ inline int thread_id() {
 
 // Resolves the input pointers of one block: direct views, the thread's broadcast scalar
 // buffer, or the thread's gather buffer.
+constexpr int kInputs = 4;  // pred, target, weight, aux
+
 template <class T>
 struct InputPlan {
-  Access acc[3];
-  const Operand* ops[3];
-  int slot[3];  // scratch slot, -1 for none
+  Access acc[kInputs];
+  const Operand* ops[kInputs];
+  int slot[kInputs];  // scratch slot, -1 for none
 };
 
 template <class T>
@@ -194,8 +196,8 @@ struct Run {
   int nbuf = 0;
 
   explicit Run(const ElemCall& call) : c(call) {
-    const Operand* ops[3] = {&c.pred, &c.target, &c.weight};
-    for (int k = 0; k < 3; ++k) {
+    const Operand* ops[kInputs] = {&c.pred, &c.target, &c.weight, &c.aux};
+    for (int k = 0; k < kInputs; ++k) {
       in.ops[k] = ops[k];
       in.acc[k] = input_access<T>(c, *ops[k]);
       in.slot[k] = (in.acc[k] == Access::scalar || in.acc[k] == Access::gathered) ? nbuf++ : -1;
@@ -213,7 +215,7 @@ struct Run {
   }
 
   void prepare_thread(char* tbase) const {
-    for (int k = 0; k < 3; ++k) {
+    for (int k = 0; k < kInputs; ++k) {
       if (in.acc[k] == Access::scalar) {
         const T v = convert_one<T>(in.ops[k]->src, in.ops[k]->data);
         T* b = buf(tbase, in.slot[k]);
@@ -282,6 +284,7 @@ void run_typed(ElemCall& c) {
       blk.pred = run.input(tbase, 0, start, count);
       blk.target = run.input(tbase, 1, start, count);
       blk.weight = run.input(tbase, 2, start, count);
+      blk.aux = run.input(tbase, 3, start, count);
       blk.value = run.output(tbase, 0, start);
       blk.grad = run.output(tbase, 1, start);
       blk.hess = run.output(tbase, 2, start);
@@ -309,8 +312,8 @@ WeightResult weight_typed(const ElemCall& c, bool omit_nan) {
   std::vector<double> wsum(nblocks);
   std::vector<std::int64_t> nvalid(nblocks);
   WeightFn<T> fn;
-  if constexpr (sizeof(T) == 4) fn = c.table->weight_f32;
-  else fn = c.table->weight_f64;
+  if constexpr (sizeof(T) == 4) fn = c.table->weight_f32[c.loss];
+  else fn = c.table->weight_f64[c.loss];
   // Only the inputs are read; pred and target take part in the NaN check.
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -328,7 +331,9 @@ WeightResult weight_typed(const ElemCall& c, bool omit_nan) {
       blk.pred = run.input(tbase, 0, start, count);
       blk.target = run.input(tbase, 1, start, count);
       blk.weight = run.input(tbase, 2, start, count);
+      blk.aux = nullptr;
       blk.n = count;
+      blk.params = c.params;
       blk.omit_nan = omit_nan;
       blk.weight_sum = &wsum[b];
       blk.n_valid = &nvalid[b];
@@ -353,7 +358,7 @@ double pairwise_sum(const double* x, std::int64_t n) {
 }
 
 void coalesce_dims(ElemCall& c) {
-  Operand* ins[3] = {&c.pred, &c.target, &c.weight};
+  Operand* ins[4] = {&c.pred, &c.target, &c.weight, &c.aux};
   OutOperand* outs[3] = {&c.value, &c.grad, &c.hess};
   // Drop size-1 dims.
   int nd = 0;

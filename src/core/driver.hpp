@@ -41,7 +41,7 @@ struct ElemCall {
   std::int64_t n = 0;
   int ndim = 0;
   std::int64_t shape[kMaxDims] = {};
-  Operand pred, target, weight;
+  Operand pred, target, weight, aux;
   OutOperand value, grad, hess;
   int mode = 0;  // ModeBits
   double params[kMaxParams] = {};

@@ -35,6 +35,7 @@ struct ElemBlock {
   const T* pred;
   const T* target;
   const T* weight;  // null unless kWeighted
+  const T* aux;     // the loss's per-element parameter (e.g. pos_weight), null if it has none
   T* value;         // null unless kValueArray
   T* grad;          // null unless kGrad
   T* hess;          // null unless kHess
@@ -52,7 +53,9 @@ struct WeightBlock {
   const T* pred;
   const T* target;
   const T* weight;  // may be null (weight 1)
+  const T* aux;
   std::int64_t n;
+  const double* params;
   bool omit_nan;
   double* weight_sum;
   std::int64_t* n_valid;
@@ -77,8 +80,11 @@ struct KernelTable {
   int vec_bytes;
   ElemFn<float> elem_f32[kNumElementwise][kModeCount];
   ElemFn<double> elem_f64[kNumElementwise][kModeCount];
-  WeightFn<float> weight_f32;
-  WeightFn<double> weight_f64;
+  // Per loss: the sum of effective weights (sample weight x the loss's weight factor).
+  WeightFn<float> weight_f32[kNumElementwise];
+  WeightFn<double> weight_f64[kNumElementwise];
+  bool has_weight_factor[kNumElementwise];
+  bool has_aux[kNumElementwise];
   void (*math_f32[kNumMathFn])(const float*, float*, std::int64_t) noexcept;
   void (*math_f64[kNumMathFn])(const double*, double*, std::int64_t) noexcept;
 };

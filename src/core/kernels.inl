@@ -34,7 +34,9 @@ struct ElemStep {
   static constexpr bool kVal = kVArr || kVSum;
   static constexpr bool kG = (MODE & kGrad) != 0;
   static constexpr bool kH = (MODE & kHess) != 0;
-  static constexpr bool kW = (MODE & kWeighted) != 0;
+  static constexpr bool kWIn = (MODE & kWeighted) != 0;
+  // A loss with a weight factor (class weights read from the target) is always weighted.
+  static constexpr bool kW = kWIn || Loss::has_weight_factor;
   static constexpr bool kOmit = (MODE & kOmitNaN) != 0;
 
   const typename Loss::template Params<T> p;
@@ -51,17 +53,21 @@ struct ElemStep {
         abs_mask(b.hess_policy == kHessAbs ? ~iset1<V>(Tr::sign_mask) : iset1<V>(-1)),
         fisher(b.hess_policy == kHessFisher) {}
 
-  FL_INLINE void operator()(V f, V y, V w, V& l, V& g, V& h) const {
+  FL_INLINE void operator()(V f, V y, V w, V a, V& l, V& g, V& h) const {
     if constexpr (kH) {
       if (fisher) {
-        Loss::template eval<kVal, kG, false>(p, f, y, l, g, h);
-        h = Loss::fisher_hess(p, f, y);
+        Loss::template eval<kVal, kG, false>(p, f, y, a, l, g, h);
+        h = Loss::fisher_hess(p, f, y, a);
       } else {
-        Loss::template eval<kVal, kG, true>(p, f, y, l, g, h);
+        Loss::template eval<kVal, kG, true>(p, f, y, a, l, g, h);
       }
       h = from_bits<V>(bits(max_nan1(h, floor)) & abs_mask);
     } else {
-      Loss::template eval<kVal, kG, false>(p, f, y, l, g, h);
+      Loss::template eval<kVal, kG, false>(p, f, y, a, l, g, h);
+    }
+    if constexpr (Loss::has_weight_factor) {
+      if constexpr (kWIn) w = w * Loss::weight_factor(p, y);
+      else w = Loss::weight_factor(p, y);
     }
     if constexpr (kW) {
       V ws = w * gs;
@@ -74,7 +80,7 @@ struct ElemStep {
     }
     if constexpr (kOmit) {
       auto valid = (f == f) & (y == y);
-      if constexpr (kW) valid = valid & (w == w);
+      if constexpr (kWIn) valid = valid & (w == w);
       if constexpr (kVal) l = select(valid, l, V{});
       if constexpr (kG) g = select(valid, g, V{});
       if constexpr (kH) h = select(valid, h, V{});
@@ -90,14 +96,15 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
   constexpr int W = Tr::W;
   const S step(b);
   typename Tr::Acc acc{};
-  V l{}, g{}, h{}, w{};
+  V l{}, g{}, h{}, w{}, a{};
   const std::int64_t n = b.n;
   std::int64_t i = 0;
   for (; i + W <= n; i += W) {
     V f = load<V>(b.pred + i);
     V y = load<V>(b.target + i);
-    if constexpr (S::kW) w = load<V>(b.weight + i);
-    step(f, y, w, l, g, h);
+    if constexpr (S::kWIn) w = load<V>(b.weight + i);
+    if constexpr (Loss::has_aux) a = load<V>(b.aux + i);
+    step(f, y, w, a, l, g, h);
     if constexpr (S::kVArr) store(b.value + i, l);
     if constexpr (S::kVSum) acc += to_acc(l);
     if constexpr (S::kG) store(b.grad + i, g);
@@ -105,13 +112,14 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
   }
   const int rem = static_cast<int>(n - i);
   if (rem > 0) {
-    T fb[W] = {}, yb[W] = {}, wb[W] = {}, lb[W], gb[W], hb[W];
+    T fb[W] = {}, yb[W] = {}, wb[W] = {}, ab[W] = {}, lb[W], gb[W], hb[W];
     for (int k = 0; k < rem; ++k) {
       fb[k] = b.pred[i + k];
       yb[k] = b.target[i + k];
-      if constexpr (S::kW) wb[k] = b.weight[i + k];
+      if constexpr (S::kWIn) wb[k] = b.weight[i + k];
+      if constexpr (Loss::has_aux) ab[k] = b.aux[i + k];
     }
-    step(load<V>(fb), load<V>(yb), load<V>(wb), l, g, h);
+    step(load<V>(fb), load<V>(yb), load<V>(wb), load<V>(ab), l, g, h);
     if constexpr (S::kVSum) {
       auto live = lane_index<V>() < rem;
       acc += to_acc(select(live, l, V{}));
@@ -128,17 +136,20 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
   if constexpr (S::kVSum) *b.value_sum = hsum(acc);
 }
 
-// Sum of the weights (1 when absent) of the elements that count, and their number.
-template <class T>
+// Sum of the effective weights (sample weight, 1 when absent, times the loss's weight
+// factor) of the elements that count, and their number.
+template <class Loss, class T>
 void weight_kernel(const WeightBlock<T>& b) noexcept {
   using V = typename VecOf<T>::V;
   using Tr = Traits<V>;
   constexpr int W = Tr::W;
   typename Tr::Acc sum{}, cnt{};
   const V one = set1<V>(T(1));
+  const typename Loss::template Params<T> p(b.params);
   auto accumulate = [&](V f, V y, V w, typename Tr::VI live) {
     auto valid = live;
     if (b.omit_nan) valid = valid & (f == f) & (y == y) & (w == w);
+    if constexpr (Loss::has_weight_factor) w = w * Loss::weight_factor(p, y);
     sum += to_acc(select(valid, w, V{}));
     cnt += to_acc(select(valid, one, V{}));
   };
@@ -206,11 +217,13 @@ KernelTable make_table() {
 #define FASTLOSS_FILL_LOSS(name, S)                                                   \
   fill_modes<S, float>(t.elem_f32[id], std::make_integer_sequence<int, kModeCount>{});  \
   fill_modes<S, double>(t.elem_f64[id], std::make_integer_sequence<int, kModeCount>{}); \
+  t.weight_f32[id] = &weight_kernel<S, float>;                                         \
+  t.weight_f64[id] = &weight_kernel<S, double>;                                        \
+  t.has_weight_factor[id] = S::has_weight_factor;                                      \
+  t.has_aux[id] = S::has_aux;                                                          \
   ++id;
   FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_FILL_LOSS)
 #undef FASTLOSS_FILL_LOSS
-  t.weight_f32 = &weight_kernel<float>;
-  t.weight_f64 = &weight_kernel<double>;
   fill_math<float>(t.math_f32, std::make_integer_sequence<int, kNumMathFn>{});
   fill_math<double>(t.math_f64, std::make_integer_sequence<int, kNumMathFn>{});
   return t;

@@ -13,7 +13,8 @@
   X(squared_error, SquaredError)       \
   X(absolute_error, AbsoluteError)     \
   X(huber, Huber)                      \
-  X(log_cosh, LogCosh)
+  X(log_cosh, LogCosh)                 \
+  X(sigmoid_cross_entropy, SigmoidCrossEntropy)
 
 #endif  // FASTLOSS_REGISTRY_HPP
 
@@ -21,8 +22,10 @@
 // where the lane types exist.
 #if defined(FASTLOSS_IN_ISA_NAMESPACE) && !defined(FASTLOSS_LOSS_HEADERS_INCLUDED)
 #define FASTLOSS_LOSS_HEADERS_INCLUDED
+#include "losses/base.hpp"
 #include "losses/squared_error.hpp"
 #include "losses/absolute_error.hpp"
 #include "losses/huber.hpp"
 #include "losses/log_cosh.hpp"
+#include "losses/sigmoid_cross_entropy.hpp"
 #endif

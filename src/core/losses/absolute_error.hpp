@@ -6,21 +6,21 @@
 // unit-scale Laplace density exp(-|r|)/2, which is also the constant Hessian that XGBoost's
 // reg:absoluteerror uses.
 // Parameters: none.
-struct AbsoluteError {
+struct AbsoluteError : ElementwiseLoss {
   static constexpr int n_params = 0;
   template <class T> struct Params {
     explicit Params(const double*) {}
   };
 
   template <bool VAL, bool GRAD, bool HESS, class V>
-  static FL_INLINE void eval(const Params<typename Traits<V>::T>&, V f, V y, V& l, V& g, V& h) {
+  static FL_INLINE void eval(const Params<typename Traits<V>::T>&, V f, V y, V, V& l, V& g, V& h) {
     V r = f - y;
     if constexpr (VAL) l = abs(r);
     if constexpr (GRAD) g = sign(r);
     if constexpr (HESS) h = r - r;  // 0, NaN where r is NaN
   }
   template <class V>
-  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>&, V f, V y) {
+  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>&, V f, V y, V) {
     using T = typename Traits<V>::T;
     return set1<V>(T(1)) + ((f - y) - (f - y));
   }

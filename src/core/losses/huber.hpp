@@ -7,7 +7,7 @@
 //   d2l/df2 = 1 if a <= delta, else 0 (the boundary a == delta belongs to the quadratic part).
 // No Fisher Hessian is defined (the Python entry refuses hessian="fisher").
 // Parameters: [0] delta > 0.
-struct Huber {
+struct Huber : ElementwiseLoss {
   static constexpr int n_params = 1;
   template <class T> struct Params {
     T delta;
@@ -15,7 +15,7 @@ struct Huber {
   };
 
   template <bool VAL, bool GRAD, bool HESS, class V>
-  static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V f, V y, V& l, V& g, V& h) {
+  static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V f, V y, V, V& l, V& g, V& h) {
     using T = typename Traits<V>::T;
     V r = f - y;
     V a = abs(r);
@@ -26,9 +26,9 @@ struct Huber {
     if constexpr (HESS) h = select(inner, set1<V>(T(1)), V{}) + (r - r);
   }
   template <class V>
-  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V f, V y) {
+  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V f, V y, V a) {
     V l, g, h;
-    eval<false, false, true>(p, f, y, l, g, h);
+    eval<false, false, true>(p, f, y, a, l, g, h);
     return h;
   }
 };

@@ -9,14 +9,14 @@
 // Fisher (expected) Hessian: 1/2, the Fisher information of the location of the hyperbolic
 // secant density sech(r)/pi, E[sech^2] = (1/pi) int sech^3 = 1/2.
 // Parameters: none.
-struct LogCosh {
+struct LogCosh : ElementwiseLoss {
   static constexpr int n_params = 0;
   template <class T> struct Params {
     explicit Params(const double*) {}
   };
 
   template <bool VAL, bool GRAD, bool HESS, class V>
-  static FL_INLINE void eval(const Params<typename Traits<V>::T>&, V f, V y, V& l, V& g, V& h) {
+  static FL_INLINE void eval(const Params<typename Traits<V>::T>&, V f, V y, V, V& l, V& g, V& h) {
     using T = typename Traits<V>::T;
     using C = MathConst<T>;
     V r = f - y;
@@ -31,7 +31,7 @@ struct LogCosh {
     if constexpr (HESS) h = T(4) * rd * rd;
   }
   template <class V>
-  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>&, V f, V y) {
+  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>&, V f, V y, V) {
     using T = typename Traits<V>::T;
     return set1<V>(T(0.5)) + ((f - y) - (f - y));
   }

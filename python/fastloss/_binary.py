@@ -1,0 +1,111 @@
+"""Binary and multi-label losses: (logits, target) elementwise. Formulas in docs/losses.md."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _core
+from ._loss import Loss, finite_param
+from ._weights import resolve_class_weight
+
+_IDS = {name: i for i, name in enumerate(_core.elementwise_losses)}
+
+
+def check_keys(loss_name: str, params: dict, allowed) -> None:
+    for key in params:
+        if key not in allowed:
+            raise TypeError(f"{loss_name}() got an unexpected keyword argument {key!r}")
+
+
+def log_scale(log_base) -> float:
+    """1 / ln(log_base); log_base None or e gives 1."""
+    if log_base is None:
+        return 1.0
+    b = finite_param(log_base, "log_base", low=0.0, low_open=True)
+    if b == 1.0:
+        raise ValueError("log_base must not be 1")
+    return 1.0 / math.log(b)
+
+
+def compute_dtype(pred) -> np.dtype:
+    """The dtype the kernels will compute in (see docs/design.md)."""
+    dt = np.asarray(pred).dtype if not isinstance(pred, np.ndarray) else pred.dtype
+    return np.dtype(np.float32) if dt in (np.float32, np.float16) else np.dtype(np.float64)
+
+
+def check_probabilities(pred, name: str = "pred") -> None:
+    """ValueError naming `name` and a position when a value lies outside [0, 1]."""
+    p = np.asarray(pred)
+    if p.size == 0:
+        return
+    lo, hi = np.min(p), np.max(p)
+    if lo < 0 or hi > 1:
+        bad = np.argmin(p) if lo < 0 else np.argmax(p)
+        where = tuple(int(i) for i in np.unravel_index(bad, p.shape))
+        raise ValueError(f"{name} must hold probabilities in [0, 1] when from_logits=False; "
+                         f"got {p.flat[bad]!r} at index {where}")
+
+
+def binary_counts(target, pred, sample_weight):
+    """(negatives, positives) of soft or hard binary targets over the loss's shape."""
+    t = np.asarray(target, dtype=np.float64)
+    shape = np.broadcast_shapes(np.shape(pred), t.shape)
+    t = np.broadcast_to(t, shape)
+    if sample_weight is None:
+        pos = float(np.sum(t))
+        total = float(t.size)
+    else:
+        w = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), shape)
+        pos = float(np.sum(t * w))
+        total = float(np.sum(w))
+    return np.array([total - pos, pos])
+
+
+_SCE_PARAMS = {"pos_weight": None, "class_weight": None, "label_smoothing": 0.0,
+               "from_logits": True, "log_base": None}
+
+
+def _prepare_sigmoid_ce(pred, target, sample_weight, params):
+    check_keys("sigmoid_cross_entropy", params, _SCE_PARAMS)
+    eps = finite_param(params.get("label_smoothing", 0.0), "label_smoothing", low=0.0, high=1.0)
+    from_logits = params.get("from_logits", True)
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise TypeError(f"from_logits must be a bool, got {type(from_logits).__name__}")
+    scale = log_scale(params.get("log_base"))
+    pos_weight = params.get("pos_weight")
+    if pos_weight is None:
+        pos_weight = 1.0
+    else:
+        pw = np.asarray(pos_weight)
+        if pw.dtype.kind not in "biuf":
+            raise TypeError(f"pos_weight must be a real number or array, got dtype {pw.dtype}")
+        if pw.size and not (np.all(np.isfinite(pw)) and np.min(pw) >= 0):
+            raise ValueError("pos_weight must be finite and >= 0")
+        pos_weight = pw
+    cw = resolve_class_weight(params.get("class_weight"), 2,
+                              counts=lambda: binary_counts(target, pred, sample_weight))
+    w_neg, w_pos = (1.0, 1.0) if cw is None else (float(cw[0]), float(cw[1]))
+    clip = float(np.finfo(compute_dtype(pred)).eps)
+    if not from_logits:
+        check_probabilities(pred)
+    values = [w_neg, w_pos, eps, 1.0 if from_logits else 0.0, clip, scale]
+    return values, pos_weight, "pos_weight", cw is not None
+
+
+sigmoid_cross_entropy = Loss(
+    "sigmoid_cross_entropy", family="binary", kernel_id=_IDS["sigmoid_cross_entropy"],
+    params=_SCE_PARAMS, prepare=_prepare_sigmoid_ce, has_fisher=True,
+    formula="P t softplus(-z) + (1 - t) softplus(z); grad sigmoid(z) - t (P = 1); hess p (1 - p)",
+    doc="""Binary / multi-label cross-entropy on logits z (or probabilities, from_logits=False).
+
+l = P t' softplus(-z) + (1 - t') softplus(z) with t' = t (1 - label_smoothing) +
+label_smoothing / 2 and P = pos_weight (scalar or array broadcast like PyTorch's
+BCEWithLogitsLoss). class_weight: None, "balanced", "auto", {0: w_neg, 1: w_pos} or
+[w_neg, w_pos]; a sample's class weight w_neg (1 - t) + w_pos t multiplies its loss and
+enters the mean's denominator. log_base scales value and derivatives by 1 / ln(log_base).
+from_logits=False takes probabilities, clipped to [eps, 1 - eps] with eps the dtype's
+machine epsilon.""")
+
+LOSSES = [sigmoid_cross_entropy]

@@ -1,0 +1,20 @@
+// Defaults shared by the elementwise loss structs; a loss overrides what it needs.
+//
+// A loss struct provides:
+//   n_params, Params<T>(const double*)           its scalar parameters, in the Python order
+//   eval<VAL, GRAD, HESS>(p, f, y, a, l, g, h)    value, gradient, Hessian of lanes f, y
+//                                                 (a: the per-element parameter, if any)
+//   fisher_hess(p, f, y, a)                       the expected Hessian
+// and may set:
+//   has_aux             it reads a per-element parameter array (e.g. pos_weight)
+//   has_weight_factor   weight_factor(p, y) multiplies the sample weight (class weights
+//                       looked up from the target), in the value, the derivatives and the
+//                       mean's denominator alike
+struct ElementwiseLoss {
+  static constexpr bool has_aux = false;
+  static constexpr bool has_weight_factor = false;
+  template <class P, class V>
+  static FL_INLINE V weight_factor(const P&, V) {
+    return set1<V>(1);
+  }
+};

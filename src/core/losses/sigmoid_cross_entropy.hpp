@@ -1,0 +1,78 @@
+// sigmoid_cross_entropy(logits z, target t; pos_weight P, class_weight, label_smoothing,
+//                       from_logits, log_base)
+//
+// Binary / multi-label cross-entropy, elementwise. Smoothed target t' = t (1 - eps) + eps/2
+// (Keras' binary convention: towards 1/2). With sigma = sigmoid(z), sp = softplus:
+//   l       = P t' sp(-z) + (1 - t') sp(z)        (PyTorch's BCEWithLogits with pos_weight)
+//   dl/dz   = -P t' sigma(-z) + (1 - t') sigma(z) (= sigma - t' when P = 1)
+//   d2l/dz2 = (P t' + 1 - t') sigma(z) sigma(-z)   (never negative: fisher = exact)
+// Both sigmoids and both softplus terms come from one e = exp(-|z|) <= 1:
+//   sigma(|z|) = 1/(1+e), sigma(-|z|) = e/(1+e), sp(+-z) = max(+-z, 0) + log1p(e),
+// so the tails keep their relative accuracy (z = 30, t = 1: the gradient is -sigma(-30),
+// not a difference of two numbers near 1) and logits of +-1e4 give finite results.
+//
+// from_logits = false: z is a probability q, clipped to [clip, 1 - clip]:
+//   l = -(P t' log q + (1 - t') log(1 - q)),  dl/dq = -P t'/q + (1 - t')/(1 - q),
+//   d2l/dq2 = P t'/q^2 + (1 - t')/(1 - q)^2   (evaluated at the clipped q).
+//
+// class_weight [w_neg, w_pos] is a weight factor w_neg (1 - t) + w_pos t (the class weight of
+// the sample for hard targets, interpolated for soft ones): it multiplies value, gradient and
+// Hessian and enters the mean's denominator. Everything is divided by ln(log_base).
+//
+// aux: pos_weight P (broadcast per element). Parameters: [0] w_neg, [1] w_pos,
+// [2] label_smoothing, [3] from_logits (1 or 0), [4] clip, [5] 1 / ln(log_base).
+struct SigmoidCrossEntropy : ElementwiseLoss {
+  static constexpr int n_params = 6;
+  static constexpr bool has_aux = true;
+  static constexpr bool has_weight_factor = true;
+  template <class T> struct Params {
+    T w_neg, w_pos, eps, clip, scale;
+    bool from_logits;
+    explicit Params(const double* p)
+        : w_neg(static_cast<T>(p[0])), w_pos(static_cast<T>(p[1])), eps(static_cast<T>(p[2])),
+          clip(static_cast<T>(p[4])), scale(static_cast<T>(p[5])), from_logits(p[3] != 0.0) {}
+  };
+
+  template <class P, class V>
+  static FL_INLINE V weight_factor(const P& p, V t) {
+    return set1<V>(p.w_neg) + (p.w_pos - p.w_neg) * t;
+  }
+
+  template <bool VAL, bool GRAD, bool HESS, class V>
+  static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V pw, V& l, V& g,
+                             V& h) {
+    using T = typename Traits<V>::T;
+    const V ts = t * (T(1) - p.eps) + T(0.5) * p.eps;
+    const V a = pw * ts;        // weight of the positive term
+    const V b = T(1) - ts;      // weight of the negative term
+    if (p.from_logits) {
+      V e = vexp(-abs(z));
+      V r = T(1) / (T(1) + e);
+      auto neg = z < V{};
+      V sig_pos = select(neg, e * r, r);  // sigma(z)
+      V sig_neg = select(neg, r, e * r);  // sigma(-z)
+      if constexpr (VAL) {
+        V l1 = vlog1p_unit(e);
+        V sp_pos = select(neg, V{}, z) + l1;   // softplus(z)
+        V sp_neg = select(neg, -z, V{}) + l1;  // softplus(-z)
+        l = (a * sp_neg + b * sp_pos) * p.scale;
+      }
+      if constexpr (GRAD) g = (b * sig_pos - a * sig_neg) * p.scale;
+      if constexpr (HESS) h = ((a + b) * (sig_pos * sig_neg)) * p.scale;
+    } else {
+      V q = select(z < p.clip, set1<V>(p.clip), z);
+      q = select(q > T(1) - p.clip, set1<V>(T(1) - p.clip), q);
+      V iq = T(1) / q;
+      V iq1 = T(1) / (T(1) - q);
+      if constexpr (VAL) l = -(a * vlog(q) + b * vlog1p(-q)) * p.scale;
+      if constexpr (GRAD) g = (b * iq1 - a * iq) * p.scale;
+      if constexpr (HESS) h = (a * iq * iq + b * iq1 * iq1) * p.scale;
+    }
+  }
+  template <class V>
+  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V f, V y, V a) {
+    V l, g, h;
+    eval<false, false, true>(p, f, y, a, l, g, h);
+    return h;
+  }
+};
