@@ -15,6 +15,8 @@ from ._config import (_apply_env_isa, _set_isa, get_num_threads, set_num_threads
 from ._binary import LOSSES as _BINARY
 from ._binary import sigmoid_cross_entropy
 from ._loss import Loss
+from ._multiclass import LOSSES as _MULTICLASS
+from ._multiclass import softmax_cross_entropy
 from ._regression import LOSSES as _REGRESSION
 from ._regression import absolute_error, huber, log_cosh, squared_error
 from ._weights import ClassCounts, class_weight
@@ -23,11 +25,12 @@ __version__ = _core.__version__
 
 _apply_env_isa()
 
-losses = MappingProxyType({loss.name: loss for loss in _REGRESSION + _BINARY})
+losses = MappingProxyType({loss.name: loss for loss in _REGRESSION + _BINARY + _MULTICLASS})
 """Every registered loss, by name."""
 
 __all__ = [
     "Loss", "losses", "show_config", "set_num_threads", "get_num_threads", "threads",
     "squared_error", "absolute_error", "huber", "log_cosh", "sigmoid_cross_entropy",
+    "softmax_cross_entropy",
     "class_weight", "ClassCounts", "__version__",
 ]

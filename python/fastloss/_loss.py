@@ -19,6 +19,9 @@ __all__ = ["Loss"]
 _REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _NAN_POLICIES = {"propagate": 0, "raise": 1, "omit": 2}
 _HESSIANS = {"exact": 0, "clip": 1, "abs": 2, "fisher": 3}
+# Multiclass losses also take the gradient-boosting conventions (a factor on the exact
+# diagonal): XGBoost's multi:softprob uses 2 p (1 - p), LightGBM's multiclass K/(K-1) p (1 - p).
+_ROW_HESSIANS = {"exact": 0, "clip": 1, "abs": 2, "fisher": 3, "xgboost": 4, "lightgbm": 5}
 _WANT_VALUE, _WANT_GRAD, _WANT_HESS = 1, 2, 4
 
 
@@ -58,7 +61,7 @@ class Loss:
 
     def __init__(self, name: str, *, family: str, kernel_id: int, params: Mapping[str, Any],
                  parse: Optional[ParamParser] = None, prepare: Optional[Callable] = None,
-                 has_fisher: bool, formula: str, doc: str = ""):
+                 has_fisher: bool, formula: str, doc: str = "", kind: str = "elementwise"):
         self.name = name
         self.family = family
         self.params = dict(params)
@@ -69,6 +72,7 @@ class Loss:
         # prepare(pred, target, sample_weight, params) -> (values, aux, aux_name, factor_active)
         # for losses whose parameters depend on the data (class weights, per-element arrays).
         self._prepare = prepare
+        self.kind = kind  # "elementwise" or "rowwise" (logits [..., K], one value per row)
         self.__doc__ = doc or formula
         self.__name__ = name
         self.__qualname__ = name
@@ -116,6 +120,9 @@ class Loss:
              grad_out, hess_out, hessian, hess_floor):
         red = _code(_REDUCTIONS, reduction, "reduction")
         nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
+        if self.kind == "rowwise":
+            return self._run_rows(pred, target, want, red, sample_weight, nan, params, out,
+                                  grad_out, hess_out, hessian, hess_floor)
         policy = _code(_HESSIANS, hessian, "hessian")
         if policy == 3 and not self.has_fisher:
             raise ValueError(f"hessian='fisher' is not defined for {self.name}; "
@@ -129,6 +136,29 @@ class Loss:
         v, g, h = _core.elementwise(self._kernel_id, pred, target, sample_weight, aux, aux_name,
                                     factor, values, red, want, out, grad_out, hess_out, policy,
                                     floor, nan)
+        if red and v is not None:
+            v = np.float64(v)
+        return v, g, h
+
+    def _run_rows(self, logits, target, want, red, sample_weight, nan, params, out, grad_out,
+                  hess_out, hessian, hess_floor):
+        code = _code(_ROW_HESSIANS, hessian, "hessian")
+        floor = finite_param(hess_floor, "hess_floor") if code == 1 else 0.0
+        if not isinstance(logits, np.ndarray):
+            logits = np.asarray(logits)
+        values, class_w, ignore_index = self._prepare(logits, target, sample_weight, params)
+        factor = 1.0
+        if code == 4:
+            factor = 2.0
+        elif code == 5:
+            k = logits.shape[-1] if logits.ndim else 1
+            if k < 2:
+                raise ValueError("hessian='lightgbm' needs at least 2 classes")
+            factor = k / (k - 1.0)
+        policy = 1 if code == 1 else 0  # "abs" and "fisher" equal "exact" here: h >= 0
+        v, g, h = _core.rowwise(self._kernel_id, logits, target, sample_weight, class_w,
+                                ignore_index, values, red, want, out, grad_out, hess_out,
+                                policy, floor, factor, nan)
         if red and v is not None:
             v = np.float64(v)
         return v, g, h

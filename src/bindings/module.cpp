@@ -10,5 +10,6 @@ PYBIND11_MODULE(_core, m, pybind11::mod_gil_not_used()) {
   m.doc() = "fastloss compiled core (internal; use the fastloss package)";
   fastloss::bind::register_config(m);
   fastloss::bind::register_elementwise(m);
+  fastloss::bind::register_rowwise(m);
   fastloss::bind::register_testing(m);
 }

@@ -345,7 +345,60 @@ WeightResult weight_typed(const ElemCall& c, bool omit_nan) {
   return r;
 }
 
+template <class T>
+void rows_typed(RowCall& c) {
+  const std::int64_t rpb = std::max<std::int64_t>(1, kBlock / std::max<std::int64_t>(1, c.K));
+  const std::int64_t nblocks = (c.rows + rpb - 1) / rpb;
+  if (nblocks == 0) {
+    c.value_sum = 0.0;
+    return;
+  }
+  const int nt = threads_for(c.rows * c.K, nblocks);
+  std::vector<double> partial((c.mode & kValueSum) ? nblocks : 0);
+  RowFn<T> fn;
+  if constexpr (sizeof(T) == 4) fn = c.table->row_f32[c.loss][c.mode & (kRowModes - 1)];
+  else fn = c.table->row_f64[c.loss][c.mode & (kRowModes - 1)];
+  const T* logits = static_cast<const T*>(c.logits);
+  const T* tprob = static_cast<const T*>(c.tprob);
+  const T* weight = static_cast<const T*>(c.weight);
+  T* value = static_cast<T*>(c.value);
+  T* grad = static_cast<T*>(c.grad);
+  T* hess = static_cast<T*>(c.hess);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const std::int64_t r0 = b * rpb;
+    const std::int64_t nr = std::min(rpb, c.rows - r0);
+    RowBlock<T> blk;
+    blk.logits = logits + r0 * c.K;
+    blk.rows = nr;
+    blk.K = c.K;
+    blk.labels = c.labels ? c.labels + r0 : nullptr;
+    blk.tprob = tprob ? tprob + r0 * c.K : nullptr;
+    blk.weight = weight ? weight + r0 : nullptr;
+    blk.class_w = static_cast<const T*>(c.class_w);
+    blk.value = value ? value + r0 : nullptr;
+    blk.grad = grad ? grad + r0 * c.K : nullptr;
+    blk.hess = hess ? hess + r0 * c.K : nullptr;
+    blk.params = c.params;
+    blk.gscale = c.gscale;
+    blk.hess_policy = c.hess_policy;
+    blk.hess_floor = c.hess_floor;
+    blk.hess_factor = c.hess_factor;
+    blk.omit_nan = c.omit_nan;
+    blk.value_sum = partial.empty() ? nullptr : &partial[b];
+    fn(blk);
+  }
+  c.value_sum = partial.empty() ? 0.0 : pairwise_sum(partial.data(), nblocks);
+}
+
 }  // namespace
+
+void run_rowwise(RowCall& c) {
+  if (c.dtype == DType::f32) rows_typed<float>(c);
+  else rows_typed<double>(c);
+}
 
 double pairwise_sum(const double* x, std::int64_t n) {
   if (n <= 8) {

@@ -53,6 +53,35 @@ struct ElemCall {
   double value_sum = 0.0;
 };
 
+// A multiclass call: contiguous rows of K logits (the bindings convert when needed).
+struct RowCall {
+  const KernelTable* table = nullptr;
+  int loss = 0;
+  DType dtype = DType::f64;
+  std::int64_t rows = 0;
+  std::int64_t K = 0;
+  const void* logits = nullptr;
+  const std::int64_t* labels = nullptr;
+  const void* tprob = nullptr;
+  const void* weight = nullptr;
+  const void* class_w = nullptr;
+  void* value = nullptr;
+  void* grad = nullptr;
+  void* hess = nullptr;
+  int mode = 0;  // kValueArray | kValueSum | kGrad | kHess
+  double params[kMaxParams] = {};
+  double gscale = 1.0;
+  int hess_policy = kHessExact;
+  double hess_floor = 0.0;
+  double hess_factor = 1.0;
+  bool omit_nan = false;
+  // result
+  double value_sum = 0.0;
+};
+
+// Runs a multiclass kernel over blocks of max(1, block_size / K) rows.
+void run_rowwise(RowCall& c);
+
 struct WeightResult {
   double weight_sum = 0.0;
   std::int64_t n_valid = 0;

@@ -61,13 +61,40 @@ struct WeightBlock {
   std::int64_t* n_valid;
 };
 
+// A block of rows of a multiclass loss: logits [rows, K] contiguous, one target per row
+// (class index, or a probability row), one value per row.
+template <class T>
+struct RowBlock {
+  const T* logits;
+  std::int64_t rows;
+  std::int64_t K;
+  const std::int64_t* labels;  // class indices, or null
+  const T* tprob;              // [rows, K] target probabilities, or null
+  const T* weight;             // per-row sample weight, or null
+  const T* class_w;            // [K] class weights, or null
+  T* value;                    // per row, when kValueArray
+  T* grad;                     // [rows, K], when kGrad
+  T* hess;                     // [rows, K], when kHess
+  const double* params;
+  double gscale;
+  int hess_policy;
+  double hess_floor;
+  double hess_factor;  // 1, 2 ("xgboost") or K/(K-1) ("lightgbm")
+  bool omit_nan;
+  double* value_sum;
+};
+
 template <class T>
 using ElemFn = void (*)(const ElemBlock<T>&) noexcept;
+template <class T>
+using RowFn = void (*)(const RowBlock<T>&) noexcept;
 template <class T>
 using WeightFn = void (*)(const WeightBlock<T>&) noexcept;
 
 #define FASTLOSS_COUNT_LOSS(name, S) +1
 constexpr int kNumElementwise = 0 FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_COUNT_LOSS);
+constexpr int kNumRowwise = 0 FASTLOSS_ROWWISE_LOSSES(FASTLOSS_COUNT_LOSS);
+constexpr int kRowModes = 16;  // kValueArray | kValueSum | kGrad | kHess
 #undef FASTLOSS_COUNT_LOSS
 
 // Vector math, exposed for accuracy tests: f(x[i]) for i < n.
@@ -85,6 +112,8 @@ struct KernelTable {
   WeightFn<double> weight_f64[kNumElementwise];
   bool has_weight_factor[kNumElementwise];
   bool has_aux[kNumElementwise];
+  RowFn<float> row_f32[kNumRowwise][kRowModes];
+  RowFn<double> row_f64[kNumRowwise][kRowModes];
   void (*math_f32[kNumMathFn])(const float*, float*, std::int64_t) noexcept;
   void (*math_f64[kNumMathFn])(const double*, double*, std::int64_t) noexcept;
 };

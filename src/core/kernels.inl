@@ -204,6 +204,11 @@ void fill_modes(ElemFn<T>* row, std::integer_sequence<int, M...>) {
   ((row[M] = &elem_kernel<Loss, T, M>), ...);
 }
 
+template <class Loss, class T, int... M>
+void fill_row_modes(RowFn<T>* row, std::integer_sequence<int, M...>) {
+  ((row[M] = &Loss::template rows<M, T>), ...);
+}
+
 template <class T, int... F>
 void fill_math(void (**row)(const T*, T*, std::int64_t) noexcept, std::integer_sequence<int, F...>) {
   ((row[F] = &math_kernel<F, T>), ...);
@@ -224,6 +229,13 @@ KernelTable make_table() {
   ++id;
   FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_FILL_LOSS)
 #undef FASTLOSS_FILL_LOSS
+  id = 0;
+#define FASTLOSS_FILL_ROW_LOSS(name, S)                                                  \
+  fill_row_modes<S, float>(t.row_f32[id], std::make_integer_sequence<int, kRowModes>{});  \
+  fill_row_modes<S, double>(t.row_f64[id], std::make_integer_sequence<int, kRowModes>{}); \
+  ++id;
+  FASTLOSS_ROWWISE_LOSSES(FASTLOSS_FILL_ROW_LOSS)
+#undef FASTLOSS_FILL_ROW_LOSS
   fill_math<float>(t.math_f32, std::make_integer_sequence<int, kNumMathFn>{});
   fill_math<double>(t.math_f64, std::make_integer_sequence<int, kNumMathFn>{});
   return t;

@@ -16,6 +16,11 @@
   X(log_cosh, LogCosh)                 \
   X(sigmoid_cross_entropy, SigmoidCrossEntropy)
 
+// Multiclass losses take logits [..., K] and a target per row (class index or probability
+// row) and give one value per row, a gradient and a diagonal Hessian per logit.
+#define FASTLOSS_ROWWISE_LOSSES(X) \
+  X(softmax_cross_entropy, SoftmaxCrossEntropy)
+
 #endif  // FASTLOSS_REGISTRY_HPP
 
 // The loss headers themselves: compiled only inside an ISA translation unit (kernels.inl),
@@ -28,4 +33,6 @@
 #include "losses/huber.hpp"
 #include "losses/log_cosh.hpp"
 #include "losses/sigmoid_cross_entropy.hpp"
+#include "losses/softmax_rows.hpp"
+#include "losses/softmax_cross_entropy.hpp"
 #endif

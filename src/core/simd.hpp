@@ -125,3 +125,39 @@ template <class V> FL_INLINE typename Traits<V>::VI lane_index() {
   for (int i = 0; i < Traits<V>::W; ++i) r[i] = i;
   return r;
 }
+
+// Horizontal max in a fixed lane order; NaN lanes are skipped (NaN is tracked separately).
+template <class V> FL_INLINE typename Traits<V>::T hmax(V v) {
+  typename Traits<V>::T m = v[0];
+  for (int i = 1; i < Traits<V>::W; ++i) m = v[i] > m ? v[i] : m;
+  return m;
+}
+// True when any lane of a comparison mask is set.
+template <class VI> FL_INLINE bool any_lane(VI m) {
+  constexpr int n = sizeof(VI) / sizeof(m[0]);
+  bool r = false;
+  for (int i = 0; i < n; ++i) r = r || (m[i] != 0);
+  return r;
+}
+
+// Loads the live lanes of p (a prefix of the vector), 0 elsewhere; never reads past them.
+template <class V> FL_INLINE V load_live(const typename Traits<V>::T* p, typename Traits<V>::VI live) {
+  constexpr int W = Traits<V>::W;
+  if (live[W - 1]) return load<V>(p);
+  typename Traits<V>::T buf[W] = {};
+  for (int i = 0; i < W && live[i]; ++i) buf[i] = p[i];
+  return load<V>(buf);
+}
+// Stores the first n lanes of v at base + k (when `enabled`).
+template <class V> FL_INLINE void store_n(typename Traits<V>::T* base, std::int64_t k, V v, int n,
+                                          bool enabled) {
+  constexpr int W = Traits<V>::W;
+  if (!enabled) return;
+  if (n == W) {
+    store(base + k, v);
+    return;
+  }
+  typename Traits<V>::T buf[W];
+  store(buf, v);
+  for (int i = 0; i < n; ++i) base[k + i] = buf[i];
+}

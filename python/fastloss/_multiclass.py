@@ -1,0 +1,88 @@
+"""Multiclass losses: logits [..., K] against class indices [...] or probabilities [..., K].
+
+Formulas in docs/losses.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._binary import check_keys, check_probabilities, compute_dtype, log_scale
+from ._loss import Loss, finite_param
+from ._weights import ClassCounts, resolve_class_weight
+
+_IDS = {name: i for i, name in enumerate(_core.rowwise_losses)}
+
+
+def check_ignore_index(value):
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"ignore_index must be an int or None, got {type(value).__name__}")
+    return int(value)
+
+
+def class_counts(logits, target, sample_weight, ignore_index):
+    """Per-class (weighted) counts of index or probability targets, for 'balanced'/'auto'."""
+    k = logits.shape[-1]
+    t = np.asarray(target)
+    rows = logits.shape[:-1]
+    if t.dtype.kind == "f":
+        t = np.asarray(t, dtype=np.float64).reshape(-1, k)
+        if sample_weight is not None:
+            w = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), rows).reshape(-1, 1)
+            t = t * w
+        counts = t.sum(axis=0)
+        if ignore_index is not None and 0 <= ignore_index < k:
+            counts[ignore_index] = 0.0
+        return counts
+    cc = ClassCounts(k, ignore_index=ignore_index)
+    y = np.broadcast_to(t, rows)
+    w = None if sample_weight is None else np.broadcast_to(np.asarray(sample_weight), rows)
+    cc.update(y, w)
+    return cc.counts
+
+
+_SMCE_PARAMS = {"class_weight": None, "label_smoothing": 0.0, "ignore_index": -100,
+                "from_logits": True, "log_base": None}
+
+
+def _prepare_softmax_ce(logits, target, sample_weight, params):
+    check_keys("softmax_cross_entropy", params, _SMCE_PARAMS)
+    eps = finite_param(params.get("label_smoothing", 0.0), "label_smoothing", low=0.0, high=1.0)
+    ignore_index = check_ignore_index(params.get("ignore_index", -100))
+    from_logits = params.get("from_logits", True)
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise TypeError(f"from_logits must be a bool, got {type(from_logits).__name__}")
+    scale = log_scale(params.get("log_base"))
+    if logits.ndim < 1:
+        raise ValueError("logits must have at least one dimension (the classes on the last axis)")
+    k = logits.shape[-1]
+    cw = resolve_class_weight(params.get("class_weight"), k,
+                              counts=lambda: class_counts(logits, target, sample_weight, ignore_index))
+    if not from_logits:
+        check_probabilities(logits, "logits")
+    clip = float(np.finfo(compute_dtype(logits)).eps)
+    values = [eps, 0.0, 0.0, 1.0 if from_logits else 0.0, clip, scale]
+    return values, cw, ignore_index
+
+
+softmax_cross_entropy = Loss(
+    "softmax_cross_entropy", family="multiclass", kind="rowwise",
+    kernel_id=_IDS["softmax_cross_entropy"], params=_SMCE_PARAMS,
+    prepare=_prepare_softmax_ce, has_fisher=True,
+    formula="sum_k c_k q_k (-log softmax(x)_k), q = (1 - eps) t + eps / K; grad a p - c q",
+    doc="""Softmax cross-entropy of logits x[..., K] against class indices [...] (any
+integer dtype) or probabilities [..., K].
+
+Per row: l = sum_k c_k q_k (-log p_k) with p = softmax(x), q = (1 - label_smoothing) t +
+label_smoothing / K and c the class weights (None, "balanced", "auto", a dict or an array
+of K). Gradient a p - c q with a = sum_k c_k q_k; diagonal Hessian a p (1 - p), doubled by
+hessian="xgboost", times K / (K - 1) with hessian="lightgbm". ignore_index (default -100,
+as PyTorch) drops rows from the loss and the mean. from_logits=False takes probabilities
+(clipped below at the dtype's machine epsilon). log_base scales everything by
+1 / ln(log_base): H((1, 0, 0), (0.5, 0.4, 0.1)) is 0.693147 in nats, 0.30103 with
+log_base=10.""")
+
+LOSSES = [softmax_cross_entropy]

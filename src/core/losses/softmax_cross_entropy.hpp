@@ -1,0 +1,181 @@
+// softmax_cross_entropy(logits x[..., K], target; class_weight c, label_smoothing eps,
+//                       ignore_index, from_logits, log_base)
+//
+// Target distribution q = (1 - eps) t + eps / K, where t is the one-hot of the class index
+// or the given probability row. With p = softmax(x), lse = log sum_k exp(x_k):
+//   l       = sum_k c_k q_k (-log p_k) = a lse - sum_k c_k q_k x_k,   a = sum_k c_k q_k
+//   dl/dx_j = a p_j - c_j q_j
+//   d2l/dx_j^2 = a p_j (1 - p_j)            (the diagonal; "xgboost" doubles it,
+//                                            "lightgbm" multiplies by K / (K - 1))
+// (PyTorch's cross_entropy with weight and label_smoothing gives the same l per sample.)
+// A row whose class index is ignore_index, or whose probability target puts all its mass on
+// class ignore_index, gives 0 and is left out of the mean (the binding computes the
+// denominator: sum of sample_weight x c_y over kept rows for indices, of sample_weight for
+// probability targets).
+//
+// from_logits = false: x holds probabilities p, clipped to [clip, 1] and used as given (no
+// renormalisation): l = -sum_k c_k q_k log p_k, dl/dp_j = -c_j q_j / p_j,
+// d2l/dp_j^2 = c_j q_j / p_j^2.
+//
+// Everything is scaled by 1 / ln(log_base) and by the row's sample weight.
+// Parameters: [0] label_smoothing, [1] has ignore_index, [2] ignore_index, [3] from_logits,
+// [4] clip, [5] 1 / ln(log_base).
+struct SoftmaxCrossEntropy {
+  template <int MODE, class T>
+  static void rows(const RowBlock<T>& b) noexcept {
+    using V = typename VecOf<T>::V;
+    using Tr = Traits<V>;
+    using VI = typename Tr::VI;
+    constexpr int W = Tr::W;
+    constexpr bool kVArr = (MODE & kValueArray) != 0, kVSum = (MODE & kValueSum) != 0;
+    constexpr bool kG = (MODE & kGrad) != 0, kH = (MODE & kHess) != 0;
+    constexpr bool kD = kG || kH;
+
+    const std::int64_t K = b.K;
+    const T eps = static_cast<T>(b.params[0]);
+    const bool has_ig = b.params[1] != 0.0;
+    const auto ig = static_cast<std::int64_t>(b.params[2]);
+    const bool from_logits = b.params[3] != 0.0;
+    const T clip = static_cast<T>(b.params[4]);
+    const double scale = b.params[5];
+    const T epsK = eps / static_cast<T>(K);
+    double csum = static_cast<double>(K);
+    if (b.class_w) {
+      csum = 0.0;
+      for (std::int64_t k = 0; k < K; ++k) csum += b.class_w[k];
+    }
+    const V floor = set1<V>(b.hess_policy == kHessClip ? static_cast<T>(b.hess_floor)
+                                                       : -static_cast<T>(__builtin_huge_val()));
+    double vsum = 0.0;
+    SoftmaxStats<T> st;
+
+    for (std::int64_t i = 0; i < b.rows; ++i) {
+      const T* x = b.logits + i * K;
+      const T* t = b.tprob ? b.tprob + i * K : nullptr;
+      T* g = kG ? b.grad + i * K : nullptr;
+      T* h = kH ? b.hess + i * K : nullptr;
+      const T sw = b.weight ? b.weight[i] : T(1);
+      const std::int64_t y = b.labels ? b.labels[i] : -1;
+      bool ignored = has_ig && (b.labels ? y == ig : t[ig] == T(1));
+      double value = 0.0;
+      bool bad = false;  // a NaN in this row (for nan_policy="omit")
+      if (!ignored && from_logits) {
+        // Pass 1, with the row sums the value needs fused in: sum c x, sum c t, sum c t x.
+        typename Tr::Acc acx{}, act{}, actx{};
+        VI tnan{};
+        auto visit = [&](V v, VI live, std::int64_t k0) {
+          V c = b.class_w ? load_live<V>(b.class_w + k0, live) : set1<V>(T(1));
+          V xv = select(live, v, V{});
+          if (eps != T(0)) acx += to_acc(c * xv);
+          if (t) {
+            V tv = load_live<V>(t + k0, live);
+            tnan |= (tv != tv);
+            act += to_acc(c * tv);
+            actx += to_acc(c * tv * xv);
+          }
+        };
+        softmax_pass1<T>(x, K, kG ? g : (kH ? h : nullptr), st, visit);
+        bad = st.nan || any_lane(tnan);
+        double a, cqx;
+        const double sx = (eps != T(0)) ? hsum(acx) : 0.0;
+        if (b.labels) {
+          const double cy = b.class_w ? b.class_w[y] : 1.0;
+          a = (1.0 - eps) * cy + epsK * csum;
+          cqx = (1.0 - eps) * cy * static_cast<double>(x[y]) + epsK * sx;
+        } else {
+          a = (1.0 - eps) * hsum(act) + epsK * csum;
+          cqx = (1.0 - eps) * hsum(actx) + epsK * sx;
+        }
+        value = (a * st.lse - cqx) * scale * sw;
+        if constexpr (kD) {
+          const double ds = scale * static_cast<double>(sw) * b.gscale;
+          const V va = set1<V>(static_cast<T>(a));
+          const V vd = set1<V>(static_cast<T>(ds));
+          const V hf = set1<V>(static_cast<T>(a * b.hess_factor * ds));
+          T* e = kG ? g : h;  // where pass 1 left exp(x - m_c)
+          const V ceps = set1<V>(epsK), c1 = set1<V>(T(1) - eps);
+          // One vector of the gradient / Hessian from exp values ev (scaled by r).
+          auto step = [&](V ev, V r, V c, V tv, V& gv, V& hv) {
+            V p = ev * r;
+            V cq = c * ceps;
+            if (t) cq = cq + c * c1 * tv;
+            if constexpr (kH) hv = max_nan1(hf * p * (T(1) - p), floor);
+            gv = (va * p - cq) * vd;
+          };
+          for (int c = 0; c < st.nchunks; ++c) {
+            const std::int64_t k0 = c * st.chunk;
+            const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
+            const V r = set1<V>(static_cast<T>(st.r[c]));
+            std::int64_t j = 0;
+            V gv{}, hv{};
+            const V one = set1<V>(T(1));
+            for (; j + W <= n; j += W) {
+              const std::int64_t k = k0 + j;
+              step(load<V>(e + k), r, b.class_w ? load<V>(b.class_w + k) : one,
+                   t ? load<V>(t + k) : V{}, gv, hv);
+              if constexpr (kG) store(g + k, gv);
+              if constexpr (kH) store(h + k, hv);
+            }
+            if (j < n) {
+              const std::int64_t k = k0 + j;
+              const int live_n = static_cast<int>(n - j);
+              const VI live = lane_index<V>() < live_n;
+              step(load_live<V>(e + k, live), r, b.class_w ? load_live<V>(b.class_w + k, live) : one,
+                   t ? load_live<V>(t + k, live) : V{}, gv, hv);
+              store_n(g, k, gv, live_n, kG);
+              store_n(h, k, hv, live_n, kH);
+            }
+          }
+          if (b.labels && kG) {
+            const double cy = b.class_w ? b.class_w[y] : 1.0;
+            g[y] = static_cast<T>(static_cast<double>(g[y]) - (1.0 - eps) * cy * ds);
+          }
+        }
+      } else if (!ignored) {
+        // Probabilities in: one pass, no softmax.
+        const double ds = scale * static_cast<double>(sw) * b.gscale;
+        const V vd = set1<V>(static_cast<T>(ds));
+        typename Tr::Acc acc{};
+        VI nanm{};
+        for (std::int64_t k = 0; k < K; k += W) {
+          const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
+          const VI live = lane_index<V>() < live_n;
+          V pv = load_live<V>(x + k, live);
+          nanm |= (pv != pv) & live;
+          pv = select(live, pv, set1<V>(T(1)));
+          V pc = select(pv < clip, set1<V>(clip), pv);
+          pc = select(pc > T(1), set1<V>(T(1)), pc);
+          V c = b.class_w ? load_live<V>(b.class_w + k, live) : set1<V>(T(1));
+          V q = set1<V>(epsK);
+          if (t) {
+            V tv = load_live<V>(t + k, live);
+            nanm |= (tv != tv) & live;
+            q = q + (T(1) - eps) * tv;
+          } else {
+            q = select(lane_index<V>() + iset1<V>(static_cast<typename Tr::I>(k)) ==
+                           iset1<V>(static_cast<typename Tr::I>(y)),
+                       q + (T(1) - eps), q);
+          }
+          V cq = select(live, c * q, V{});
+          if constexpr (kVArr || kVSum) acc += to_acc(cq * vlog(pc));
+          V ip = T(1) / pc;
+          store_n(g, k, -(cq * ip) * vd, live_n, kG);
+          store_n(h, k, max_nan1(cq * ip * ip * vd, floor), live_n, kH);
+        }
+        bad = any_lane(nanm);
+        value = -hsum(acc) * scale * sw;
+      }
+      if (!ignored && sw != sw) bad = true;
+      if (ignored || (b.omit_nan && bad)) {
+        value = 0.0;
+        if constexpr (kG)
+          for (std::int64_t k = 0; k < K; ++k) g[k] = T(0);
+        if constexpr (kH)
+          for (std::int64_t k = 0; k < K; ++k) h[k] = T(0);
+      }
+      if constexpr (kVArr) b.value[i] = static_cast<T>(value);
+      if constexpr (kVSum) vsum += value;
+    }
+    if constexpr (kVSum) *b.value_sum = vsum;
+  }
+};

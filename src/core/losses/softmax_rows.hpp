@@ -1,0 +1,118 @@
+// Softmax over one row, shared by the multiclass losses: the chunked online log-sum-exp.
+//
+// The row is cut into chunks of at most `chunk` elements (2048, or more for rows of more
+// than 2048 * kMaxChunks logits). For each chunk c: its max m_c (the chunk is read from
+// memory once and stays in L1 for the next loop), then e = exp(x - m_c), summed in float64
+// and, when a gradient is wanted, stored into the gradient row. Finally
+//   M = max_c m_c,  S = sum_c s_c exp(m_c - M),  lse = M + log S,
+// and the softmax is p = e * r_c with r_c = exp(m_c - M) / S, applied by the caller while it
+// writes the gradient. So the logits are read from memory once and the gradient row is
+// written once; for rows larger than the caches, the second touch of the gradient row (the
+// rescaling) hits L2/L3. One exp per logit.
+//
+// NaN anywhere in the row makes the statistics NaN (st.nan). Padded tail lanes hold -inf,
+// whose exp is 0.
+
+template <class T>
+struct SoftmaxStats {
+  static constexpr int kMaxChunks = 512;
+  std::int64_t chunk = 0;
+  int nchunks = 0;
+  T m[kMaxChunks];
+  double s[kMaxChunks];
+  double lse = 0.0;
+  double r[kMaxChunks];  // exp(m_c - M) / S
+  bool nan = false;
+};
+
+template <class T>
+FL_INLINE std::int64_t softmax_chunk(std::int64_t K) {
+  std::int64_t c = 2048;
+  while ((K + c - 1) / c > SoftmaxStats<T>::kMaxChunks) c *= 2;
+  return c;
+}
+
+// visit(x, live, k0): called once per vector of logits at offset k0, padded lanes false in
+// `live` and -inf in x; lets a loss fuse its own row sums into the same read.
+template <class T, class Visit>
+FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<T>& st,
+                             Visit&& visit) {
+  using V = typename VecOf<T>::V;
+  using Tr = Traits<V>;
+  using VI = typename Tr::VI;
+  constexpr int W = Tr::W;
+  const T ninf = -static_cast<T>(__builtin_huge_val());
+  const VI all = iset1<V>(-1);
+  st.chunk = softmax_chunk<T>(K);
+  st.nchunks = static_cast<int>((K + st.chunk - 1) / st.chunk);
+  st.nan = false;
+  VI nanm{};
+  T M = ninf;
+  for (int c = 0; c < st.nchunks; ++c) {
+    const std::int64_t k0 = c * st.chunk;
+    const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
+    const std::int64_t nfull = n - n % W;
+    const int rem = static_cast<int>(n - nfull);
+    V tail = set1<V>(ninf);
+    VI tail_live{};
+    if (rem) {
+      T xb[W];
+      for (int j = 0; j < W; ++j) xb[j] = j < rem ? x[k0 + nfull + j] : ninf;
+      tail = load<V>(xb);
+      tail_live = lane_index<V>() < rem;
+    }
+    V vm = set1<V>(ninf);
+    for (std::int64_t j = 0; j < nfull; j += W) {
+      V v = load<V>(x + k0 + j);
+      nanm |= (v != v);
+      vm = select(v > vm, v, vm);
+      visit(v, all, k0 + j);
+    }
+    if (rem) {
+      nanm |= (tail != tail);
+      vm = select(tail > vm, tail, vm);
+      visit(tail, tail_live, k0 + nfull);
+    }
+    const T mc = hmax(vm);
+    if (mc == ninf) {  // a chunk of -inf only: its exps are 0 (and not NaN from -inf - -inf)
+      if (e_out)
+        for (std::int64_t j = 0; j < n; ++j) e_out[k0 + j] = T(0);
+      st.m[c] = mc;
+      st.s[c] = 0.0;
+      continue;
+    }
+    const V vmc = set1<V>(mc);
+    typename Tr::Acc acc{};
+    if (e_out) {
+      for (std::int64_t j = 0; j < nfull; j += W) {
+        V e = vexp(load<V>(x + k0 + j) - vmc);
+        store(e_out + k0 + j, e);
+        acc += to_acc(e);
+      }
+      if (rem) {
+        V e = vexp(tail - vmc);
+        T eb[W];
+        store(eb, e);
+        for (int j = 0; j < rem; ++j) e_out[k0 + nfull + j] = eb[j];
+        acc += to_acc(select(tail_live, e, V{}));
+      }
+    } else {
+      for (std::int64_t j = 0; j < nfull; j += W) acc += to_acc(vexp(load<V>(x + k0 + j) - vmc));
+      if (rem) acc += to_acc(select(tail_live, vexp(tail - vmc), V{}));
+    }
+    st.m[c] = mc;
+    st.s[c] = hsum(acc);
+    M = mc > M ? mc : M;
+  }
+  st.nan = any_lane(nanm);
+  double S = 0.0;
+  for (int c = 0; c < st.nchunks; ++c)
+    if (st.s[c] > 0.0) S += st.s[c] * __builtin_exp(static_cast<double>(st.m[c]) - M);
+  st.lse = static_cast<double>(M) + __builtin_log(S);
+  for (int c = 0; c < st.nchunks; ++c)
+    st.r[c] = st.s[c] > 0.0 ? __builtin_exp(static_cast<double>(st.m[c]) - M) / S : 0.0;
+  if (st.nan) {
+    st.lse = __builtin_nan("");
+    for (int c = 0; c < st.nchunks; ++c) st.r[c] = __builtin_nan("");
+  }
+}
