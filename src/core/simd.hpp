@@ -19,8 +19,12 @@ typedef float vf __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
 typedef double vd __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
 typedef std::int32_t vi32 __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
 typedef std::int64_t vi64 __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
-// Float64 accumulators for a float lane vector: twice the bytes (the compiler splits it).
-typedef double vacc_f __attribute__((vector_size(2 * FASTLOSS_VEC_BYTES)));
+// Float64 accumulator for float lanes: two native double vectors (the low and high halves
+// of the float vector, converted). A single double vector of twice the native width would
+// make the compiler shuffle it through memory.
+struct FAcc {
+  vd lo{}, hi{};
+};
 
 template <class V> struct Traits;
 
@@ -28,7 +32,7 @@ template <> struct Traits<vf> {
   using T = float;
   using VI = vi32;
   using I = std::int32_t;
-  using Acc = vacc_f;
+  using Acc = FAcc;
   static constexpr int W = FASTLOSS_VEC_BYTES / 4;
   static constexpr int mant_bits = 23;
   static constexpr I exp_bias = 127;
@@ -108,16 +112,41 @@ template <class V> FL_INLINE V small_int_to_float(typename Traits<V>::VI i) {
 }
 
 // ---- reductions into float64 --------------------------------------------------
-FL_INLINE vacc_f to_acc(vf v) { return __builtin_convertvector(v, vacc_f); }
-FL_INLINE vd to_acc(vd v) { return v; }
+#if FASTLOSS_VEC_BYTES == 16
+#define FASTLOSS_LO_HALF 0, 1
+#define FASTLOSS_HI_HALF 2, 3
+#elif FASTLOSS_VEC_BYTES == 32
+#define FASTLOSS_LO_HALF 0, 1, 2, 3
+#define FASTLOSS_HI_HALF 4, 5, 6, 7
+#elif FASTLOSS_VEC_BYTES == 64
+#define FASTLOSS_LO_HALF 0, 1, 2, 3, 4, 5, 6, 7
+#define FASTLOSS_HI_HALF 8, 9, 10, 11, 12, 13, 14, 15
+#else
+#error "unsupported FASTLOSS_VEC_BYTES"
+#endif
 
-template <class A> FL_INLINE double hsum(A a) {
-  // Fixed order: lane 0, 1, 2, ... so that every run of one ISA gives the same bits.
-  constexpr int n = sizeof(A) / sizeof(double);
+// The float64 image of a float vector, as accumulator halves.
+struct FHalves {
+  vd lo, hi;
+};
+FL_INLINE FHalves to_acc(vf v) {
+  return {__builtin_convertvector(__builtin_shufflevector(v, v, FASTLOSS_LO_HALF), vd),
+          __builtin_convertvector(__builtin_shufflevector(v, v, FASTLOSS_HI_HALF), vd)};
+}
+FL_INLINE vd to_acc(vd v) { return v; }
+FL_INLINE FAcc& operator+=(FAcc& a, const FHalves& h) {
+  a.lo += h.lo;
+  a.hi += h.hi;
+  return a;
+}
+
+// Fixed order (lane 0, 1, 2, ...) so that every run of one ISA gives the same bits.
+FL_INLINE double hsum(vd a) {
   double s = 0.0;
-  for (int i = 0; i < n; ++i) s += a[i];
+  for (int i = 0; i < Traits<vd>::W; ++i) s += a[i];
   return s;
 }
+FL_INLINE double hsum(const FAcc& a) { return hsum(a.lo + a.hi); }
 
 // Lane index vector 0, 1, ..., W-1 (for masking partial vectors).
 template <class V> FL_INLINE typename Traits<V>::VI lane_index() {

@@ -106,11 +106,16 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
   }
   st.nan = any_lane(nanm);
   double S = 0.0;
-  for (int c = 0; c < st.nchunks; ++c)
-    if (st.s[c] > 0.0) S += st.s[c] * __builtin_exp(static_cast<double>(st.m[c]) - M);
+  if (st.nchunks == 1) {  // the common case: no rescaling between chunks
+    S = st.s[0];
+    st.r[0] = 1.0 / S;
+  } else {
+    for (int c = 0; c < st.nchunks; ++c)
+      if (st.s[c] > 0.0) S += st.s[c] * __builtin_exp(static_cast<double>(st.m[c]) - M);
+    for (int c = 0; c < st.nchunks; ++c)
+      st.r[c] = st.s[c] > 0.0 ? __builtin_exp(static_cast<double>(st.m[c]) - M) / S : 0.0;
+  }
   st.lse = static_cast<double>(M) + __builtin_log(S);
-  for (int c = 0; c < st.nchunks; ++c)
-    st.r[c] = st.s[c] > 0.0 ? __builtin_exp(static_cast<double>(st.m[c]) - M) / S : 0.0;
   if (st.nan) {
     st.lse = __builtin_nan("");
     for (int c = 0; c < st.nchunks; ++c) st.r[c] = __builtin_nan("");
