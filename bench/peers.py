@@ -500,6 +500,7 @@ class JaxPeer(Peer):
         self.version = jax.__version__
         self.formulas = _jax_formulas(jnp)
         self._device_inputs: dict = {}
+        self._jitted: dict = {}
 
     def effective_threads(self, n):
         return "uncontrolled"
@@ -523,21 +524,25 @@ class JaxPeer(Peer):
         params = dict(case.params)
         P, T = (self._on_device(a) for a in inputs)
 
-        def mean_loss(p, t):
-            return jnp.mean(elem(p, t, **params))
+        key = (case.name, op, tuple(sorted(params.items())))
+        fn = self._jitted.get(key)
+        if fn is None:
+            # One jitted function per loss and operation; jit's own cache
+            # then holds one compilation per shape and dtype.
+            def mean_loss(p, t):
+                return jnp.mean(elem(p, t, **params))
 
-        if op == "value":
-            fn = jax.jit(mean_loss)
-            to_result = _result_value
-        elif op == "value_and_grad":
-            fn = jax.jit(jax.value_and_grad(mean_loss))
-            to_result = _result_value_grad
-        else:
-            def grad_hess(p, t):
-                g_of = jax.grad(lambda q: jnp.sum(elem(q, t, **params)))
-                return jax.jvp(g_of, (p,), (jnp.ones_like(p),))
-            fn = jax.jit(grad_hess)
-            to_result = _result_grad_hess
+            if op == "value":
+                fn = jax.jit(mean_loss)
+            elif op == "value_and_grad":
+                fn = jax.jit(jax.value_and_grad(mean_loss))
+            else:
+                def grad_hess(p, t):
+                    g_of = jax.grad(lambda q: jnp.sum(elem(q, t, **params)))
+                    return jax.jvp(g_of, (p,), (jnp.ones_like(p),))
+                fn = jax.jit(grad_hess)
+            self._jitted[key] = fn
+        to_result = RESULT_OF_OP[op]
 
         def call():
             return jax.block_until_ready(fn(P, T))

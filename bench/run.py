@@ -7,8 +7,9 @@
 
 Everything runs in one process on the same input arrays:
 
-1. the machine's memory bandwidth (fastloss._core.stream: read, read2, copy,
-   triad) for every thread count under test;
+1. the machine's memory bandwidth (fastloss._core.stream read, read2, copy,
+   triad on float32 and float64 arrays, NumPy equivalents as a cross-check)
+   for every thread count under test;
 2. every loss x dtype x size x threads x operation, fastloss under each ISA
    and every installed peer, each result checked against fastloss;
 3. fastloss's per-call overhead at 1,000 elements;
@@ -87,7 +88,7 @@ STREAM_KINDS = ("read", "read2", "copy", "triad")
 STREAM_ARRAYS = {"read": 1, "read2": 2, "copy": 2, "triad": 3}
 
 DEFAULT_SIZES = (1_000, 20_000_000)
-QUICK_SIZES = (1_000, 1_000_000)
+QUICK_SIZES = (1_000, 100_000)
 DEFAULT_REPEAT = 7
 QUICK_REPEAT = 3
 DEFAULT_BW_SIZE = 20_000_000
@@ -141,7 +142,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ops", nargs="+", metavar="OP",
                     help=f"operations; default: {' '.join(OPS)}")
     ap.add_argument("--sizes", nargs="+", metavar="N",
-                    help="element counts, e.g. 1e3 2e7; default: 1e3 2e7 (--quick: 1e3 1e6)")
+                    help="element counts, e.g. 1e3 2e7; default: 1e3 2e7 (--quick: 1e3 1e5)")
     ap.add_argument("--dtypes", nargs="+", metavar="DTYPE",
                     help="float32 and/or float64; default: both")
     ap.add_argument("--threads", nargs="+", metavar="T",
@@ -283,92 +284,150 @@ def fastloss_runner(case: LossCase, op: str, inputs, preallocated: bool) -> Runn
 
 # ---------------------------------------------------------------- bandwidth
 
+def _limit_blas(threads: int):
+    """Cap BLAS threads (np.dot in the NumPy probe) at the count under test."""
+    try:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=threads, user_api="blas")
+    except Exception:  # threadpoolctl missing: the probe runs as it is
+        return contextlib.nullcontext()
+
+
+def _median_time(fn, repeat: int) -> tuple[float, list]:
+    fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples), samples
+
+
 def measure_bandwidth(threads_list, n: int, repeat: int, llc_bytes: int | None) -> dict:
-    """GB/s of each stream kind for each thread count: {threads: {kind: {...}}}."""
-    dtype = np.float32
-    itemsize = np.dtype(dtype).itemsize
-    if llc_bytes and n * itemsize < 2 * llc_bytes:
-        log(f"warning: stream arrays of {n * itemsize / 1e6:.0f} MB are not far larger "
-            f"than the last-level cache ({llc_bytes / 1e6:.0f} MB); use --bandwidth-size")
+    """GB/s of each access pattern for each thread count.
+
+    Probes: fastloss._core.stream on float32 arrays of n elements and on
+    float64 arrays of n/2 elements (the same bytes), and the NumPy
+    equivalents on the float32 arrays (a.sum(), np.dot(a, b), np.copyto,
+    np.add(out=); single-threaded except np.dot, whose BLAS is capped at the
+    thread count).  The machine's bandwidth for a pattern, the reference for
+    the "% of bandwidth" column, is the best median among the probes: a
+    probe that is itself compute-bound under-states it.
+
+    Returns {threads: {kind: {"gbps": best, "probe": name, "probes": {...}}}}.
+    """
     rng = np.random.default_rng(1)
-    a = rng.random(n, dtype=dtype)
-    b = rng.random(n, dtype=dtype)
-    out = np.zeros(n, dtype=dtype)      # pages touched now, not inside the timing
+    arrays = {}
+    for dtype, m in ((np.float32, n), (np.float64, n // 2)):
+        a = rng.random(m, dtype=dtype)
+        b = rng.random(m, dtype=dtype)
+        out = np.zeros(m, dtype=dtype)      # pages touched now, not inside the timing
+        arrays[np.dtype(dtype).name] = (a, b, out)
+    nbytes1 = arrays["float32"][0].nbytes
+    if llc_bytes and nbytes1 < 2 * llc_bytes:
+        log(f"warning: stream arrays of {nbytes1 / 1e6:.0f} MB are not far larger "
+            f"than the last-level cache ({llc_bytes / 1e6:.0f} MB); use --bandwidth-size")
     stream = fl._core.stream
-    operands = {"read": (a, None, None), "read2": (a, b, None),
-                "copy": (a, None, out), "triad": (a, b, out)}
+
+    def operands(kind, a, b, out):
+        return {"read": (a, None, None), "read2": (a, b, None),
+                "copy": (a, None, out), "triad": (a, b, out)}[kind]
+
     # One correctness look at each kernel so a broken one cannot pass as fast.
+    ok = {}
     with fl.threads(threads_list[0]):
-        ok = {
-            "read": math.isclose(stream("read", a, None, None), float(a.sum(dtype=np.float64)),
-                                 rel_tol=1e-4),
-            "read2": math.isclose(stream("read2", a, b, None),
-                                  float(a.sum(dtype=np.float64) + b.sum(dtype=np.float64)),
-                                  rel_tol=1e-4),
-        }
-        stream("copy", a, None, out)
-        ok["copy"] = bool(np.array_equal(out, a))
-        stream("triad", a, b, out)
-        ok["triad"] = bool(np.array_equal(out, a + b))
-    for kind, good in ok.items():
+        for name, (a, b, out) in arrays.items():
+            s_a, s_b = float(a.sum(dtype=np.float64)), float(b.sum(dtype=np.float64))
+            ok[(name, "read")] = math.isclose(stream("read", a, None, None), s_a, rel_tol=1e-4)
+            ok[(name, "read2")] = math.isclose(stream("read2", a, b, None), s_a + s_b,
+                                               rel_tol=1e-4)
+            stream("copy", a, None, out)
+            ok[(name, "copy")] = bool(np.array_equal(out, a))
+            stream("triad", a, b, out)
+            ok[(name, "triad")] = bool(np.array_equal(out, a + b))
+    for (name, kind), good in ok.items():
         if not good:
-            log(f"WARNING: fastloss._core.stream({kind!r}) returned a wrong result")
+            log(f"WARNING: fastloss._core.stream({kind!r}) on {name} returned a wrong result")
+
+    a32, b32, o32 = arrays["float32"]
+    numpy_probe = {"read": lambda: a32.sum(), "read2": lambda: np.dot(a32, b32),
+                   "copy": lambda: np.copyto(o32, a32), "triad": lambda: np.add(a32, b32, out=o32)}
+    reps = max(repeat, 9)
     result: dict = {}
     for t in threads_list:
         result[t] = {}
-        with fl.threads(t):
-            for kind in STREAM_KINDS:
-                args = operands[kind]
-                fn = (lambda k=kind, x=args: stream(k, *x))  # noqa: E731
-                fn()
-                samples = []
-                for _ in range(max(repeat, 9)):
-                    t0 = time.perf_counter()
-                    fn()
-                    samples.append(time.perf_counter() - t0)
-                med = statistics.median(samples)
-                nbytes = STREAM_ARRAYS[kind] * n * itemsize
-                result[t][kind] = {"gbps": nbytes / med / 1e9, "median_s": med,
-                                   "bytes": nbytes, "samples_s": samples,
-                                   "checked": ok[kind]}
+        for kind in STREAM_KINDS:
+            probes = {}
+            with fl.threads(t):
+                for name, (a, b, out) in arrays.items():
+                    args = operands(kind, a, b, out)
+                    med, samples = _median_time(lambda k=kind, x=args: stream(k, *x), reps)
+                    nbytes = STREAM_ARRAYS[kind] * a.nbytes
+                    probes[f"stream {name}"] = {"gbps": nbytes / med / 1e9, "median_s": med,
+                                                "bytes": nbytes, "samples_s": samples,
+                                                "checked": ok[(name, kind)]}
+            settle()
+            with _limit_blas(t):
+                med, samples = _median_time(numpy_probe[kind], reps)
+            nbytes = STREAM_ARRAYS[kind] * a32.nbytes
+            probes["numpy float32"] = {"gbps": nbytes / med / 1e9, "median_s": med,
+                                       "bytes": nbytes, "samples_s": samples}
+            usable = {k: v for k, v in probes.items() if v.get("checked", True)}
+            best = max(usable, key=lambda k: usable[k]["gbps"])
+            result[t][kind] = {"gbps": usable[best]["gbps"], "probe": best, "probes": probes}
         log("bandwidth, %d thread(s): %s" % (t, ", ".join(
-            f"{k} {v['gbps']:.1f} GB/s" for k, v in result[t].items())))
+            f"{k} {v['gbps']:.1f} GB/s ({v['probe']})" for k, v in result[t].items())))
     return result
 
 
 # ------------------------------------------------------------------- checks
 
-def compare(res: dict, ref: dict, dtype, skip=frozenset()) -> tuple[bool, str]:
-    """Does res hold the same numbers as ref?  rtol 1e-3 (float32), 1e-6 (float64).
+# Elements allowed to differ, as a fraction of N, before a result counts as a
+# mismatch: a kink hit exactly (|f - y| == delta, f == y) is where libraries'
+# conventions differ (PyTorch's Huber Hessian is 0 at |r| == delta; scikit-learn
+# forms f - y in float64 for float32 inputs, so its residual is not exactly
+# delta there), and float32 random data hits one every few million elements.
+KINK_FRACTION = 1e-6
+
+
+def compare(res: dict, ref: dict, dtype, skip=frozenset()) -> tuple[str, str]:
+    """("ok" | "kink" | "MISMATCH", detail): res against ref, rtol 1e-3 (float32), 1e-6 (float64).
 
     Arrays are compared relative to their largest magnitude, so elements
     near zero (a gradient crossing zero) do not fail on rounding alone.
+    "kink": at most KINK_FRACTION of the elements (and at least one) differ.
     """
     rtol = 1e-3 if np.dtype(dtype) == np.float32 else 1e-6
-    worst = []
+    details = []
+    status = "ok"
     for key in ("value", "grad", "hess"):
-        if key not in res or key not in ref:
-            continue
-        if key in skip:
+        if key not in res or key not in ref or key in skip:
             continue
         a = np.asarray(res[key], dtype=np.float64)
         b = np.asarray(ref[key], dtype=np.float64)
         if a.shape != b.shape:
-            return False, f"{key} shape {a.shape} != {b.shape}"
+            return "MISMATCH", f"{key} shape {a.shape} != {b.shape}"
         if a.size == 0:
             continue
         nan_a, nan_b = np.isnan(a), np.isnan(b)
         if not np.array_equal(nan_a, nan_b):
-            return False, f"{key}: NaN in different places"
+            return "MISMATCH", f"{key}: NaN in different places"
         a, b = a[~nan_a], b[~nan_b]
         if a.size == 0:
             continue
         scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny)
-        err = float(np.max(np.abs(a - b))) / scale
-        worst.append(f"{key} {err:.1e}")
-        if not err <= rtol:
-            return False, f"{key} max rel err {err:.2e} > {rtol:g}"
-    return True, ", ".join(worst)
+        diff = np.abs(a - b) / scale
+        err = float(np.max(diff))
+        if err <= rtol:
+            details.append(f"{key} {err:.1e}")
+            continue
+        bad = int(np.count_nonzero(diff > rtol))
+        if a.ndim and bad <= KINK_FRACTION * a.size:
+            status = "kink" if status == "ok" else status
+            details.append(f"{key}: {bad} of {a.size} elements differ (kink ties)")
+        else:
+            return "MISMATCH", f"{key} max rel err {err:.2e} > {rtol:g} ({bad} elements)"
+    return status, ", ".join(details)
 
 
 # -------------------------------------------------------------- the matrix
@@ -462,16 +521,15 @@ def run_case(ctx: Context, case: LossCase, op: str, inputs, threads: int) -> Non
             reference, ref_name = result, impl.name
             row["check"] = "reference"
         else:
-            ok, detail = compare(result, reference, dtype, impl.runner.skip_compare)
+            status, detail = compare(result, reference, dtype, impl.runner.skip_compare)
             skipped = sorted(impl.runner.skip_compare & result.keys())
-            row["check"] = ("ok" if ok else "MISMATCH") + \
-                (f" ({detail})" if detail else "") + \
+            row["check"] = status + (f" ({detail})" if detail else "") + \
                 (f"; not compared: {', '.join(skipped)}" if skipped else "")
-            if not ok:
+            if status != "ok":
                 msg = (f"{impl.name} differs from {ref_name}: {case.name} {op} "
                        f"{dtype.name} N={n} threads={threads}: {detail}")
-                log("WARNING: " + msg)
-                ctx.warnings.append(msg)
+                log(("WARNING: " if status == "MISMATCH" else "note: ") + msg)
+                ctx.warnings.append(("" if status == "MISMATCH" else "(kink) ") + msg)
         del result
         t = timing.median
         gbps = (read + written) / t / 1e9
@@ -535,6 +593,7 @@ def per_call_overhead(ctx: Context) -> list[dict]:
         overhead).
     t(N=1) is shown as a direct look at the fixed cost.  All at 1 thread;
     t(1e3) at every core shows whether small inputs wrongly go parallel.
+    Times here are the fastest of the samples, not the median.
     """
     out = []
     big_n = max(ctx.args.sizes)
@@ -557,7 +616,9 @@ def per_call_overhead(ctx: Context) -> list[dict]:
                         r = fastloss_runner(case, op, inputs, False)
                         with fl.threads(threads):
                             r.call()
-                            times[(n, threads)] = measure(r.call, max(ctx.args.repeat, 7)).median
+                            # The fastest sample: the fixed cost is what is
+                            # sought, and a shared machine only adds to it.
+                            times[(n, threads)] = min(measure(r.call, max(ctx.args.repeat, 7)).samples)
                 except Exception as exc:
                     log(f"ERROR: overhead {loss} {op} {dtype_name}: {exc}")
                     continue
@@ -707,6 +768,14 @@ def last_level_cache_bytes() -> int | None:
     return best[1]
 
 
+def load_average() -> list[float] | None:
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(x) for x in f.read().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
 def versions(peers: list[Peer]) -> dict:
     v = {"python": platform.python_version(), "numpy": np.__version__,
          "fastloss": getattr(fl, "__version__", None)}
@@ -796,12 +865,18 @@ TABLE_HEADER = (f"{'loss':<15} {'op':<15} {'dtype':<8} {'N':>5} {'thr':>3} {'imp
 
 
 def print_bandwidth(bw: dict) -> None:
-    print("\n== Memory bandwidth (fastloss._core.stream, float32, median) ==")
+    print("\n== Memory bandwidth, GB/s (median of each probe; the best probe is the reference) ==")
     print("   bytes counted: read N*s, read2 2N*s, copy 2N*s, triad 3N*s; the read-for-"
           "ownership of written lines is not counted")
-    print(f"{'threads':>7} " + " ".join(f"{k + ' GB/s':>11}" for k in STREAM_KINDS))
+    probes = list(next(iter(bw.values()))["read"]["probes"])
+    print(f"{'threads':>7} {'kind':<6} " + " ".join(f"{p:>15}" for p in probes)
+          + f" {'reference':>10}")
     for t, kinds in bw.items():
-        print(f"{t:>7} " + " ".join(f"{kinds[k]['gbps']:>11.2f}" for k in STREAM_KINDS))
+        for kind in STREAM_KINDS:
+            e = kinds[kind]
+            cells = [f"{e['probes'][p]['gbps']:.2f}" if p in e["probes"] else "-" for p in probes]
+            print(f"{t:>7} {kind:<6} " + " ".join(f"{c:>15}" for c in cells)
+                  + f" {e['gbps']:>10.2f}")
 
 
 def print_table(rows: list[dict]) -> None:
@@ -896,7 +971,7 @@ def print_isa_table(ctx: Context, table: list[dict]) -> None:
 
 
 def print_overhead(rows: list[dict]) -> None:
-    print("\n== fastloss per-call overhead (1 thread; target <= 5 us) ==")
+    print("\n== fastloss per-call overhead (1 thread, fastest sample; target <= 5 us) ==")
     print("   overhead = t(1e3) - kernel(1e3); kernel from the in-cache slope t(16e3)-t(1e3), "
           "or from the largest-N ns/element")
     print(f"{'loss':<15} {'op':<15} {'dtype':<8} {'t(N=1)':>9} {'t(1e3)':>9} "
@@ -959,6 +1034,10 @@ def main(argv=None) -> int:
     log(f"fastloss {getattr(fl, '__version__', '?')}, ISAs {isas} (reference {ref_isa}), "
         f"peers {[p.name for p in peers]}, threads {args.threads}, sizes {args.sizes}")
 
+    load_start = load_average()
+    if load_start and load_start[0] > 0.5:
+        log(f"warning: load average {load_start[0]:.2f} before the run: something else is "
+            "using the CPUs, and multi-threaded timings will suffer")
     t_start = time.perf_counter()
     ctx.bandwidth = measure_bandwidth(args.threads, args.bandwidth_size, args.repeat,
                                       ctx.llc_bytes)
@@ -968,12 +1047,16 @@ def main(argv=None) -> int:
     overhead = per_call_overhead(ctx)
     memory = peak_memory(ctx)
     info = machine_info(ctx)
+    info["load_average_start"] = load_start
+    info["load_average_end"] = load_average()
     elapsed = time.perf_counter() - t_start
 
     print(f"fastloss benchmark  {info['date']}  {info['cpu_model']}, "
           f"{info['cores_available']} cores, LLC {(ctx.llc_bytes or 0) / 2**20:.0f} MiB, "
           f"ISA active {ref_isa}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v))
+    print(f"load average (1 min) at start {info['load_average_start'] and info['load_average_start'][0]}, "
+          f"at end {info['load_average_end'] and info['load_average_end'][0]}")
     print_bandwidth(ctx.bandwidth)
     print_table(ctx.rows)
     print_summary(ctx)

@@ -17,8 +17,12 @@ Parametrised fixture names:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import platform
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -28,6 +32,17 @@ import pytest
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+# Hypothesis reports a failing example through libcst, and importing libcst
+# emits a DeprecationWarning with some mypy_extensions versions; under
+# filterwarnings = error that turns a test failure into an INTERNALERROR.
+# Import it once here with warnings off.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    try:
+        import libcst.metadata  # noqa: F401
+    except ImportError:  # not installed: hypothesis copes
+        pass
 
 THREAD_COUNTS = (1, 2, 7)
 # SIMD widths 4, 8 and 16 lanes (and 32 for completeness): W-1, W, W+1.
@@ -137,3 +152,39 @@ def make_weights(rng):
         return rng.uniform(0.25, 2.0, size=shape).astype(dtype)
 
     return make
+
+
+# <fenv.h> flag values per architecture (glibc).
+_FE_FLAGS = {
+    "x86_64": {"invalid": 0x01, "divbyzero": 0x04, "overflow": 0x08, "underflow": 0x10},
+    "aarch64": {"invalid": 0x01, "divbyzero": 0x02, "overflow": 0x04, "underflow": 0x08},
+}
+
+
+@pytest.fixture
+def fp_exceptions():
+    """fp_exceptions(fn) -> set of IEEE exception flags fn() raised on this thread.
+
+    NumPy reads these flags after its own loops, so a kernel that leaves
+    "invalid" set on valid input surfaces as a spurious RuntimeWarning in the
+    caller's NumPy code.
+    """
+    flags = _FE_FLAGS.get(platform.machine())
+    path = ctypes.util.find_library("m")
+    if flags is None or path is None:
+        pytest.skip("needs glibc fenv on x86_64 or aarch64")
+    libm = ctypes.CDLL(path)
+    if not hasattr(libm, "fetestexcept"):
+        pytest.skip("no fetestexcept")
+    every = 0
+    for bit in flags.values():
+        every |= bit
+
+    def raised(fn):
+        libm.feclearexcept(every)
+        fn()
+        got = libm.fetestexcept(every)
+        libm.feclearexcept(every)
+        return {name for name, bit in flags.items() if got & bit}
+
+    return raised

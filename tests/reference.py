@@ -14,9 +14,12 @@ adds one function and one entry:
         "params": {...},            # default keyword parameters
         "kind": "elementwise",
         "fisher": float | None,     # expected Hessian, None where undefined
-        "kinks": function | None,   # (a, b, **params) -> bool mask of points
-                                    # where the derivatives jump (skipped by
-                                    # finite differences)
+        "kink_distance": function | None,
+                                    # (a, b, **params) -> distance of each
+                                    # point from the nearest place where a
+                                    # derivative jumps (finite differences
+                                    # and Hessian checks stay clear of it);
+                                    # None for smooth losses
     }
 """
 
@@ -107,12 +110,15 @@ def log_cosh(pred, target):
     return value, grad, hess
 
 
-def _residual_kinks(at):
-    def kinks(pred, target, **params):
-        r = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
-        return at(np.abs(r), **params)
+def _residual_kink_distance(distance):
+    """Kink distance of a loss of r = pred - target, given as a function of |r|."""
 
-    return kinks
+    @_quiet
+    def kink_distance(pred, target, **params):
+        r = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
+        return distance(np.abs(r), **params)
+
+    return kink_distance
 
 
 REFERENCE = {
@@ -121,28 +127,28 @@ REFERENCE = {
         "params": {},
         "kind": "elementwise",
         "fisher": 2.0,
-        "kinks": None,
+        "kink_distance": None,
     },
     "absolute_error": {
         "fn": absolute_error,
         "params": {},
         "kind": "elementwise",
         "fisher": 1.0,
-        "kinks": _residual_kinks(lambda a: a == 0.0),
+        "kink_distance": _residual_kink_distance(lambda a: a),  # sign jumps at r = 0
     },
     "huber": {
         "fn": huber,
         "params": {"delta": 1.0},
         "kind": "elementwise",
         "fisher": None,
-        "kinks": _residual_kinks(lambda a, delta=1.0: a == delta),
+        "kink_distance": _residual_kink_distance(lambda a, delta=1.0: np.abs(a - delta)),
     },
     "log_cosh": {
         "fn": log_cosh,
         "params": {},
         "kind": "elementwise",
         "fisher": 0.5,
-        "kinks": None,
+        "kink_distance": None,
     },
 }
 

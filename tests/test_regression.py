@@ -20,10 +20,9 @@ import dataclasses
 import math
 from typing import Callable
 
+import fastloss as fl
 import numpy as np
 import pytest
-
-import fastloss as fl
 import reference as ref
 
 THREAD_COUNTS = (1, 2, 7)
@@ -72,7 +71,8 @@ CASES = [
     Case("huber", regression_args, {"delta": 0.5}),
     Case("log_cosh", regression_args),
 ]
-REGRESSION = [c for c in CASES if c.name in ("squared_error", "absolute_error", "huber", "log_cosh")]
+REGRESSION_NAMES = ("squared_error", "absolute_error", "huber", "log_cosh")
+REGRESSION = [c for c in CASES if c.name in REGRESSION_NAMES]
 
 case_param = pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 dtype_param = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -101,10 +101,13 @@ def policies(case):
 
 
 def expected(case, args, reduction="none", sample_weight=None, hessian="exact", hess_floor=1e-6,
-             nan_policy="propagate", params=None):
+             nan_policy="propagate", params=None, magnitudes=False):
     """Reference (value, grad, hess) for a call, in float64.
 
     Inputs are first rounded to the compute dtype, as the kernels see them.
+    With magnitudes=True also the sums of |terms| behind grad and hess (they
+    differ from |grad| where a broadcast pred sums terms of both signs, and
+    set the scale of the rounding error there).
     """
     params = case.params if params is None else params
     cdt = compute_dtype(np.asarray(args[0]).dtype)
@@ -126,21 +129,31 @@ def expected(case, args, reduction="none", sample_weight=None, hessian="exact", 
     with np.errstate(invalid="ignore"):
         g = ref.sum_to_shape(scale * grad, pred_shape)
         h = ref.sum_to_shape(scale * hess, pred_shape)
+        if magnitudes:
+            g_mag = ref.sum_to_shape(np.abs(scale * grad), pred_shape)
+            h_mag = ref.sum_to_shape(np.abs(scale * hess), pred_shape)
+            return reduced, g, h, g_mag, h_mag
     return reduced, g, h
 
 
-def assert_close(actual, desired, rtol, what="", mask=None):
+def assert_close(actual, desired, rtol, what="", mask=None, magnitude=None):
     """Elementwise |actual - desired| <= rtol * (|desired| + max|desired|).
 
     The tolerance is relative to the magnitude of the whole result, so that
     results near zero (cancellation, tiny Hessians) are held to the accuracy
-    of the large ones.  NaN and inf must sit in the same places.
+    of the large ones; `magnitude` (same shape) replaces |desired| in that
+    maximum where the result is a sum of terms.  NaN and inf must sit in the
+    same places.  Results below the output dtype's smallest normal may
+    underflow (sech^2 of a large residual is 0 in float32).
     """
-    actual = np.asarray(actual, dtype=np.float64)
+    actual = np.asarray(actual)
+    floor = float(np.finfo(actual.dtype).tiny) if actual.dtype.kind == "f" else 0.0
+    actual = actual.astype(np.float64)
     desired = np.asarray(desired, dtype=np.float64)
     assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != {desired.shape}"
+    magnitude = np.abs(desired) if magnitude is None else np.asarray(magnitude, dtype=np.float64)
     if mask is not None:
-        actual, desired = actual[mask], desired[mask]
+        actual, desired, magnitude = actual[mask], desired[mask], magnitude[mask]
     nan_a, nan_d = np.isnan(actual), np.isnan(desired)
     assert np.array_equal(nan_a, nan_d), f"{what}: NaN at {np.flatnonzero(nan_a != nan_d)[:10]}"
     inf_d = np.isinf(desired)
@@ -149,9 +162,10 @@ def assert_close(actual, desired, rtol, what="", mask=None):
     a, d = actual[finite], desired[finite]
     if d.size == 0:
         return
-    scale = max(float(np.max(np.abs(d))), np.finfo(np.float64).tiny)
+    mag = magnitude[finite]
+    scale = max(float(np.max(np.abs(d))), float(np.max(mag)), np.finfo(np.float64).tiny)
     err = np.abs(a - d)
-    tol = rtol * (np.abs(d) + scale)
+    tol = rtol * (np.abs(d) + scale) + floor
     bad = err > tol
     if bad.any():
         i = int(np.argmax(err - tol))
@@ -178,20 +192,23 @@ def same(a, b):
 
 
 def hess_kink_mask(case, args):
-    """Elements whose rounded residual may cross huber's |r| == delta.
+    """Elements clear of the loss's kinks (None: no kinks).
 
-    The Hessian jumps there, and a residual within one rounding of delta can
-    land on either side in float32; values and gradients are continuous.
+    A derivative jumps at a kink (huber's Hessian at |r| == delta), and an
+    input within a rounding or two of it can land on either side in the
+    compute dtype.
     """
-    if case.name != "huber":
+    distance = case.reference["kink_distance"]
+    if distance is None:
         return None
     cdt = compute_dtype(np.asarray(args[0]).dtype)
+    a64 = [rounded(a, cdt) for a in args]
+    shape = np.broadcast_shapes(*[a.shape for a in a64])
+    a64 = [np.broadcast_to(a, shape) for a in a64]
+    size = sum(np.abs(a) for a in a64) + 1.0
     with np.errstate(invalid="ignore"):
-        r = rounded(args[0], cdt) - rounded(args[1], cdt)
-    delta = case.params.get("delta", 1.0)
-    eps = np.finfo(cdt).eps
-    near = np.abs(np.abs(r) - delta) <= 4 * eps * (abs(delta) + np.abs(r))
-    # A broadcast pred element sums many residuals: uncertain if any is.
+        near = distance(*a64, **case.params) <= 8 * np.finfo(cdt).eps * size
+    # A broadcast pred element sums many terms: unsure if any of them is.
     return ref.sum_to_shape(near, np.shape(args[0])) == 0
 
 
@@ -221,6 +238,8 @@ def call_all(case, args, reduction, weight, use_out, hessians, **extra):
         return np.full(s, -12345.0, dtype=cdt) if use_out else None
 
     def check_array(x, target_shape, out, what):
+        if target_shape == () and out is None and isinstance(x, np.generic):
+            x = np.asarray(x)  # a NumPy scalar for 0-d inputs, as ufuncs return
         assert isinstance(x, np.ndarray), f"{what}: {type(x)}"
         assert x.dtype == cdt, f"{what}: dtype {x.dtype} != {cdt}"
         assert x.shape == target_shape, f"{what}: shape {x.shape} != {target_shape}"
@@ -259,20 +278,21 @@ def call_all(case, args, reduction, weight, use_out, hessians, **extra):
 
 
 def compare_with_reference(case, args, reduction, weight, res, rtol, **extra):
-    v_ref, g_ref, _ = expected(case, args, reduction, weight, **extra)
+    v_ref, g_ref, _, g_mag, _ = expected(case, args, reduction, weight, magnitudes=True, **extra)
     for key in ("value", "vg_value"):
         if reduction == "none":
             assert_close(res[key], v_ref, rtol, key)
         else:
             assert_reduced(res[key], v_ref, rtol, key)
     for key in ("grad", "vg_grad") + tuple(k for k in res if k.startswith("gh_grad_")):
-        assert_close(res[key], g_ref, rtol, key)
+        assert_close(res[key], g_ref, rtol, key, magnitude=g_mag)
     mask = hess_kink_mask(case, args)
     for key in res:
         if key.startswith("hess_"):
             policy = key[len("hess_"):]
-            _, _, h_ref = expected(case, args, reduction, weight, hessian=policy, **extra)
-            assert_close(res[key], h_ref, rtol, key, mask=mask)
+            _, _, h_ref, _, h_mag = expected(case, args, reduction, weight, hessian=policy,
+                                             magnitudes=True, **extra)
+            assert_close(res[key], h_ref, rtol, key, mask=mask, magnitude=h_mag)
 
 
 # --------------------------------------------------------------------------
@@ -299,9 +319,6 @@ def test_matrix(case, dtype, reduction, weighting, isa, length, rng):
         for n in THREAD_COUNTS:
             with fl.threads(n):
                 res = call_all(case, args, reduction, weight, use_out, pols)
-                again = call_all(case, args, reduction, weight, use_out, pols)
-            for key in res:
-                assert same(res[key], again[key]), f"{key}: differs between runs (threads={n})"
             if first is None:
                 compare_with_reference(case, args, reduction, weight, res, rtol)
                 first = res
@@ -310,6 +327,10 @@ def test_matrix(case, dtype, reduction, weighting, isa, length, rng):
                     assert same(res[key], first[key]), (
                         f"{key}: threads={n} out={use_out} differs from threads=1"
                     )
+    with fl.threads(THREAD_COUNTS[-1]):
+        again = call_all(case, args, reduction, weight, False, pols)
+    for key in again:
+        assert same(again[key], first[key]), f"{key}: differs from one run to the next"
 
 
 @case_param
@@ -381,6 +402,37 @@ def test_isa_paths_agree_with_baseline(case, dtype, rng):
                                  mask=mask if key.startswith("hess") else None)
 
 
+@case_param
+@dtype_param
+def test_no_spurious_invalid_flag(case, dtype, isa, fp_exceptions):
+    # Finite inputs: no lane, padding included, may raise "invalid" or
+    # "divbyzero" (NumPy would report it as a RuntimeWarning in the caller's
+    # next ufunc loop that checks the flags, e.g. np.vectorize).
+    rng = np.random.default_rng(21)
+    bad = []
+    for n in list(range(34)) + [1000]:
+        args = case.make_args(rng, (n,), dtype)
+        w = rng.uniform(0.5, 2.0, n).astype(dtype)
+        for reduction in REDUCTIONS:
+            kw = dict(case.params, reduction=reduction, sample_weight=w)
+            if n == 0 and reduction == "mean":
+                continue  # the NaN of an empty mean is a genuine 0/0
+            methods = {
+                "value": case.loss,
+                "grad": case.loss.grad,
+                "value_and_grad": case.loss.value_and_grad,
+                "grad_hess": case.loss.grad_hess,
+            }
+            for what, method in methods.items():
+                raised = fp_exceptions(lambda m=method, a=args, k=kw: m(*a, **k))
+                raised &= {"invalid", "divbyzero"}
+                if raised:
+                    bad.append((n, reduction, what, sorted(raised)))
+    assert not bad, (
+        f"flags raised (length, reduction, method, flags): {bad[:8]} ... ({len(bad)} in all)"
+    )
+
+
 def test_set_isa_restores_and_rejects_unknown():
     previous = fl._set_isa("baseline")
     try:
@@ -404,14 +456,13 @@ def central_difference(f, x, h):
 
 
 def fd_points(case, rng, n=2000, margin=1e-3):
-    pred, target = case.make_args(rng, (n,), np.float64)
-    r = pred - target
-    keep = np.ones(n, bool)
-    if case.name == "absolute_error":
-        keep &= np.abs(r) > margin
-    if case.name == "huber":
-        keep &= np.abs(np.abs(r) - case.params["delta"]) > margin
-    return pred[keep], target[keep]
+    """Random float64 arguments at least `margin` from every kink."""
+    args = case.make_args(rng, (n,), np.float64)
+    distance = case.reference["kink_distance"]
+    if distance is None:
+        return args
+    keep = distance(*args, **case.params) > margin
+    return tuple(a[keep] for a in args)
 
 
 @case_param
@@ -447,7 +498,7 @@ def test_reduced_grad_is_finite_difference_of_reduced_value(case, reduction, rng
             p[i] = x
             return case.loss(p, target, **kw)
 
-        fd = central_difference(np.vectorize(at), np.array(pred[i]), h)
+        fd = central_difference(at, float(pred[i]), h)
         assert grad[i] == pytest.approx(float(fd), rel=1e-6, abs=1e-9), i
 
 
@@ -487,8 +538,9 @@ def test_outer_broadcast(case, dtype, reduction, weighting, rng):
     res = check_call(case, (pred, target), reduction, weight)
     assert res["grad"].shape == (37, 1)
     # The other way round: target (N, 1), pred (1, M).
-    check_call(case, (target.reshape(29, 1).copy(), pred.reshape(1, 37).copy()), reduction, weight.T if
-               isinstance(weight, np.ndarray) else weight)
+    weight_t = weight.T if isinstance(weight, np.ndarray) else weight
+    swapped = (target.reshape(29, 1).copy(), pred.reshape(1, 37).copy())
+    check_call(case, swapped, reduction, weight_t)
 
 
 @regression_param
@@ -514,7 +566,7 @@ def test_zero_dim(case, dtype):
     value = case.loss(pred, target, **case.params)
     assert np.shape(value) == ()
     assert np.asarray(value).dtype == compute_dtype(dtype)
-    v_ref, g_ref, h_ref = expected(case, (pred, target))
+    v_ref, g_ref, _ = expected(case, (pred, target))
     assert float(value) == pytest.approx(float(v_ref), rel=RTOL[np.dtype(dtype)])
     grad = case.loss.grad(pred, target, **case.params)
     assert np.shape(grad) == ()
@@ -526,14 +578,16 @@ def test_zero_dim(case, dtype):
     # Python scalars on both sides compute in float64.
     value = case.loss(1.25, -0.5, **case.params)
     assert np.asarray(value).dtype == np.float64
-    assert float(value) == pytest.approx(float(expected(case, (np.float64(1.25), -0.5))[0]), rel=1e-12)
+    desired = float(expected(case, (np.float64(1.25), -0.5))[0])
+    assert float(value) == pytest.approx(desired, rel=1e-12)
 
 
 @regression_param
 @dtype_param
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_stride_zero_operands(case, dtype, reduction, rng):
-    n = 3 * int(fl.show_config(mode="dicts")["block_size"]) + 5
+def test_stride_zero_operands(case, dtype, reduction, nthreads, rng):
+    cfg = fl.show_config(mode="dicts")
+    n = max(3 * int(cfg["block_size"]), int(cfg["serial_threshold"])) + 5  # parallel
     pred, _ = case.make_args(rng, (n,), dtype)
     target = np.broadcast_to(np.asarray(0.3, dtype=dtype), (n,))
     weight = np.broadcast_to(np.asarray(1.5, dtype=dtype), (n,))
@@ -565,7 +619,7 @@ def test_non_contiguous_and_fortran(case, dtype, reduction, rng):
     if reduction == "none":
         # out= in C order for a Fortran-ordered input: exact shape is enough.
         out = np.empty((31, 17), dtype=dtype)
-        assert case.loss(p2, t2, out=out, **case.params) is out
+        assert case.loss(p2, t2, out=out, sample_weight=w2, **case.params) is out
         assert_close(out, res["value"], RTOL[np.dtype(dtype)], "fortran out")
 
 
@@ -769,6 +823,20 @@ def test_extreme_residuals_give_finite_results(case, dtype, isa):
         assert_close(hess, h_ref, RTOL[np.dtype(dtype)], "hess")
 
 
+@regression_param
+@dtype_param
+def test_small_residuals_keep_relative_accuracy(case, dtype, isa):
+    # Losses of tiny residuals (r^2/2 for log_cosh, tanh r ~ r) must not be
+    # computed by cancelling O(1) terms: each element to rtol of itself.
+    r = np.concatenate([np.geomspace(1e-6, 0.1, 200), -np.geomspace(1e-6, 0.1, 37)]).astype(dtype)
+    target = np.zeros_like(r)
+    rtol = RTOL[np.dtype(dtype)]
+    value, grad = case.loss.value_and_grad(r, target, **case.params)
+    v_ref, g_ref, _ = case.reference["fn"](r.astype(np.float64), 0.0, **case.params)
+    np.testing.assert_allclose(value, v_ref, rtol=rtol, atol=0, err_msg="value")
+    np.testing.assert_allclose(grad, g_ref, rtol=rtol, atol=0, err_msg="grad")
+
+
 def test_squared_error_large_but_representable(isa):
     pred = np.array([1e4, -1e4, 1e30, -1e30] * 5)
     value, grad = fl.squared_error.value_and_grad(pred, np.zeros_like(pred))
@@ -825,3 +893,80 @@ def test_huber_delta_changes_result(rng):
     b = fl.huber(pred, target, delta=2.0)
     assert not np.array_equal(a, b)
     assert same(fl.huber(pred, target), fl.huber(pred, target, delta=1.0))
+
+
+# --------------------------------------------------------------------------
+# Property tests: random broadcastable shapes and values
+# --------------------------------------------------------------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    case=st.sampled_from(REGRESSION),
+    dtype=st.sampled_from(DTYPES),
+    shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=6),
+    reduction=st.sampled_from(REDUCTIONS),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.sampled_from([0.1, 1.0, 30.0, 1e4]),
+)
+def test_property_broadcasting(case, dtype, shapes, reduction, seed, scale):
+    pred_shape, target_shape, weight_shape = shapes.input_shapes
+    result_shape = shapes.result_shape
+    # sample_weight must not enlarge the broadcast shape of (pred, target).
+    try:
+        if np.broadcast_shapes(pred_shape, target_shape) != result_shape:
+            weight_shape = ()
+    except ValueError:
+        weight_shape = ()
+    rng = np.random.default_rng(seed)
+    pred = (rng.normal(0, scale, pred_shape)).astype(dtype)
+    target = (rng.normal(0, scale, target_shape)).astype(dtype)
+    weight = rng.uniform(0.5, 2.0, weight_shape).astype(dtype)
+    check_call(case, (pred, target), reduction, weight)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    case=st.sampled_from(REGRESSION),
+    values=hnp.arrays(np.float64, st.integers(0, 40),
+                      elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)),
+    target=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+)
+def test_property_finite_inputs_give_finite_outputs(case, values, target):
+    value = case.loss(values, target, **case.params)
+    grad, hess = case.loss.grad_hess(values, target, **case.params)
+    assert np.isfinite(value).all() and np.isfinite(grad).all() and np.isfinite(hess).all()
+    assert (value >= 0).all()
+    check_call(case, (values, np.float64(target)), "sum")
+
+
+# --------------------------------------------------------------------------
+# External oracle: PyTorch's own implementations
+# --------------------------------------------------------------------------
+
+
+def test_against_torch(rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    pred, target = regression_args(rng, (5000,), np.float64)
+    tp = torch.tensor(pred, requires_grad=True)
+    tt = torch.tensor(target)
+    oracles = {
+        "squared_error": (fl.squared_error, {}, lambda: F.mse_loss(tp, tt, reduction="sum")),
+        "absolute_error": (fl.absolute_error, {}, lambda: F.l1_loss(tp, tt, reduction="sum")),
+        "huber": (fl.huber, {"delta": 0.7},
+                  lambda: F.huber_loss(tp, tt, reduction="sum", delta=0.7)),
+        "log_cosh": (fl.log_cosh, {}, lambda: torch.sum(torch.log(torch.cosh(tp - tt)))),
+    }
+    for name, (loss, params, oracle) in oracles.items():
+        tp.grad = None
+        total = oracle()
+        total.backward()
+        value, grad = loss.value_and_grad(pred, target, reduction="sum", **params)
+        assert value == pytest.approx(total.item(), rel=1e-12), name
+        np.testing.assert_allclose(grad, tp.grad.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)

@@ -7,10 +7,9 @@ import os
 import subprocess
 import sys
 
+import fastloss as fl
 import numpy as np
 import pytest
-
-import fastloss as fl
 
 
 def openmp_enabled():
@@ -78,10 +77,9 @@ def test_context_manager_restores():
 @needs_openmp
 def test_context_manager_restores_default_and_after_exception():
     default = fl.get_num_threads()
-    with pytest.raises(RuntimeError, match="inside"):
-        with fl.threads(2):
-            assert fl.get_num_threads() == 2
-            raise RuntimeError("inside")
+    with pytest.raises(RuntimeError, match="inside"), fl.threads(2):
+        assert fl.get_num_threads() == 2
+        raise RuntimeError("inside")
     assert fl.get_num_threads() == default
     # Leaving the block goes back to "default", not to a pinned number.
     with fl.threads(1):
@@ -91,9 +89,8 @@ def test_context_manager_restores_default_and_after_exception():
 
 
 def test_context_manager_rejects_bad_count():
-    with pytest.raises(ValueError):
-        with fl.threads(0):
-            pass
+    with pytest.raises(ValueError), fl.threads(0):
+        pass
 
 
 def run_python(code, **env):
@@ -102,7 +99,7 @@ def run_python(code, **env):
         full_env.pop(key, None)
     full_env.update(env)
     return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
 
 
 def test_omp_num_threads_is_honoured():
@@ -151,7 +148,7 @@ def test_threadpoolctl_sees_fastloss_openmp():
 
 def workload(seed):
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, 200_000))
+    n = int(rng.integers(1, 100_000))
     dtype = (np.float32, np.float64)[seed % 2]
     pred = rng.normal(0, 3, n).astype(dtype)
     target = rng.normal(0, 3, n).astype(dtype)
@@ -186,7 +183,7 @@ def assert_bit_identical(a, b):
 
 @pytest.mark.parametrize("omp_threads", [1, 2])
 def test_concurrent_python_threads_match_serial(omp_threads):
-    seeds = list(range(24))
+    seeds = list(range(16))
     with fl.threads(omp_threads):
         serial = {s: workload(s) for s in seeds}
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:

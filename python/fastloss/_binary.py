@@ -48,16 +48,24 @@ def check_probabilities(pred, name: str = "pred") -> None:
                          f"got {p.flat[bad]!r} at index {where}")
 
 
-def binary_counts(target, pred, sample_weight):
-    """(negatives, positives) of soft or hard binary targets over the loss's shape."""
+def binary_counts(target, pred, sample_weight, omit_nan=False):
+    """(negatives, positives) of soft or hard binary targets over the loss's shape; with
+    omit_nan, samples with a NaN in pred, target or sample_weight do not count."""
     t = np.asarray(target, dtype=np.float64)
     shape = np.broadcast_shapes(np.shape(pred), t.shape)
     t = np.broadcast_to(t, shape)
-    if sample_weight is None:
+    w = None if sample_weight is None else np.broadcast_to(
+        np.asarray(sample_weight, dtype=np.float64), shape)
+    if omit_nan:
+        keep = ~(np.isnan(t) | np.isnan(np.asarray(pred, dtype=np.float64)))
+        if w is not None:
+            keep &= ~np.isnan(w)
+        t = np.where(keep, t, 0.0)
+        w = keep.astype(np.float64) if w is None else np.where(keep, w, 0.0)
+    if w is None:
         pos = float(np.sum(t))
         total = float(t.size)
     else:
-        w = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), shape)
         pos = float(np.sum(t * w))
         total = float(np.sum(w))
     return np.array([total - pos, pos])
@@ -67,7 +75,7 @@ _SCE_PARAMS = {"pos_weight": None, "class_weight": None, "label_smoothing": 0.0,
                "from_logits": True, "log_base": None}
 
 
-def _prepare_sigmoid_ce(pred, target, sample_weight, params):
+def _prepare_sigmoid_ce(pred, target, sample_weight, params, omit_nan=False):
     check_keys("sigmoid_cross_entropy", params, _SCE_PARAMS)
     eps = finite_param(params.get("label_smoothing", 0.0), "label_smoothing", low=0.0, high=1.0)
     from_logits = params.get("from_logits", True)
@@ -85,7 +93,7 @@ def _prepare_sigmoid_ce(pred, target, sample_weight, params):
             raise ValueError("pos_weight must be finite and >= 0")
         pos_weight = pw
     cw = resolve_class_weight(params.get("class_weight"), 2,
-                              counts=lambda: binary_counts(target, pred, sample_weight))
+                              counts=lambda: binary_counts(target, pred, sample_weight, omit_nan))
     w_neg, w_pos = (1.0, 1.0) if cw is None else (float(cw[0]), float(cw[1]))
     clip = float(np.finfo(compute_dtype(pred)).eps)
     if not from_logits:

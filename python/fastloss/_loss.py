@@ -93,7 +93,7 @@ class Loss:
              nan_policy: str = "propagate", out=None, **params):
         """Gradient of what ``__call__`` returns, w.r.t. ``pred`` (per-sample for "none")."""
         _, g, _ = self._run(pred, target, _WANT_GRAD, reduction, sample_weight, nan_policy,
-                            params, None, out, None, "exact", 0.0)
+                            params, None, out, None, "exact", 0.0, grad_name="out")
         return g
 
     def value_and_grad(self, pred, target, *, reduction: str = "none", sample_weight=None,
@@ -117,36 +117,41 @@ class Loss:
 
     # -- shared path ----------------------------------------------------------------------
     def _run(self, pred, target, want, reduction, sample_weight, nan_policy, params, out,
-             grad_out, hess_out, hessian, hess_floor):
+             grad_out, hess_out, hessian, hess_floor, grad_name="grad_out"):
         red = _code(_REDUCTIONS, reduction, "reduction")
         nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
         if self.kind == "rowwise":
             return self._run_rows(pred, target, want, red, sample_weight, nan, params, out,
-                                  grad_out, hess_out, hessian, hess_floor)
+                                  grad_out, hess_out, hessian, hess_floor, grad_name)
         policy = _code(_HESSIANS, hessian, "hessian")
         if policy == 3 and not self.has_fisher:
             raise ValueError(f"hessian='fisher' is not defined for {self.name}; "
                              "use 'exact', 'clip' or 'abs'")
         floor = finite_param(hess_floor, "hess_floor") if policy == 1 else 0.0
         if self._prepare is not None:
-            values, aux, aux_name, factor = self._prepare(pred, target, sample_weight, params)
+            values, aux, aux_name, factor = self._prepare(pred, target, sample_weight, params,
+                                                          omit_nan=nan == 2)
         else:
             values = self._parse(params) if params or self.params else ()
             aux, aux_name, factor = None, "", False
         v, g, h = _core.elementwise(self._kernel_id, pred, target, sample_weight, aux, aux_name,
-                                    factor, values, red, want, out, grad_out, hess_out, policy,
-                                    floor, nan)
+                                    factor, values, red, want, out, grad_out, grad_name, hess_out,
+                                    policy, floor, nan)
         if red and v is not None:
             v = np.float64(v)
         return v, g, h
 
     def _run_rows(self, logits, target, want, red, sample_weight, nan, params, out, grad_out,
-                  hess_out, hessian, hess_floor):
+                  hess_out, hessian, hess_floor, grad_name):
         code = _code(_ROW_HESSIANS, hessian, "hessian")
         floor = finite_param(hess_floor, "hess_floor") if code == 1 else 0.0
         if not isinstance(logits, np.ndarray):
             logits = np.asarray(logits)
-        values, class_w, ignore_index = self._prepare(logits, target, sample_weight, params)
+        values, class_w, ignore_index = self._prepare(logits, target, sample_weight, params,
+                                                      omit_nan=nan == 2)
+        if code in (4, 5) and not bool(params.get("from_logits", True)):
+            raise ValueError(f"hessian={hessian!r} is a convention for logits; "
+                             "it is not defined with from_logits=False")
         factor = 1.0
         if code == 4:
             factor = 2.0
@@ -157,8 +162,8 @@ class Loss:
             factor = k / (k - 1.0)
         policy = 1 if code == 1 else 0  # "abs" and "fisher" equal "exact" here: h >= 0
         v, g, h = _core.rowwise(self._kernel_id, logits, target, sample_weight, class_w,
-                                ignore_index, values, red, want, out, grad_out, hess_out,
-                                policy, floor, factor, nan)
+                                ignore_index, values, red, want, out, grad_out, grad_name,
+                                hess_out, policy, floor, factor, nan)
         if red and v is not None:
             v = np.float64(v)
         return v, g, h

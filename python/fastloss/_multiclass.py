@@ -23,23 +23,41 @@ def check_ignore_index(value):
     return int(value)
 
 
-def class_counts(logits, target, sample_weight, ignore_index):
-    """Per-class (weighted) counts of index or probability targets, for 'balanced'/'auto'."""
+def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):
+    """Per-class (weighted) counts of index or probability targets, for 'balanced'/'auto'.
+
+    Rows whose probability target is all on ignore_index do not count; with omit_nan, rows
+    with a NaN in logits, target or sample_weight do not count either.
+    """
     k = logits.shape[-1]
     t = np.asarray(target)
     rows = logits.shape[:-1]
+    w = None if sample_weight is None else np.broadcast_to(
+        np.asarray(sample_weight, dtype=np.float64), rows).reshape(-1)
+    keep = None
+    if omit_nan:
+        keep = ~np.isnan(np.asarray(logits, dtype=np.float64)).reshape(-1, k).any(axis=1)
+        if w is not None:
+            keep &= ~np.isnan(w)
+        if t.dtype.kind == "f":
+            keep &= ~np.isnan(t.astype(np.float64)).reshape(-1, k).any(axis=1)
     if t.dtype.kind == "f":
         t = np.asarray(t, dtype=np.float64).reshape(-1, k)
-        if sample_weight is not None:
-            w = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), rows).reshape(-1, 1)
-            t = t * w
-        counts = t.sum(axis=0)
+        rw = np.ones(t.shape[0]) if w is None else w.copy()
+        if keep is not None:
+            rw[~keep] = 0.0
+            t = np.where(keep[:, None], t, 0.0)
+        if ignore_index is not None and 0 <= ignore_index < k:
+            rw[t[:, ignore_index] == 1.0] = 0.0
+        counts = (t * rw[:, None]).sum(axis=0)
         if ignore_index is not None and 0 <= ignore_index < k:
             counts[ignore_index] = 0.0
         return counts
+    y = np.broadcast_to(t, rows).reshape(-1)
+    if keep is not None:
+        y = y[keep]
+        w = None if w is None else w[keep]
     cc = ClassCounts(k, ignore_index=ignore_index)
-    y = np.broadcast_to(t, rows)
-    w = None if sample_weight is None else np.broadcast_to(np.asarray(sample_weight), rows)
     cc.update(y, w)
     return cc.counts
 
@@ -48,7 +66,7 @@ _SMCE_PARAMS = {"class_weight": None, "label_smoothing": 0.0, "ignore_index": -1
                 "from_logits": True, "log_base": None}
 
 
-def _prepare_softmax_ce(logits, target, sample_weight, params):
+def _prepare_softmax_ce(logits, target, sample_weight, params, omit_nan=False):
     check_keys("softmax_cross_entropy", params, _SMCE_PARAMS)
     eps = finite_param(params.get("label_smoothing", 0.0), "label_smoothing", low=0.0, high=1.0)
     ignore_index = check_ignore_index(params.get("ignore_index", -100))
@@ -59,8 +77,9 @@ def _prepare_softmax_ce(logits, target, sample_weight, params):
     if logits.ndim < 1:
         raise ValueError("logits must have at least one dimension (the classes on the last axis)")
     k = logits.shape[-1]
-    cw = resolve_class_weight(params.get("class_weight"), k,
-                              counts=lambda: class_counts(logits, target, sample_weight, ignore_index))
+    cw = resolve_class_weight(
+        params.get("class_weight"), k, ignore_index=ignore_index,
+        counts=lambda: class_counts(logits, target, sample_weight, ignore_index, omit_nan))
     if not from_logits:
         check_probabilities(logits, "logits")
     clip = float(np.finfo(compute_dtype(logits)).eps)

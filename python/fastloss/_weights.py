@@ -69,25 +69,35 @@ class ClassCounts:
 
     def class_weight(self, mode: str = "balanced") -> np.ndarray:
         """The class weights of the counts seen so far."""
-        return _weights_from_counts(self.counts, mode)
+        return _weights_from_counts(self.counts, mode, self.ignore_index)
 
 
-def _weights_from_counts(counts: np.ndarray, mode: str) -> np.ndarray:
+def _weights_from_counts(counts: np.ndarray, mode: str, ignore_index: Optional[int] = None
+                         ) -> np.ndarray:
+    """Weights from class counts. A class equal to ignore_index is left out (weight 0, not
+    counted in n_classes): its samples never reach the loss."""
     counts = np.asarray(counts, dtype=np.float64)
-    k = counts.size
+    live = np.ones(counts.size, dtype=bool)
+    if ignore_index is not None and 0 <= ignore_index < counts.size:
+        live[ignore_index] = False
+    k = int(live.sum())
     if k == 0:
         raise ValueError("class_weight: no labels seen")
-    empty = np.flatnonzero(counts <= 0)
+    empty = np.flatnonzero(live & ~(counts > 0))
     if empty.size:
         raise ValueError(f"class_weight={mode!r} is undefined: class {int(empty[0])} has no samples")
+    w = np.zeros(counts.size)
+    c = counts[live]
     if mode == "balanced":
         # scikit-learn's "balanced": n_samples / (n_classes * n_c).
-        return counts.sum() / (k * counts)
-    if mode == "auto":
+        w[live] = c.sum() / (k * c)
+    elif mode == "auto":
         # The legacy scikit-learn "auto": proportional to 1 / n_c, scaled to sum to n_classes.
-        w = 1.0 / counts
-        return w * (k / w.sum())
-    raise ValueError(f"class_weight mode must be 'balanced' or 'auto', got {mode!r}")
+        inv = 1.0 / c
+        w[live] = inv * (k / inv.sum())
+    else:
+        raise ValueError(f"class_weight mode must be 'balanced' or 'auto', got {mode!r}")
+    return w
 
 
 def class_weight(labels, mode: str = "balanced", n_classes: Optional[int] = None,
@@ -104,8 +114,8 @@ def class_weight(labels, mode: str = "balanced", n_classes: Optional[int] = None
     return cc.class_weight(mode)
 
 
-def resolve_class_weight(spec: Any, n_classes: int, *, counts=None, name: str = "class_weight"
-                         ) -> Optional[np.ndarray]:
+def resolve_class_weight(spec: Any, n_classes: int, *, counts=None, name: str = "class_weight",
+                         ignore_index: Optional[int] = None) -> Optional[np.ndarray]:
     """None, "balanced"/"auto" (needs counts, a callable returning them), a dict or an array
     -> a float64 array of n_classes (or None)."""
     if spec is None:
@@ -113,7 +123,7 @@ def resolve_class_weight(spec: Any, n_classes: int, *, counts=None, name: str = 
     if isinstance(spec, str):
         if spec not in _MODES:
             raise ValueError(f"{name} must be None, 'balanced', 'auto', a dict or an array; got {spec!r}")
-        return _weights_from_counts(counts(), spec)
+        return _weights_from_counts(counts(), spec, ignore_index)
     if isinstance(spec, Mapping):
         w = np.ones(n_classes, dtype=np.float64)
         for key, value in spec.items():

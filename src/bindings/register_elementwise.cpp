@@ -68,7 +68,7 @@ py::object reduce_to(const py::array& full, const py::array& like) {
 py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::handle weight_o,
                       py::handle aux_o, const char* aux_name, bool factor_active,
                       const std::vector<double>& params, int reduction, int want, py::handle out_o,
-                      py::handle grad_out_o, py::handle hess_out_o, int hess_policy,
+                      py::handle grad_out_o, const std::string& grad_name, py::handle hess_out_o, int hess_policy,
                       double hess_floor, int nan_policy) {
   if (loss < 0 || loss >= kNumElementwise) throw py::value_error("unknown loss id");
   if (params.size() > static_cast<std::size_t>(kMaxParams)) throw py::value_error("too many parameters");
@@ -134,8 +134,8 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
     if (result) taken.emplace_back(result, name);
     set_out_operand(op, full, nd);
   };
-  if (want & kWantGrad) make_deriv(grad_out_o, "grad_out", grad, grad_full, c.grad);
-  else if (!grad_out_o.is_none()) throw py::value_error("grad_out= given but no gradient is computed");
+  if (want & kWantGrad) make_deriv(grad_out_o, grad_name.c_str(), grad, grad_full, c.grad);
+  else if (!grad_out_o.is_none()) throw py::value_error(grad_name + "= given but no gradient is computed");
   if (want & kWantHess) make_deriv(hess_out_o, "hess_out", hess, hess_full, c.hess);
   else if (!hess_out_o.is_none()) throw py::value_error("hess_out= given but no Hessian is computed");
 
@@ -162,7 +162,9 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
       if (reduction == kMean && (weight || nan_policy == kOmit || factor_active)) {
         denom = run_weight_pass(c, nan_policy == kOmit).weight_sum;
       }
-      if (reduction == kMean) c.gscale = 1.0 / denom;
+      // No weight at all (every sample ignored or weighted 0): the mean is NaN and the
+      // derivatives are 0, as PyTorch gives for an all-ignored batch.
+      if (reduction == kMean) c.gscale = denom == 0.0 ? 0.0 : 1.0 / denom;
       run_elementwise(c);
     }
   }
@@ -193,7 +195,7 @@ void register_elementwise(py::module_& m) {
   m.def("elementwise", &elementwise, py::arg("loss"), py::arg("pred"), py::arg("target"),
         py::arg("sample_weight"), py::arg("aux"), py::arg("aux_name"), py::arg("factor_active"),
         py::arg("params"), py::arg("reduction"), py::arg("want"),
-        py::arg("out"), py::arg("grad_out"), py::arg("hess_out"), py::arg("hess_policy"),
+        py::arg("out"), py::arg("grad_out"), py::arg("grad_name"), py::arg("hess_out"), py::arg("hess_policy"),
         py::arg("hess_floor"), py::arg("nan_policy"),
         "Run an elementwise loss kernel (internal; use the fastloss.Loss objects).");
   py::list names;

@@ -119,7 +119,7 @@ RowPrep<T> prepare_rows(const RowCall& c, const std::vector<std::int64_t>& rows_
 py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle weight_o,
                   py::handle class_w_o, std::optional<std::int64_t> ignore_index,
                   const std::vector<double>& params, int reduction, int want, py::handle out_o,
-                  py::handle grad_out_o, py::handle hess_out_o, int hess_policy, double hess_floor,
+                  py::handle grad_out_o, const std::string& grad_name, py::handle hess_out_o, int hess_policy, double hess_floor,
                   double hess_factor, int nan_policy) {
   if (loss < 0 || loss >= kNumRowwise) throw py::value_error("unknown loss id");
   if (params.size() > static_cast<std::size_t>(kMaxParams)) throw py::value_error("too many parameters");
@@ -159,6 +159,17 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
       throw py::value_error("target with shape " + shape_str(tshape) +
                             " holds class indices and must have the shape " + shape_str(rows_shape) +
                             " (logits " + shape_str(full) + " without the class axis)");
+    }
+    if (target.dtype().kind() == 'u' && target.itemsize() == 8 && target.size() > 0) {
+      // uint64 indices beyond int64 would wrap in the conversion below.
+      const auto top = np.attr("max")(target).cast<std::uint64_t>();
+      if (top > static_cast<std::uint64_t>(INT64_MAX)) {
+        const auto pos = np.attr("unravel_index")(np.attr("argmax")(target), target.attr("shape"));
+        std::vector<std::int64_t> idx;
+        for (auto v : pos) idx.push_back(v.cast<std::int64_t>());
+        throw py::value_error("target holds class index " + std::to_string(top) + " at index " +
+                              shape_str(idx) + ", outside [0, " + std::to_string(K) + ")");
+      }
     }
     labels = np.attr("ascontiguousarray")(b, py::arg("dtype") = "int64");
   }
@@ -205,8 +216,8 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
   py::array value = null_array(), vwork = null_array(), grad = null_array(), gwork = null_array(),
             hess = null_array(), hwork = null_array();
   if ((want & kWantValue) && reduction == kNone) make_out(out_o, "out", rows_shape, value, vwork);
-  if (want & kWantGrad) make_out(grad_out_o, "grad_out", full, grad, gwork);
-  else if (!grad_out_o.is_none()) throw py::value_error("grad_out= given but no gradient is computed");
+  if (want & kWantGrad) make_out(grad_out_o, grad_name.c_str(), full, grad, gwork);
+  else if (!grad_out_o.is_none()) throw py::value_error(grad_name + "= given but no gradient is computed");
   if (want & kWantHess) make_out(hess_out_o, "hess_out", full, hess, hwork);
   else if (!hess_out_o.is_none()) throw py::value_error("hess_out= given but no Hessian is computed");
 
@@ -253,7 +264,9 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
       denom = r.denom;
     }
     if (error.empty()) {
-      if (reduction == kMean) c.gscale = 1.0 / denom;
+      // No weight at all (every sample ignored or weighted 0): the mean is NaN and the
+      // derivatives are 0, as PyTorch gives for an all-ignored batch.
+      if (reduction == kMean) c.gscale = denom == 0.0 ? 0.0 : 1.0 / denom;
       run_rowwise(c);
     }
   }
@@ -279,7 +292,7 @@ void register_rowwise(py::module_& m) {
   m.def("rowwise", &rowwise, py::arg("loss"), py::arg("logits"), py::arg("target"),
         py::arg("sample_weight"), py::arg("class_weight"), py::arg("ignore_index"),
         py::arg("params"), py::arg("reduction"), py::arg("want"), py::arg("out"),
-        py::arg("grad_out"), py::arg("hess_out"), py::arg("hess_policy"), py::arg("hess_floor"),
+        py::arg("grad_out"), py::arg("grad_name"), py::arg("hess_out"), py::arg("hess_policy"), py::arg("hess_floor"),
         py::arg("hess_factor"), py::arg("nan_policy"),
         "Run a multiclass loss kernel (internal; use the fastloss.Loss objects).");
   py::list names;

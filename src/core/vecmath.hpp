@@ -16,9 +16,9 @@
 //  * log: x = m 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(f), f = (m-1)/(m+1),
 //    |f| <= 0.1716, the atanh series sum f^(2k+1)/(2k+1) truncated below 2^-55 (float64,
 //    9 terms after f) or 2^-25 (float32, 4 terms). Subnormal x is scaled by 2^mant_bits.
-//  * log1p: Goldberg's correction log1p(x) = log(u) * x / (u - 1), u = 1 + x (D. Goldberg,
-//    "What every computer scientist should know about floating-point arithmetic", 1991,
-//    Theorem 4), exact for u == 1.
+//  * log1p: 2 atanh(x / (2 + x)) for 1 + x in [sqrt(1/2), sqrt(2)] (the same series as log,
+//    with no rounding of 1 + x); elsewhere log(u) + (x - (u - 1)) / u, u = 1 + x, where the
+//    second term corrects the rounding of u (the classical correction, as in fdlibm's log1p).
 //  * expm1: 2^n expm1(r) + (2^n - 1) for moderate n, exp(x) for large x.
 //  * softplus(x) = max(x, 0) + log1p(exp(-|x|)), the log1p on [0, 1] by a short form
 //    (vlog1p_unit); sigmoid from e = exp(-|x|);
@@ -134,6 +134,31 @@ template <class V> FL_INLINE V vexpm1(V x) {
   return select(x == V{}, x, res);  // keep the sign of zero
 }
 
+// 2 atanh(f) = log((1 + f) / (1 - f)) for |f| <= 0.1716 (the series of vlog).
+template <class V> FL_INLINE V atanh2_series(V f) {
+  using T = typename Traits<V>::T;
+  V s = f * f;
+  V p;
+  if constexpr (sizeof(T) == 8) {
+    p = set1<V>(T(1.0 / 19));
+    p = p * s + T(1.0 / 17);
+    p = p * s + T(1.0 / 15);
+    p = p * s + T(1.0 / 13);
+    p = p * s + T(1.0 / 11);
+    p = p * s + T(1.0 / 9);
+    p = p * s + T(1.0 / 7);
+    p = p * s + T(1.0 / 5);
+    p = p * s + T(1.0 / 3);
+  } else {
+    p = set1<V>(T(1.0 / 9));
+    p = p * s + T(1.0 / 7);
+    p = p * s + T(1.0 / 5);
+    p = p * s + T(1.0 / 3);
+  }
+  V f2 = f + f;
+  return (f2 * s) * p + f2;
+}
+
 template <class V> FL_INLINE V vlog(V x) {
   using Tr = Traits<V>;
   using T = typename Tr::T;
@@ -149,27 +174,7 @@ template <class V> FL_INLINE V vlog(V x) {
   VI hi = m > C::sqrt2;
   m = select(hi, m * T(0.5), m);
   e = e - hi;  // hi lanes are -1: e + 1
-  V f = (m - T(1)) / (m + T(1));
-  V s = f * f;
-  V p;
-  if constexpr (sizeof(T) == 8) {
-    p = set1<V>(T(1.0 / 19));
-    p = p * s + T(1.0 / 17);
-    p = p * s + T(1.0 / 15);
-    p = p * s + T(1.0 / 13);
-    p = p * s + T(1.0 / 11);
-    p = p * s + T(1.0 / 9);
-    p = p * s + T(1.0 / 7);
-    p = p * s + T(1.0 / 5);
-    p = p * s + T(1.0 / 3);
-  } else {
-    p = set1<V>(T(1.0 / 9));
-    p = p * s + T(1.0 / 7);
-    p = p * s + T(1.0 / 5);
-    p = p * s + T(1.0 / 3);
-  }
-  V f2 = f + f;
-  V logm = (f2 * s) * p + f2;
+  V logm = atanh2_series((m - T(1)) / (m + T(1)));
   V ef = small_int_to_float<V>(e);
   V res = ef * C::ln2_hi + (ef * C::ln2_lo + logm);
   const V inf = set1<V>(__builtin_huge_val());
@@ -179,13 +184,23 @@ template <class V> FL_INLINE V vlog(V x) {
   return select(x != x, x, res);
 }
 
+// log1p: for 1 + x in [sqrt(1/2), sqrt(2)], 2 atanh(x / (2 + x)) straight from x (no rounding
+// of 1 + x enters); elsewhere log(u) + (x - (u - 1)) / u with u = 1 + x, the second term
+// correcting the rounding of u (it vanishes once x is far from 1). Denominators of lanes
+// whose result is discarded are replaced so that no spurious FP exception is raised.
 template <class V> FL_INLINE V vlog1p(V x) {
   using T = typename Traits<V>::T;
+  using C = MathConst<T>;
+  const V one = set1<V>(T(1));
+  auto near = (x > T(1) / C::sqrt2 - T(1)) & (x < C::sqrt2 - T(1));
+  V den = select(near, x + T(2), one);
+  V small = atanh2_series(select(near, x, V{}) / den);
   V u = x + T(1);
-  V res = vlog(u) * (x / (u - T(1)));
-  res = select(u == T(1), x, res);
-  const V inf = set1<V>(__builtin_huge_val());
-  return select(x == inf, inf, res);
+  auto finite_pos = (u > V{}) & (u < set1<V>(__builtin_huge_val()));
+  V c = select(finite_pos, x - (u - T(1)), V{});
+  V big = vlog(u) + c / select(finite_pos, u, one);
+  V res = select(near, small, big);
+  return select(x == V{}, x, res);  // keep the sign of zero
 }
 
 // log1p(e) for e in [0, 1] (NaN passes), as used with e = exp(-|x|): no exponent extraction
@@ -198,27 +213,7 @@ template <class V> FL_INLINE V vlog1p_unit(V e) {
   auto hi = e > T(C::sqrt2 - 1);
   V num = select(hi, e - T(1), e);
   V den = select(hi, e + T(3), e + T(2));
-  V f = num / den;
-  V s = f * f;
-  V p;
-  if constexpr (sizeof(T) == 8) {
-    p = set1<V>(T(1.0 / 19));
-    p = p * s + T(1.0 / 17);
-    p = p * s + T(1.0 / 15);
-    p = p * s + T(1.0 / 13);
-    p = p * s + T(1.0 / 11);
-    p = p * s + T(1.0 / 9);
-    p = p * s + T(1.0 / 7);
-    p = p * s + T(1.0 / 5);
-    p = p * s + T(1.0 / 3);
-  } else {
-    p = set1<V>(T(1.0 / 9));
-    p = p * s + T(1.0 / 7);
-    p = p * s + T(1.0 / 5);
-    p = p * s + T(1.0 / 3);
-  }
-  V f2 = f + f;
-  V r = (f2 * s) * p + f2;
+  V r = atanh2_series(num / den);
   return select(hi, r + C::ln2, r);
 }
 

@@ -5,7 +5,7 @@
 // (Keras' binary convention: towards 1/2). With sigma = sigmoid(z), sp = softplus:
 //   l       = P t' sp(-z) + (1 - t') sp(z)        (PyTorch's BCEWithLogits with pos_weight)
 //   dl/dz   = -P t' sigma(-z) + (1 - t') sigma(z) (= sigma - t' when P = 1)
-//   d2l/dz2 = (P t' + 1 - t') sigma(z) sigma(-z)   (never negative: fisher = exact)
+//   d2l/dz2 = (P t' + 1 - t') sigma(z) sigma(-z)   (never negative)
 // Both sigmoids and both softplus terms come from one e = exp(-|z|) <= 1:
 //   sigma(|z|) = 1/(1+e), sigma(-|z|) = e/(1+e), sp(+-z) = max(+-z, 0) + log1p(e),
 // so the tails keep their relative accuracy (z = 30, t = 1: the gradient is -sigma(-30),
@@ -69,10 +69,21 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
       if constexpr (HESS) h = (a * iq * iq + b * iq1 * iq1) * p.scale;
     }
   }
+  // Fisher (expected) Hessian: the exact one with t replaced by its expectation under the
+  // model, t ~ Bernoulli(sigma(z)) (or Bernoulli(q) for probabilities). For logits and
+  // pos_weight 1 this is the exact Hessian; for probabilities it is P/q + 1/(1-q) (eps = 0).
   template <class V>
-  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V f, V y, V a) {
+  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V z, V, V pw) {
+    using T = typename Traits<V>::T;
+    V q;
+    if (p.from_logits) {
+      q = vsigmoid(z);
+    } else {
+      q = select(z < p.clip, set1<V>(p.clip), z);
+      q = select(q > T(1) - p.clip, set1<V>(T(1) - p.clip), q);
+    }
     V l, g, h;
-    eval<false, false, true>(p, f, y, a, l, g, h);
+    eval<false, false, true>(p, z, q, pw, l, g, h);
     return h;
   }
 };

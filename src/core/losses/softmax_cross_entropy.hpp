@@ -91,7 +91,7 @@ struct SoftmaxCrossEntropy {
           const double ds = scale * static_cast<double>(sw) * b.gscale;
           const V va = set1<V>(static_cast<T>(a));
           const V vd = set1<V>(static_cast<T>(ds));
-          const V hf = set1<V>(static_cast<T>(a * b.hess_factor * ds));
+          const V hf = set1<V>(static_cast<T>(a * b.hess_factor));
           T* e = kG ? g : h;  // where pass 1 left exp(x - m_c)
           const V ceps = set1<V>(epsK), c1 = set1<V>(T(1) - eps);
           // One vector of the gradient / Hessian from exp values ev (scaled by r).
@@ -99,7 +99,7 @@ struct SoftmaxCrossEntropy {
             V p = ev * r;
             V cq = c * ceps;
             if (t) cq = cq + c * c1 * tv;
-            if constexpr (kH) hv = max_nan1(hf * p * (T(1) - p), floor);
+            if constexpr (kH) hv = max_nan1(hf * p * (T(1) - p), floor) * vd;  // clip, then weight
             gv = (va * p - cq) * vd;
           };
           for (int c = 0; c < st.nchunks; ++c) {
@@ -160,7 +160,7 @@ struct SoftmaxCrossEntropy {
           if constexpr (kVArr || kVSum) acc += to_acc(cq * vlog(pc));
           V ip = T(1) / pc;
           store_n(g, k, -(cq * ip) * vd, live_n, kG);
-          store_n(h, k, max_nan1(cq * ip * ip * vd, floor), live_n, kH);
+          store_n(h, k, max_nan1(cq * ip * ip, floor) * vd, live_n, kH);
         }
         bad = any_lane(nanm);
         value = -hsum(acc) * scale * sw;

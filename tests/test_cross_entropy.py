@@ -1,0 +1,1212 @@
+"""Cross-entropy losses against the float64 reference in ``reference_ce``.
+
+The parametrised matrix runs sigmoid_cross_entropy and softmax_cross_entropy
+for every option setting x dtype x reduction x sample_weight x ISA path x
+thread count on small shapes, comparing value, gradient and Hessian from all
+four entry points.  Further sections: class counts K across SIMD tails and
+the 2048-element row chunk, integer and probability target dtypes,
+derivatives by finite differences, bit-identical reductions across thread
+counts, the textbook example, extreme logits, a large-K smoke test, bad
+input, nan_policy and the Hessian policies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+
+import fastloss as fl
+import numpy as np
+import pytest
+import reference_ce as ref
+
+DTYPES = (np.float32, np.float64)
+REDUCTIONS = ("none", "sum", "mean")
+# Accuracy asked of the kernels, relative to the scale of the result.
+RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
+SIGMOID = fl.sigmoid_cross_entropy
+SOFTMAX = fl.softmax_cross_entropy
+
+dtype_param = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def seed_of(*parts):
+    return zlib.crc32(repr(parts).encode())
+
+
+def rounded(x, dtype):
+    """x as the kernel sees it: converted to the compute dtype, back in float64."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        return x
+    return np.asarray(x.astype(dtype), dtype=np.float64)
+
+
+def clip_of(dtype):
+    return float(np.finfo(dtype).eps)
+
+
+def assert_close(actual, desired, rtol, what="", magnitude=None, floor_scale=0.0):
+    """|actual - desired| <= rtol * (|desired| + max|desired|), NaN in the same places."""
+    actual = np.asarray(actual)
+    floor = float(np.finfo(actual.dtype).tiny) if actual.dtype.kind == "f" else 0.0
+    a = actual.astype(np.float64)
+    d = np.asarray(desired, dtype=np.float64)
+    assert a.shape == d.shape, f"{what}: shape {a.shape} != {d.shape}"
+    nan_a, nan_d = np.isnan(a), np.isnan(d)
+    assert np.array_equal(nan_a, nan_d), f"{what}: NaN at {np.argwhere(nan_a != nan_d)[:5].tolist()}"
+    a, d = a[~nan_d], d[~nan_d]
+    if d.size == 0:
+        return
+    mag = np.abs(d) if magnitude is None else np.asarray(magnitude, dtype=np.float64)[~nan_d]
+    scale = max(float(np.max(np.abs(d))), float(np.max(mag)), floor_scale, 1e-300)
+    err = np.abs(a - d)
+    tol = rtol * (np.abs(d) + scale) + floor
+    bad = err > tol
+    if bad.any():
+        i = int(np.argmax(err - tol))
+        raise AssertionError(f"{what}: {int(bad.sum())} of {d.size} differ beyond rtol={rtol}; "
+                             f"worst actual={a[i]!r} desired={d[i]!r} err={err[i]:.3g}")
+
+
+def assert_reduced(value, desired, rtol, magnitude, what=""):
+    assert isinstance(value, np.float64), f"{what}: {type(value)} is not np.float64"
+    if math.isnan(desired):
+        assert math.isnan(value), f"{what}: expected nan, got {value!r}"
+        return
+    assert abs(value - desired) <= rtol * max(abs(magnitude), abs(desired), 1e-300), \
+        f"{what}: {value!r} != {desired!r}"
+
+
+def same(a, b):
+    """Bit-identical (NaN equal to NaN)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def check_all_entry_points(loss, args, kwargs, expected, dtype, magnitude=None, floor_scale=0.0):
+    """__call__, value_and_grad, grad and grad_hess agree with (value, grad, hess).
+
+    floor_scale: a lower bound on the scale that errors are relative to, for
+    results that are exactly 0 in exact arithmetic (K = 1) but are computed
+    from terms of order floor_scale.
+    """
+    value, grad, hess = expected
+    cdt = np.dtype(dtype)
+    rtol = RTOL[cdt]
+    reduction = kwargs.get("reduction", "none")
+    v = loss(*args, **kwargs)
+    v2, g = loss.value_and_grad(*args, **kwargs)
+    g2 = loss.grad(*args, **kwargs)
+    g3, h = loss.grad_hess(*args, **kwargs)
+    if reduction == "none":
+        assert v.dtype == cdt and v2.dtype == cdt
+        assert_close(v, value, rtol, "value", floor_scale=floor_scale)
+        assert same(v, v2), "value differs between __call__ and value_and_grad"
+    else:
+        assert_reduced(v, value, rtol, max(magnitude or 0.0, floor_scale), "value")
+        assert same(v, v2), "reduced value differs between __call__ and value_and_grad"
+    for name, arr in (("grad", g), ("grad (grad)", g2), ("grad (grad_hess)", g3), ("hess", h)):
+        assert isinstance(arr, np.ndarray) and arr.dtype == cdt, f"{name}: dtype {arr.dtype}"
+        assert arr.shape == np.shape(args[0]), f"{name}: shape {arr.shape}"
+    assert_close(g, grad, rtol, "grad", floor_scale=floor_scale)
+    # The entry points run different fused kernels, whose gradients may round
+    # differently in the last bit (class weights with label smoothing do).
+    assert_close(g2, grad, rtol, "grad (grad)", floor_scale=floor_scale)
+    assert_close(g3, grad, rtol, "grad (grad_hess)", floor_scale=floor_scale)
+    assert_close(h, hess, rtol, "hess", floor_scale=floor_scale)
+
+
+def reduced_magnitude(loss_ref, args, kwargs):
+    """Sum of |w l| (over D for the mean): the scale of a reduced value's rounding."""
+    kw = dict(kwargs)
+    red = kw.pop("reduction", "none")
+    per, _, _ = loss_ref(*args, reduction="none", **kw)
+    total = float(np.sum(np.abs(per)))
+    if red == "mean":
+        s, _, _ = loss_ref(*args, reduction="sum", **kw)
+        m, _, _ = loss_ref(*args, reduction="mean", **kw)
+        if m != 0 and not math.isnan(m):
+            total *= m / s if s != 0 else 1.0
+    return total
+
+
+# --------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------
+
+
+def binary_targets(rng, shape):
+    """0/1 targets with a fifth soft in (0, 1); both classes present."""
+    t = (rng.uniform(size=shape) < 0.4).astype(np.float64)
+    soft = rng.uniform(size=shape) < 0.2
+    t[soft] = rng.uniform(0.0, 1.0, size=int(soft.sum()))
+    flat = t.reshape(-1)
+    if flat.size >= 2:
+        flat[0], flat[1] = 0.0, 1.0
+    return t
+
+
+def sigmoid_inputs(rng, shape, dtype, from_logits=True):
+    if from_logits:
+        z = rng.normal(0.0, 3.0, size=shape)
+    else:
+        z = rng.uniform(0.02, 0.98, size=shape)
+    return z.astype(dtype), binary_targets(rng, shape).astype(dtype)
+
+
+def index_targets(rng, n, k, dtype=np.int64, ignore=None, every_class=True):
+    y = rng.integers(0, k, size=n)
+    if every_class and n >= k:
+        y[:k] = rng.permutation(k)
+    if ignore is not None and n > k + 1:
+        y[k::4] = ignore
+    return y.astype(dtype)
+
+
+def prob_targets(rng, n, k, ignore=None):
+    t = rng.dirichlet(np.full(k, 0.7), size=n)
+    if ignore is not None and 0 <= ignore < k and n > 3:
+        t[3] = 0.0
+        t[3, ignore] = 1.0
+    return t
+
+
+def softmax_inputs(rng, n, k, dtype, target="index", from_logits=True, ignore=None,
+                   target_dtype=np.int64):
+    if from_logits:
+        x = rng.normal(0.0, 3.0, size=(n, k))
+    else:
+        x = rng.dirichlet(np.full(k, 2.0), size=n)
+        x = np.maximum(x, 1e-3)
+    if target == "index":
+        t = index_targets(rng, n, k, target_dtype, ignore=ignore)
+    else:
+        t = prob_targets(rng, n, k, ignore=ignore).astype(dtype)
+    return x.astype(dtype), t
+
+
+# --------------------------------------------------------------------------
+# The matrix
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Case:
+    id: str
+    loss: str  # "sigmoid" or "softmax"
+    params: tuple = ()
+    target: str = "binary"  # "binary", "index" or "prob"
+    ignore: int | None = None  # a label that marks ignored rows in the data
+
+    @property
+    def kwargs(self):
+        return dict(self.params)
+
+    @property
+    def from_logits(self):
+        return self.kwargs.get("from_logits", True)
+
+
+SIG_SHAPE = (9, 7)
+SM_N, SM_K = 11, 5
+PW_COLUMNS = tuple(np.linspace(0.5, 3.0, SIG_SHAPE[1]).tolist())
+SM_WEIGHTS = (0.5, 2.0, 1.0, 3.0, 0.25)
+
+CASES = [
+    Case("plain", "sigmoid"),
+    Case("pos_weight", "sigmoid", (("pos_weight", 2.5),)),
+    Case("pos_weight_columns", "sigmoid", (("pos_weight", PW_COLUMNS),)),
+    Case("smoothing", "sigmoid", (("label_smoothing", 0.1),)),
+    Case("cw_list", "sigmoid", (("class_weight", (0.5, 2.0)),)),
+    Case("cw_dict", "sigmoid", (("class_weight", {0: 0.3, 1: 3.0}),)),
+    Case("cw_balanced", "sigmoid", (("class_weight", "balanced"),)),
+    Case("cw_auto", "sigmoid", (("class_weight", "auto"),)),
+    Case("probs", "sigmoid", (("from_logits", False),)),
+    Case("log10", "sigmoid", (("log_base", 10),)),
+    Case("everything", "sigmoid", (("pos_weight", PW_COLUMNS), ("label_smoothing", 0.2),
+                                   ("class_weight", "balanced"), ("log_base", 2))),
+    Case("everything_probs", "sigmoid", (("from_logits", False), ("pos_weight", 1.5),
+                                         ("label_smoothing", 0.05), ("class_weight", (0.7, 1.6)),
+                                         ("log_base", 10))),
+    Case("index", "softmax", target="index"),
+    Case("prob", "softmax", target="prob"),
+    Case("cw", "softmax", (("class_weight", SM_WEIGHTS),), target="index"),
+    Case("cw_dict", "softmax", (("class_weight", {1: 2.0, 3: 0.5}),), target="index"),
+    Case("cw_balanced", "softmax", (("class_weight", "balanced"),), target="index", ignore=-100),
+    Case("smoothing", "softmax", (("label_smoothing", 0.1),), target="index"),
+    Case("ignore_default", "softmax", target="index", ignore=-100),
+    Case("ignore_2", "softmax", (("ignore_index", 2),), target="index", ignore=2),
+    Case("probs_index", "softmax", (("from_logits", False),), target="index"),
+    Case("probs_prob_cw", "softmax", (("from_logits", False), ("class_weight", SM_WEIGHTS)),
+         target="prob"),
+    Case("log10", "softmax", (("log_base", 10),), target="index"),
+    Case("everything_index", "softmax", (("class_weight", SM_WEIGHTS), ("label_smoothing", 0.15),
+                                         ("ignore_index", 4), ("log_base", 2)),
+         target="index", ignore=4),
+    Case("everything_prob", "softmax", (("class_weight", SM_WEIGHTS), ("label_smoothing", 0.15),
+                                        ("ignore_index", 1), ("log_base", 2)),
+         target="prob", ignore=1),
+    Case("everything_probs_index", "softmax", (("from_logits", False), ("class_weight", SM_WEIGHTS),
+                                               ("label_smoothing", 0.1), ("ignore_index", -1),
+                                               ("log_base", 10)),
+         target="index", ignore=-1),
+]
+
+
+def fastloss_kwargs(case):
+    kw = case.kwargs
+    for key in ("pos_weight", "class_weight"):
+        if isinstance(kw.get(key), tuple):
+            kw[key] = np.array(kw[key])
+    return kw
+
+
+def make_case_data(case, dtype, weighted):
+    rng = np.random.default_rng(seed_of(case.id, case.loss, np.dtype(dtype).name, weighted))
+    if case.loss == "sigmoid":
+        z, t = sigmoid_inputs(rng, SIG_SHAPE, dtype, case.from_logits)
+        sw = rng.uniform(0.25, 2.0, size=SIG_SHAPE).astype(dtype) if weighted else None
+    else:
+        z, t = softmax_inputs(rng, SM_N, SM_K, dtype, case.target, case.from_logits, case.ignore)
+        sw = rng.uniform(0.25, 2.0, size=SM_N).astype(dtype) if weighted else None
+    return z, t, sw
+
+
+_EXPECTED = {}
+
+
+def expected_for(case, dtype, weighted, reduction):
+    key = (case, np.dtype(dtype).name, weighted, reduction)
+    if key not in _EXPECTED:
+        z, t, sw = make_case_data(case, dtype, weighted)
+        fn = ref.sigmoid_cross_entropy if case.loss == "sigmoid" else ref.softmax_cross_entropy
+        kw = dict(case.kwargs, clip=clip_of(dtype))
+        args = (rounded(z, dtype), rounded(t, dtype))
+        w = None if sw is None else rounded(sw, dtype)
+        exp = fn(*args, reduction=reduction, sample_weight=w, **kw)
+        mag = reduced_magnitude(fn, args, dict(kw, reduction=reduction, sample_weight=w))
+        _EXPECTED[key] = (exp, mag)
+    return _EXPECTED[key]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["sw_none", "sw_array"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@dtype_param
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.loss}-{c.id}")
+def test_matrix(case, dtype, reduction, weighted, isa, nthreads):
+    z, t, sw = make_case_data(case, dtype, weighted)
+    loss = SIGMOID if case.loss == "sigmoid" else SOFTMAX
+    kwargs = dict(fastloss_kwargs(case), reduction=reduction, sample_weight=sw)
+    expected, magnitude = expected_for(case, dtype, weighted, reduction)
+    check_all_entry_points(loss, (z, t), kwargs, expected, dtype, magnitude)
+
+
+# --------------------------------------------------------------------------
+# Shapes: K across SIMD tails and the row chunk, broadcasting, out=
+# --------------------------------------------------------------------------
+
+K_VALUES = (1, 2, 3, 7, 8, 9, 15, 16, 17, 100, 2049, 5000)
+K_OPTIONS = {
+    "plain": {},
+    "everything": {"label_smoothing": 0.1, "log_base": 2, "ignore_index": 0},
+}
+
+
+@pytest.mark.parametrize("options", list(K_OPTIONS), ids=str)
+@pytest.mark.parametrize("target", ["index", "prob"])
+@dtype_param
+@pytest.mark.parametrize("k", K_VALUES, ids=lambda k: f"K{k}")
+def test_softmax_class_counts(k, dtype, target, options, isa):
+    rng = np.random.default_rng(seed_of("K", k, np.dtype(dtype).name, target, options))
+    n = 4
+    x = rng.normal(0.0, 4.0, size=(n, k)).astype(dtype)
+    kw = dict(K_OPTIONS[options])
+    if options == "everything":
+        kw["class_weight"] = rng.uniform(0.5, 2.0, size=k)
+    if target == "index":
+        t = rng.integers(0, k, size=n)
+        if options == "everything" and k > 1:
+            t[1] = 0  # an ignored row (ignore_index=0)
+    else:
+        t = rng.dirichlet(np.ones(k), size=n).astype(dtype)
+        if options == "everything":
+            t[1] = 0.0
+            t[1, 0] = 1.0  # ignored: t[ignore_index] == 1
+    sw = rng.uniform(0.5, 2.0, size=n)
+    for reduction in REDUCTIONS:
+        exp = ref.softmax_cross_entropy(rounded(x, dtype), rounded(t, dtype), reduction=reduction,
+                                        sample_weight=rounded(sw, dtype), clip=clip_of(dtype), **kw)
+        mag = reduced_magnitude(ref.softmax_cross_entropy, (rounded(x, dtype), rounded(t, dtype)),
+                                dict(kw, reduction=reduction, sample_weight=rounded(sw, dtype)))
+        # K = 1: the loss is 0, computed as the difference of terms of order |x|.
+        floor = float(np.max(np.abs(x))) * float(np.max(sw)) if k == 1 else 0.0
+        check_all_entry_points(SOFTMAX, (x, t), dict(kw, reduction=reduction, sample_weight=sw),
+                               exp, dtype, mag, floor)
+
+
+@pytest.mark.parametrize("tdtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                    np.uint32, np.uint64], ids=lambda d: np.dtype(d).name)
+def test_integer_target_dtypes(tdtype):
+    rng = np.random.default_rng(seed_of("tdtype", np.dtype(tdtype).name))
+    x = rng.normal(0.0, 2.0, size=(40, 9))
+    y = index_targets(rng, 40, 9, np.int64)
+    signed = np.dtype(tdtype).kind == "i"
+    kw = {"class_weight": rng.uniform(0.5, 2, 9), "label_smoothing": 0.05}
+    if signed:
+        y[5::7] = -3
+        kw["ignore_index"] = -3
+    else:
+        y[5::7] = 6
+        kw["ignore_index"] = 6
+    exp = ref.softmax_cross_entropy(x, y, reduction="mean", **kw)
+    got = SOFTMAX.grad_hess(x, y.astype(tdtype), reduction="mean", **kw)
+    value = SOFTMAX(x, y.astype(tdtype), reduction="mean", **kw)
+    assert_reduced(value, exp[0], 1e-12, exp[0], "value")
+    assert_close(got[0], exp[1], 1e-12, "grad")
+    assert_close(got[1], exp[2], 1e-12, "hess")
+
+
+@pytest.mark.parametrize("tdtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@dtype_param
+def test_probability_target_dtypes(dtype, tdtype):
+    """Probability targets of either float dtype are read in the logits' compute dtype."""
+    rng = np.random.default_rng(seed_of("pdtype", np.dtype(dtype).name, np.dtype(tdtype).name))
+    x = rng.normal(0.0, 2.0, size=(13, 6)).astype(dtype)
+    t = prob_targets(rng, 13, 6).astype(tdtype)
+    t64 = rounded(rounded(t, tdtype), dtype)
+    for reduction in REDUCTIONS:
+        exp = ref.softmax_cross_entropy(rounded(x, dtype), t64, reduction=reduction)
+        mag = reduced_magnitude(ref.softmax_cross_entropy, (rounded(x, dtype), t64),
+                                {"reduction": reduction})
+        check_all_entry_points(SOFTMAX, (x, t), {"reduction": reduction}, exp, dtype, mag)
+    # A one-hot probability target gives the index-target result.
+    y = rng.integers(0, 6, size=13)
+    onehot = np.eye(6, dtype=tdtype)[y]
+    assert_close(SOFTMAX(x, onehot), SOFTMAX(x, y).astype(np.float64), RTOL[np.dtype(dtype)])
+
+
+@dtype_param
+def test_sigmoid_mixed_target_dtype(dtype):
+    rng = np.random.default_rng(seed_of("mixed", np.dtype(dtype).name))
+    z, t = sigmoid_inputs(rng, (50,), dtype)
+    other = np.float64 if dtype == np.float32 else np.float32
+    for tt in (t.astype(other), (t > 0.5).astype(np.int8)):
+        exp = ref.sigmoid_cross_entropy(rounded(z, dtype), rounded(tt, dtype))
+        check_all_entry_points(SIGMOID, (z, tt), {}, exp, dtype)
+
+
+def test_sigmoid_broadcasting():
+    rng = np.random.default_rng(7)
+    z = rng.normal(0, 2, size=(6, 4))
+    t_row = binary_targets(rng, (4,))
+    pw = np.array([0.5, 1.0, 2.0, 4.0])
+    sw_col = rng.uniform(0.5, 2.0, size=(6, 1))
+    for reduction in REDUCTIONS:
+        kw = {"reduction": reduction, "pos_weight": pw, "label_smoothing": 0.1}
+        exp = ref.sigmoid_cross_entropy(z, t_row, sample_weight=sw_col, **kw)
+        check_all_entry_points(SIGMOID, (z, t_row), dict(kw, sample_weight=sw_col), exp,
+                               np.float64, abs(exp[0]) if reduction != "none" else None)
+    # A scalar target.
+    exp = ref.sigmoid_cross_entropy(z, 1.0, reduction="sum")
+    check_all_entry_points(SIGMOID, (z, 1.0), {"reduction": "sum"}, exp, np.float64, exp[0])
+
+
+def test_softmax_broadcast_target_and_leading_axes():
+    rng = np.random.default_rng(8)
+    x = rng.normal(0, 2, size=(3, 4, 6))
+    y = np.array([0, 5, 2, 3])  # broadcast against the rows (3, 4)
+    sw = rng.uniform(0.5, 2.0, size=(3, 4))
+    for reduction in REDUCTIONS:
+        exp = ref.softmax_cross_entropy(x, np.broadcast_to(y, (3, 4)), reduction=reduction,
+                                        sample_weight=sw)
+        check_all_entry_points(SOFTMAX, (x, y), {"reduction": reduction, "sample_weight": sw},
+                               exp, np.float64, abs(exp[0]) if reduction != "none" else None)
+    v = SOFTMAX(x, y)
+    assert v.shape == (3, 4)
+
+
+@dtype_param
+def test_out_arrays(dtype):
+    rng = np.random.default_rng(seed_of("out", np.dtype(dtype).name))
+    x, y = softmax_inputs(rng, 10, 7, dtype)
+    out = np.empty(10, dtype)
+    g_out = np.empty((10, 7), dtype)
+    h_out = np.empty((10, 7), dtype)
+    v, g = SOFTMAX.value_and_grad(x, y, out=out, grad_out=g_out)
+    assert v is out and g is g_out
+    g2, h = SOFTMAX.grad_hess(x, y, grad_out=g_out, hess_out=h_out)
+    assert g2 is g_out
+    assert h is h_out
+    exp = ref.softmax_cross_entropy(rounded(x, dtype), y)
+    assert_close(out, exp[0], RTOL[np.dtype(dtype)])
+    assert_close(h_out, exp[2], RTOL[np.dtype(dtype)])
+    z, t = sigmoid_inputs(rng, (5, 3), dtype)
+    out = np.empty((5, 3), dtype)
+    assert SIGMOID(z, t, out=out) is out
+    assert_close(out, ref.sigmoid_cross_entropy(rounded(z, dtype), rounded(t, dtype))[0],
+                 RTOL[np.dtype(dtype)])
+
+
+def test_input_layouts_and_dtypes():
+    """Strided, Fortran-ordered, read-only, list, float16 and integer logits."""
+    rng = np.random.default_rng(21)
+    base = rng.normal(0, 2, size=(6, 10))
+    y = np.array([0, 1, 4, 2, 3, 0])
+    want = ref.softmax_cross_entropy(base[:, ::2], y, reduction="none", label_smoothing=0.1)
+    layouts = {
+        "strided": base[:, ::2],
+        "fortran": np.asfortranarray(base[:, ::2]),
+        "transposed": np.ascontiguousarray(base[:, ::2].T).T,
+        "list": base[:, ::2].tolist(),
+    }
+    read_only = base[:, ::2].copy()
+    read_only.flags.writeable = False
+    layouts["read_only"] = read_only
+    for name, x in layouts.items():
+        v, g = SOFTMAX.value_and_grad(x, y, label_smoothing=0.1)
+        _, h = SOFTMAX.grad_hess(x, y, label_smoothing=0.1)
+        assert_close(v, want[0], 1e-12, name)
+        assert_close(g, want[1], 1e-12, name)
+        assert_close(h, want[2], 1e-12, name)
+    # Strided target too.
+    y_strided = np.repeat(y, 2)[::2]
+    assert_close(SOFTMAX(base[:, ::2], y_strided, label_smoothing=0.1), want[0], 1e-12)
+    # float16 logits compute in float32; integer logits in float64.
+    assert SOFTMAX(base.astype(np.float16), np.zeros(6, dtype=np.int64)).dtype == np.float32
+    assert SIGMOID(np.ones(3, dtype=np.float16), np.ones(3)).dtype == np.float32
+    xi = rng.integers(-3, 4, size=(5, 4))
+    v = SOFTMAX(xi, np.array([0, 1, 2, 3, 0]))
+    assert v.dtype == np.float64
+    assert_close(v, ref.softmax_cross_entropy(xi.astype(float), np.array([0, 1, 2, 3, 0]))[0], 1e-12)
+    z = base[::2, ::3]
+    t = (z > 0).astype(np.float64)
+    assert_close(SIGMOID(z, t), ref.sigmoid_cross_entropy(z, t)[0], 1e-12)
+
+
+def test_concurrent_python_threads():
+    """The GIL is released during kernels; concurrent calls give the serial results."""
+    import concurrent.futures
+
+    rng = np.random.default_rng(22)
+    jobs = []
+    for i in range(8):
+        x = rng.normal(0, 2, size=(3000 + i, 13))
+        y = rng.integers(0, 13, size=3000 + i)
+        jobs.append((x, y))
+    serial = [SOFTMAX.grad_hess(x, y, reduction="mean", label_smoothing=0.1) for x, y in jobs]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(SOFTMAX.grad_hess, x, y, reduction="mean", label_smoothing=0.1)
+                   for x, y in jobs]
+        parallel = [f.result() for f in futures]
+    for (g0, h0), (g1, h1) in zip(serial, parallel):
+        assert same(g0, g1) and same(h0, h1)
+
+
+# --------------------------------------------------------------------------
+# Derivatives by finite differences (float64, reduction="sum")
+# --------------------------------------------------------------------------
+
+
+def central_diff(f, x, step):
+    """4th-order central differences of scalar f along every coordinate of x."""
+    x = np.array(x, dtype=np.float64)
+    out = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        v = x[i]
+        vals = []
+        for m in (-2, -1, 1, 2):
+            x[i] = v + m * step
+            vals.append(f(x))
+        x[i] = v
+        out[i] = (vals[0] - 8.0 * vals[1] + 8.0 * vals[2] - vals[3]) / (12.0 * step)
+    return out
+
+
+def diag_diff(grad_fn, x, step):
+    """d grad[i] / d x[i] by 4th-order central differences of the gradient."""
+    x = np.array(x, dtype=np.float64)
+    out = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        v = x[i]
+        vals = []
+        for m in (-2, -1, 1, 2):
+            x[i] = v + m * step
+            vals.append(grad_fn(x)[i])
+        x[i] = v
+        out[i] = (vals[0] - 8.0 * vals[1] + 8.0 * vals[2] - vals[3]) / (12.0 * step)
+    return out
+
+
+SIG_FD = {
+    "plain": {},
+    "pos_weight": {"pos_weight": np.array([0.5, 2.0, 3.0])},
+    "everything": {"pos_weight": 1.7, "label_smoothing": 0.2, "class_weight": "balanced",
+                   "log_base": 2},
+    "probs": {"from_logits": False, "pos_weight": 2.0, "label_smoothing": 0.1, "log_base": 10},
+}
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["sw_none", "sw_array"])
+@pytest.mark.parametrize("options", list(SIG_FD), ids=str)
+def test_sigmoid_finite_differences(options, weighted):
+    rng = np.random.default_rng(seed_of("sigfd", options, weighted))
+    kw = dict(SIG_FD[options], reduction="sum")
+    from_logits = kw.get("from_logits", True)
+    z, t = sigmoid_inputs(rng, (4, 3), np.float64, from_logits)
+    if not from_logits:
+        z = rng.uniform(0.1, 0.9, size=(4, 3))
+    if weighted:
+        kw["sample_weight"] = rng.uniform(0.5, 2.0, size=(4, 3))
+    step = 1e-3 if from_logits else 1e-4
+    g, h = SIGMOID.grad_hess(z, t, **kw)
+    g_fd = central_diff(lambda v: float(SIGMOID(v, t, **kw)), z, step)
+    h_fd = diag_diff(lambda v: SIGMOID.grad(v, t, **kw), z, step)
+    np.testing.assert_allclose(g, g_fd, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(h, h_fd, rtol=1e-7, atol=1e-9)
+
+
+SM_FD = {
+    "index": ("index", {}),
+    "prob": ("prob", {}),
+    "everything_index": ("index", {"class_weight": np.array([0.5, 2.0, 1.0, 3.0, 1.5]),
+                                   "label_smoothing": 0.2, "ignore_index": 3, "log_base": 10}),
+    "everything_prob": ("prob", {"class_weight": np.array([0.5, 2.0, 1.0, 3.0, 1.5]),
+                                 "label_smoothing": 0.2, "log_base": 2}),
+    "probs_index": ("index", {"from_logits": False, "label_smoothing": 0.1}),
+    "probs_prob": ("prob", {"from_logits": False, "class_weight": np.array([1.0, 2.0, 0.5, 1.0, 1.0])}),
+}
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["sw_none", "sw_array"])
+@pytest.mark.parametrize("options", list(SM_FD), ids=str)
+def test_softmax_finite_differences(options, weighted):
+    rng = np.random.default_rng(seed_of("smfd", options, weighted))
+    target, kw = SM_FD[options]
+    kw = dict(kw, reduction="sum")
+    from_logits = kw.get("from_logits", True)
+    x, t = softmax_inputs(rng, 4, 5, np.float64, target, from_logits,
+                          ignore=kw.get("ignore_index"))
+    if not from_logits:
+        x = rng.uniform(0.1, 0.9, size=(4, 5))
+    if target == "index" and "ignore_index" in kw:
+        t[2] = kw["ignore_index"]
+    if weighted:
+        kw["sample_weight"] = rng.uniform(0.5, 2.0, size=4)
+    step = 1e-3 if from_logits else 1e-4
+    g, h = SOFTMAX.grad_hess(x, t, **kw)
+    g_fd = central_diff(lambda v: float(SOFTMAX(v, t, **kw)), x, step)
+    h_fd = diag_diff(lambda v: SOFTMAX.grad(v, t, **kw), x, step)
+    np.testing.assert_allclose(g, g_fd, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(h, h_fd, rtol=1e-7, atol=1e-9)
+
+
+def test_mean_derivatives_carry_the_denominator():
+    """The gradient of "mean" is the finite difference of the mean."""
+    rng = np.random.default_rng(11)
+    x, y = softmax_inputs(rng, 6, 4, np.float64, ignore=-100)
+    y[1] = -100
+    kw = {"reduction": "mean", "class_weight": np.array([1.0, 2.0, 3.0, 0.5]),
+          "sample_weight": rng.uniform(0.5, 2, 6)}
+    g = SOFTMAX.grad(x, y, **kw)
+    np.testing.assert_allclose(g, central_diff(lambda v: float(SOFTMAX(v, y, **kw)), x, 1e-3),
+                               rtol=1e-7, atol=1e-10)
+    z, t = sigmoid_inputs(rng, (5, 2), np.float64)
+    kw = {"reduction": "mean", "class_weight": [0.5, 3.0], "sample_weight": rng.uniform(0.5, 2, (5, 2))}
+    g = SIGMOID.grad(z, t, **kw)
+    np.testing.assert_allclose(g, central_diff(lambda v: float(SIGMOID(v, t, **kw)), z, 1e-3),
+                               rtol=1e-7, atol=1e-10)
+
+
+# --------------------------------------------------------------------------
+# Determinism across thread counts, and the parallel path against the reference
+# --------------------------------------------------------------------------
+
+_LARGE = {}
+
+
+def large_data(loss, dtype):
+    key = (loss, np.dtype(dtype).name)
+    if key not in _LARGE:
+        rng = np.random.default_rng(seed_of("large", *key))
+        if loss == "sigmoid":
+            z, t = sigmoid_inputs(rng, (100_003,), dtype)
+            sw = rng.uniform(0.25, 2.0, size=z.shape).astype(dtype)
+            kw = {"pos_weight": 1.5, "class_weight": "balanced", "label_smoothing": 0.05}
+            exp = ref.sigmoid_cross_entropy(rounded(z, dtype), rounded(t, dtype), reduction="mean",
+                                            sample_weight=rounded(sw, dtype), **kw)
+        else:
+            x, t = softmax_inputs(rng, 6001, 17, dtype, ignore=-100)
+            z = x
+            sw = rng.uniform(0.25, 2.0, size=6001).astype(dtype)
+            kw = {"class_weight": rng.uniform(0.5, 2.0, 17), "label_smoothing": 0.05}
+            exp = ref.softmax_cross_entropy(rounded(x, dtype), t, reduction="mean",
+                                            sample_weight=rounded(sw, dtype), **kw)
+        _LARGE[key] = (z, t, sw, kw, exp)
+    return _LARGE[key]
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "softmax"])
+@dtype_param
+def test_reductions_bit_identical_across_threads(loss, dtype, isa):
+    z, t, sw, kw, exp = large_data(loss, dtype)
+    fn = SIGMOID if loss == "sigmoid" else SOFTMAX
+    results = {}
+    for n in (1, 2, 7):
+        with fl.threads(n):
+            s = fn(z, t, reduction="sum", sample_weight=sw, **kw)
+            m, g = fn.value_and_grad(z, t, reduction="mean", sample_weight=sw, **kw)
+            g2, h = fn.grad_hess(z, t, reduction="mean", sample_weight=sw, **kw)
+            again = fn(z, t, reduction="sum", sample_weight=sw, **kw)
+        assert same(s, again), "sum differs from run to run"
+        results[n] = (s, m, g, g2, h)
+    for n in (2, 7):
+        for a, b, what in zip(results[1], results[n], ("sum", "mean", "grad", "grad_hess grad", "hess")):
+            assert same(a, b), f"{what} with {n} threads differs from 1 thread"
+    rtol = RTOL[np.dtype(dtype)]
+    _, m, g, _, h = results[1]
+    assert abs(m - exp[0]) <= rtol * abs(exp[0])
+    assert_close(g, exp[1], rtol, "grad")
+    assert_close(h, exp[2], rtol, "hess")
+
+
+def test_large_rows_across_chunks_threads(nthreads):
+    """Rows of K > 2048 split into chunks, with several rows per thread."""
+    rng = np.random.default_rng(seed_of("bigrows", nthreads))
+    x = rng.normal(0.0, 3.0, size=(24, 3001)).astype(np.float32)
+    y = rng.integers(0, 3001, size=24)
+    exp = ref.softmax_cross_entropy(rounded(x, np.float32), y, reduction="none",
+                                    label_smoothing=0.1)
+    check_all_entry_points(SOFTMAX, (x, y), {"label_smoothing": 0.1}, exp, np.float32)
+
+
+# --------------------------------------------------------------------------
+# Hand-computed values and extremes
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", [np.array([0]), np.array([[1.0, 0.0, 0.0]])],
+                         ids=["index", "one_hot"])
+def test_textbook_example(target):
+    """H((1, 0, 0), (0.5, 0.4, 0.1)): -ln 0.5 = 0.693147 nats, log10(2) = 0.30103."""
+    probs = np.array([[0.5, 0.4, 0.1]])
+    v = SOFTMAX(probs, target, from_logits=False)
+    assert v.shape == (1,)
+    assert round(float(v[0]), 6) == 0.693147
+    assert round(float(SOFTMAX(probs, target, from_logits=False, log_base=10)[0]), 5) == 0.30103
+    assert float(SOFTMAX(probs, target, from_logits=False, reduction="mean")) == pytest.approx(
+        math.log(2.0), rel=1e-15)
+    assert float(SOFTMAX(probs, target, from_logits=False, log_base=2, reduction="sum")) == \
+        pytest.approx(1.0, rel=1e-15)
+    # The same numbers from logits whose softmax is (0.5, 0.4, 0.1).
+    assert float(SOFTMAX(np.log(probs), target)[0]) == pytest.approx(math.log(2.0), rel=1e-14)
+
+
+def test_sigmoid_hand_values():
+    # softplus(0) = ln 2 for either target; log_base=2 makes it 1 bit.
+    assert SIGMOID(np.array([0.0]), np.array([1.0]), log_base=2)[0] == pytest.approx(1.0, rel=1e-15)
+    v, g = SIGMOID.value_and_grad(np.array([0.0, 0.0]), np.array([0.0, 1.0]), pos_weight=3.0)
+    np.testing.assert_allclose(v, [math.log(2), 3 * math.log(2)], rtol=1e-15)
+    np.testing.assert_allclose(g, [0.5, -1.5], rtol=1e-15)
+    # Keras binary smoothing: t' = t (1 - eps) + eps / 2.
+    v = SIGMOID(np.array([2.0]), np.array([1.0]), label_smoothing=0.2)[0]
+    expected = 0.9 * math.log1p(math.exp(-2.0)) + 0.1 * math.log1p(math.exp(2.0))
+    assert v == pytest.approx(expected, rel=1e-14)
+    # Probabilities: -ln(0.8) for t = 1, q = 0.8.
+    assert SIGMOID(np.array([0.8]), np.array([1.0]), from_logits=False)[0] == pytest.approx(
+        -math.log(0.8), rel=1e-15)
+
+
+@pytest.mark.parametrize("target", ["index", "prob"])
+@dtype_param
+def test_extreme_logits_finite(dtype, target):
+    big = 1e4
+    x = np.array([[big, -big, 0.0], [-big, big, -big], [big, big, -big], [0.0, 0.0, 0.0]],
+                 dtype=dtype)
+    t = np.array([1, 0, 2, 1]) if target == "index" else np.eye(3, dtype=dtype)[[1, 0, 2, 1]]
+    g, h = SOFTMAX.grad_hess(x, t)
+    v = SOFTMAX(x, t)
+    for arr in (v, g, h):
+        assert np.all(np.isfinite(arr)), arr
+    exp = ref.softmax_cross_entropy(rounded(x, dtype), rounded(t, dtype))
+    assert_close(v, exp[0], RTOL[np.dtype(dtype)], "value")
+    assert_close(g, exp[1], RTOL[np.dtype(dtype)], "grad")
+    assert_close(h, exp[2], RTOL[np.dtype(dtype)], "hess")
+    assert math.isfinite(SOFTMAX(x, t, reduction="mean", label_smoothing=0.1))
+
+
+@dtype_param
+def test_sigmoid_extreme_logits_finite(dtype):
+    z = np.array([1e4, -1e4, 1e4, -1e4, 88.0, -88.0, 700.0, -700.0], dtype=dtype)
+    t = np.array([1.0, 0.0, 0.0, 1.0, 0.3, 0.7, 1.0, 0.0], dtype=dtype)
+    for kw in ({}, {"pos_weight": 3.0, "label_smoothing": 0.1}):
+        v = SIGMOID(z, t, **kw)
+        g, h = SIGMOID.grad_hess(z, t, **kw)
+        for arr in (v, g, h):
+            assert np.all(np.isfinite(arr)), arr
+        exp = ref.sigmoid_cross_entropy(rounded(z, dtype), rounded(t, dtype), **kw)
+        assert_close(v, exp[0], RTOL[np.dtype(dtype)], "value")
+        assert_close(g, exp[1], RTOL[np.dtype(dtype)], "grad")
+        assert_close(h, exp[2], RTOL[np.dtype(dtype)], "hess")
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-6), (np.float32, 1e-5)],
+                         ids=["float64", "float32"])
+def test_sigmoid_gradient_tail_not_flushed(dtype, rtol):
+    """At z = 30, t = 1 the gradient is -1/(1 + e^30) ~ -9.4e-14, not 0."""
+    g = SIGMOID.grad(np.array([30.0], dtype=dtype), np.array([1.0], dtype=dtype))[0]
+    want = -1.0 / (1.0 + math.exp(30.0))
+    assert g != 0.0
+    assert abs(float(g) / want - 1.0) <= rtol
+    h = SIGMOID.grad_hess(np.array([-30.0], dtype=dtype), np.array([0.0], dtype=dtype))[1][0]
+    assert abs(float(h) / (math.exp(-30.0) / (1 + math.exp(-30.0)) ** 2) - 1.0) <= rtol
+
+
+@dtype_param
+def test_probabilities_at_the_bounds(dtype):
+    """from_logits=False clips 0 and 1 to [eps, 1 - eps]: finite, derivatives of the formula."""
+    eps = clip_of(dtype)
+    q = np.array([0.0, 1.0, 0.0, 1.0], dtype=dtype)
+    t = np.array([1.0, 0.0, 0.0, 1.0], dtype=dtype)
+    v = SIGMOID(q, t, from_logits=False)
+    g, h = SIGMOID.grad_hess(q, t, from_logits=False)
+    for arr in (v, g, h):
+        assert np.all(np.isfinite(arr))
+    exp = ref.sigmoid_cross_entropy(rounded(q, dtype), rounded(t, dtype), from_logits=False, clip=eps)
+    assert_close(v, exp[0], RTOL[np.dtype(dtype)], "value")
+    assert_close(g, exp[1], RTOL[np.dtype(dtype)], "grad")
+    assert_close(h, exp[2], RTOL[np.dtype(dtype)], "hess")
+    p = np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0]], dtype=dtype)
+    y = np.array([0, 2])
+    v = SOFTMAX(p, y, from_logits=False)
+    g, h = SOFTMAX.grad_hess(p, y, from_logits=False)
+    for arr in (v, g, h):
+        assert np.all(np.isfinite(arr))
+    exp = ref.softmax_cross_entropy(rounded(p, dtype), y, from_logits=False, clip=eps)
+    assert_close(v, exp[0], RTOL[np.dtype(dtype)], "value")
+    assert_close(g, exp[1], RTOL[np.dtype(dtype)], "grad")
+    assert_close(h, exp[2], RTOL[np.dtype(dtype)], "hess")
+
+
+def test_large_k_smoke():
+    rng = np.random.default_rng(12)
+    k = 262_144
+    x = rng.normal(0.0, 3.0, size=(4, k)).astype(np.float32)
+    y = np.array([0, k - 1, 12345, 200_000])
+    for reduction in ("none", "mean"):
+        exp = ref.softmax_cross_entropy(rounded(x, np.float32), y, reduction=reduction)
+        check_all_entry_points(SOFTMAX, (x, y), {"reduction": reduction}, exp, np.float32,
+                               abs(exp[0]) if reduction == "mean" else None)
+
+
+def test_sample_weight_and_class_weight_semantics():
+    """none sums to sum; mean = sum / sum(sw c[y]) over kept rows; probability
+    targets divide by sum(sw)."""
+    rng = np.random.default_rng(13)
+    x, y = softmax_inputs(rng, 12, 4, np.float64)
+    y[[2, 7]] = -100
+    c = np.array([1.0, 2.0, 0.5, 4.0])
+    sw = rng.uniform(0.5, 2.0, size=12)
+    none = SOFTMAX(x, y, class_weight=c, sample_weight=sw)
+    total = SOFTMAX(x, y, class_weight=c, sample_weight=sw, reduction="sum")
+    mean = SOFTMAX(x, y, class_weight=c, sample_weight=sw, reduction="mean")
+    kept = y != -100
+    assert none[~kept].tolist() == [0.0, 0.0]
+    assert total == pytest.approx(none.sum(), rel=1e-14)
+    assert mean == pytest.approx(total / np.sum(sw[kept] * c[y[kept]]), rel=1e-14)
+    t = prob_targets(rng, 12, 4)
+    total = SOFTMAX(x, t, class_weight=c, sample_weight=sw, reduction="sum")
+    mean = SOFTMAX(x, t, class_weight=c, sample_weight=sw, reduction="mean")
+    assert mean == pytest.approx(total / sw.sum(), rel=1e-14)
+    z, tb = sigmoid_inputs(rng, (12,), np.float64)
+    swb = rng.uniform(0.5, 2.0, size=12)
+    total = SIGMOID(z, tb, class_weight=[0.5, 3.0], sample_weight=swb, reduction="sum")
+    mean = SIGMOID(z, tb, class_weight=[0.5, 3.0], sample_weight=swb, reduction="mean")
+    assert mean == pytest.approx(total / np.sum(swb * (0.5 * (1 - tb) + 3.0 * tb)), rel=1e-14)
+
+
+def test_empty_inputs():
+    assert SIGMOID(np.zeros(0), np.zeros(0)).shape == (0,)
+    assert math.isnan(SIGMOID(np.zeros(0), np.zeros(0), reduction="mean"))
+    assert SIGMOID(np.zeros(0), np.zeros(0), reduction="sum") == 0.0
+    x = np.zeros((0, 4))
+    y = np.zeros(0, dtype=np.int64)
+    assert SOFTMAX(x, y).shape == (0,)
+    assert SOFTMAX.grad(x, y).shape == (0, 4)
+    assert math.isnan(SOFTMAX(x, y, reduction="mean"))
+    # Every row ignored: the mean has an empty denominator.
+    assert math.isnan(SOFTMAX(np.zeros((2, 3)), np.array([-100, -100]), reduction="mean"))
+
+
+# --------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------
+
+
+def test_label_out_of_range_names_target_and_position():
+    x = np.zeros((5, 5))
+    y = np.array([0, 1, 2, 7, 4])
+    with pytest.raises(ValueError, match=r"target.*\b7\b.*\(3,\)"):
+        SOFTMAX(x, y)
+    with pytest.raises(ValueError, match=r"target.*-1.*\(1,\)"):
+        SOFTMAX(x, np.array([0, -1, 2, 3, 4]))
+    with pytest.raises(ValueError, match=r"target.*\b5\b.*\(1, 0\)"):
+        SOFTMAX(np.zeros((2, 2, 5)), np.array([[0, 1], [5, 0]]))
+    # ignore_index is not out of range, but -100 is once ignore_index is changed.
+    SOFTMAX(x, np.array([0, -100, 2, 3, 4]))
+    with pytest.raises(ValueError, match="target"):
+        SOFTMAX(x, np.array([0, -100, 2, 3, 4]), ignore_index=-1)
+    for method in (SOFTMAX.grad, SOFTMAX.grad_hess, SOFTMAX.value_and_grad):
+        with pytest.raises(ValueError, match="target"):
+            method(x, y)
+
+
+def test_huge_labels_are_not_wrapped():
+    """Labels beyond the int32 range are out of range, not reduced modulo 2**32."""
+    x = np.zeros((4, 5))
+    with pytest.raises(ValueError, match=r"target.*4294967297"):
+        SOFTMAX(x, np.array([0, 1, 2**32 + 1, 3], dtype=np.int64))
+    with pytest.raises(ValueError, match="target"):
+        SOFTMAX(x, np.array([0, 1, 2**63 + 1, 3], dtype=np.uint64))
+    # An ignore_index that the target dtype cannot hold ignores nothing.
+    y8 = np.array([0, 1, 2, 3], dtype=np.int8)
+    same_as = SOFTMAX(x + np.arange(5), y8.astype(np.int64))
+    assert same(SOFTMAX(x + np.arange(5), y8, ignore_index=2**40), same_as)
+    assert same(SOFTMAX(x + np.arange(5), y8.astype(np.uint8), ignore_index=256), same_as)
+
+
+def test_huge_uint64_label_message():
+    with pytest.raises(ValueError, match="9223372036854775809"):
+        SOFTMAX(np.zeros((4, 5)), np.array([0, 1, 2**63 + 1, 3], dtype=np.uint64))
+    try:
+        SOFTMAX(np.zeros((4, 5)), np.array([0, 1, 2**63 + 1, 3], dtype=np.uint64))
+    except ValueError as e:
+        assert "-9223372036854775807" not in str(e)
+
+
+def test_wrong_target_shape():
+    x = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="target"):
+        SOFTMAX(x, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="target"):
+        SOFTMAX(x, np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="target"):
+        SOFTMAX(x, np.zeros((4, 3), dtype=np.int64))
+    with pytest.raises(ValueError):
+        SIGMOID(np.zeros((4, 3)), np.zeros((4, 2)))
+
+
+def test_zero_classes():
+    with pytest.raises(ValueError):
+        SOFTMAX(np.zeros((3, 0)), np.array([0, 0, 0]))
+    with pytest.raises(ValueError):
+        SOFTMAX.grad_hess(np.zeros((3, 0)), np.zeros((3, 0)))
+
+
+def test_out_checked():
+    x = np.zeros((4, 3))
+    y = np.array([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="out"):
+        SOFTMAX(x, y, out=np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="grad_out"):
+        SOFTMAX.value_and_grad(x, y, grad_out=np.zeros(4))
+    with pytest.raises(ValueError, match="hess_out"):
+        SOFTMAX.grad_hess(x, y, hess_out=np.zeros((3, 4)))
+    with pytest.raises((TypeError, ValueError), match="out"):
+        SOFTMAX(x, y, out=np.zeros(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="out"):
+        SIGMOID(np.zeros(4), np.zeros(4), out=np.zeros(5))
+    with pytest.raises(ValueError, match="out"):
+        SOFTMAX(x, y, reduction="sum", out=np.zeros(4))
+    read_only = np.zeros(4)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="out"):
+        SOFTMAX(x, y, out=read_only)
+    with pytest.raises(ValueError, match="out"):
+        SOFTMAX.grad(x, y, out=x)  # overlaps logits
+    with pytest.raises(ValueError, match="hess_out"):
+        SOFTMAX.grad_hess(x, y, hess_out=x)
+    z = np.zeros(4)
+    with pytest.raises(ValueError, match="out"):
+        SIGMOID(z, np.ones(4), out=z)
+
+
+def test_probabilities_outside_unit_interval():
+    with pytest.raises(ValueError, match="pred"):
+        SIGMOID(np.array([0.5, 1.5]), np.array([1.0, 0.0]), from_logits=False)
+    with pytest.raises(ValueError, match="pred"):
+        SIGMOID.grad_hess(np.array([-0.1, 0.5]), np.array([1.0, 0.0]), from_logits=False)
+    with pytest.raises(ValueError, match="logits"):
+        SOFTMAX(np.array([[0.5, -0.5]]), np.array([0]), from_logits=False)
+    with pytest.raises(ValueError, match="logits"):
+        SOFTMAX.grad(np.array([[0.5, 2.0]]), np.array([0]), from_logits=False)
+
+
+@pytest.mark.parametrize("eps", [-0.1, 1.5, math.nan, math.inf])
+def test_bad_label_smoothing(eps):
+    with pytest.raises(ValueError, match="label_smoothing"):
+        SIGMOID(np.zeros(2), np.zeros(2), label_smoothing=eps)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        SOFTMAX(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=eps)
+
+
+def test_label_smoothing_bounds_accepted():
+    for eps in (0.0, 1.0):
+        SIGMOID(np.zeros(2), np.zeros(2), label_smoothing=eps)
+        SOFTMAX(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=eps)
+    # eps = 1: the uniform target, whatever the label.
+    x = np.random.default_rng(14).normal(size=(3, 4))
+    np.testing.assert_allclose(SOFTMAX(x, np.array([0, 1, 3]), label_smoothing=1.0),
+                               SOFTMAX(x, np.full((3, 4), 0.25)), rtol=1e-14)
+
+
+def test_bad_hessian_name():
+    with pytest.raises(ValueError, match="hessian"):
+        SIGMOID.grad_hess(np.zeros(2), np.zeros(2), hessian="newton")
+    with pytest.raises(ValueError, match="hessian"):
+        SOFTMAX.grad_hess(np.zeros((2, 3)), np.array([0, 1]), hessian="newton")
+    # The gradient-boosting conventions are multiclass only.
+    with pytest.raises(ValueError, match="hessian"):
+        SIGMOID.grad_hess(np.zeros(2), np.zeros(2), hessian="xgboost")
+
+
+def test_unknown_keyword():
+    for loss, args in ((SIGMOID, (np.zeros(2), np.zeros(2))),
+                       (SOFTMAX, (np.zeros((2, 3)), np.array([0, 1])))):
+        for method in (loss, loss.grad, loss.value_and_grad, loss.grad_hess):
+            with pytest.raises(TypeError):
+                method(*args, not_a_parameter=1)
+    with pytest.raises(TypeError):
+        SIGMOID(np.zeros(2), np.zeros(2), ignore_index=3)  # a softmax-only option
+    with pytest.raises(TypeError):
+        SOFTMAX(np.zeros((2, 3)), np.array([0, 1]), pos_weight=2.0)  # a sigmoid-only option
+
+
+def test_bad_class_weight():
+    x = np.zeros((2, 3))
+    y = np.array([0, 1])
+    with pytest.raises(ValueError, match="class_weight"):
+        SOFTMAX(x, y, class_weight=[1.0, 2.0])
+    with pytest.raises(ValueError, match="class_weight"):
+        SOFTMAX(x, y, class_weight="sometimes")
+    with pytest.raises(ValueError, match="class_weight"):
+        SOFTMAX(x, y, class_weight={5: 1.0})
+    with pytest.raises(ValueError, match="class_weight"):
+        SIGMOID(np.zeros(2), np.zeros(2), class_weight=[1.0, 2.0, 3.0])
+
+
+# --------------------------------------------------------------------------
+# nan_policy
+# --------------------------------------------------------------------------
+
+
+def test_sigmoid_nan_policy():
+    rng = np.random.default_rng(15)
+    z, t = sigmoid_inputs(rng, (20,), np.float64)
+    sw = rng.uniform(0.5, 2.0, size=20)
+    z[3] = np.nan
+    t[11] = np.nan
+    bad = np.isnan(z) | np.isnan(t)
+    kw = {"pos_weight": 2.0, "class_weight": [0.5, 1.5], "sample_weight": sw}
+    v = SIGMOID(z, t, **kw)
+    assert np.isnan(v[bad]).all()
+    exp = ref.sigmoid_cross_entropy(z, t, **kw)
+    assert_close(v, exp[0], 1e-12)
+    assert math.isnan(SIGMOID(z, t, reduction="sum", **kw))
+    with pytest.raises(ValueError, match="pred|logits"):
+        SIGMOID(z, t, nan_policy="raise", **kw)
+    with pytest.raises(ValueError, match="target"):
+        SIGMOID(np.nan_to_num(z), t, nan_policy="raise", **kw)
+    w_nan = sw.copy()
+    w_nan[5] = np.nan
+    with pytest.raises(ValueError, match="sample_weight"):
+        SIGMOID(np.nan_to_num(z), np.nan_to_num(t), nan_policy="raise", pos_weight=2.0,
+                sample_weight=w_nan)
+    for reduction in REDUCTIONS:
+        v = SIGMOID(z, t, nan_policy="omit", reduction=reduction, **kw)
+        g, h = SIGMOID.grad_hess(z, t, nan_policy="omit", reduction=reduction, **kw)
+        keep = ~bad
+        exp = ref.sigmoid_cross_entropy(z[keep], t[keep], reduction=reduction, pos_weight=2.0,
+                                        class_weight=[0.5, 1.5], sample_weight=sw[keep])
+        if reduction == "none":
+            assert np.all(v[bad] == 0.0)
+            assert_close(v[keep], exp[0], 1e-12)
+        else:
+            assert v == pytest.approx(exp[0], rel=1e-12)
+        assert np.all(g[bad] == 0.0) and np.all(h[bad] == 0.0)
+        assert_close(g[keep], exp[1], 1e-12)
+        assert_close(h[keep], exp[2], 1e-12)
+
+
+@pytest.mark.parametrize("target", ["index", "prob"])
+def test_softmax_nan_policy(target):
+    rng = np.random.default_rng(16)
+    x, t = softmax_inputs(rng, 10, 4, np.float64, target)
+    sw = rng.uniform(0.5, 2.0, size=10)
+    x[2, 1] = np.nan
+    bad = np.zeros(10, dtype=bool)
+    bad[2] = True
+    if target == "prob":
+        t[6, 0] = np.nan
+        bad[6] = True
+    kw = {"class_weight": np.array([1.0, 2.0, 0.5, 1.5]), "sample_weight": sw,
+          "label_smoothing": 0.1}
+    v = SOFTMAX(x, t, **kw)
+    assert np.isnan(v[bad]).all() and not np.isnan(v[~bad]).any()
+    exp = ref.softmax_cross_entropy(x[~bad], t[~bad], class_weight=kw["class_weight"],
+                                    sample_weight=sw[~bad], label_smoothing=0.1)
+    assert_close(v[~bad], exp[0], 1e-12)
+    assert math.isnan(SOFTMAX(x, t, reduction="mean", **kw))
+    with pytest.raises(ValueError, match="logits"):
+        SOFTMAX(x, t, nan_policy="raise", **kw)
+    if target == "prob":
+        with pytest.raises(ValueError, match="target"):
+            SOFTMAX(np.nan_to_num(x), t, nan_policy="raise", **kw)
+    for reduction in REDUCTIONS:
+        v = SOFTMAX(x, t, nan_policy="omit", reduction=reduction, **kw)
+        g, h = SOFTMAX.grad_hess(x, t, nan_policy="omit", reduction=reduction, **kw)
+        exp = ref.softmax_cross_entropy(x[~bad], t[~bad], reduction=reduction,
+                                        class_weight=kw["class_weight"], sample_weight=sw[~bad],
+                                        label_smoothing=0.1)
+        if reduction == "none":
+            assert np.all(v[bad] == 0.0)
+            assert_close(v[~bad], exp[0], 1e-12)
+        else:
+            assert v == pytest.approx(exp[0], rel=1e-12)
+        assert np.all(g[bad] == 0.0) and np.all(h[bad] == 0.0)
+        assert_close(g[~bad], exp[1], 1e-12)
+        assert_close(h[~bad], exp[2], 1e-12)
+
+
+@pytest.mark.parametrize("loss", [SIGMOID, SOFTMAX], ids=["sigmoid", "softmax"])
+def test_bad_nan_policy(loss):
+    args = (np.zeros(2), np.zeros(2)) if loss is SIGMOID else (np.zeros((2, 3)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="nan_policy"):
+        loss(*args, nan_policy="ignore")
+
+
+@pytest.mark.parametrize("where", ["sigmoid_target", "sigmoid_weight", "softmax_prob_target",
+                                   "softmax_weight"])
+def test_nan_omit_with_balanced_class_weight(where):
+    rng = np.random.default_rng(19)
+    if where.startswith("sigmoid"):
+        z, t = sigmoid_inputs(rng, (12,), np.float64)
+        sw = rng.uniform(0.5, 2.0, size=12)
+        (t if where == "sigmoid_target" else sw)[4] = np.nan
+        keep = np.arange(12) != 4
+        v = SIGMOID(z, t, sample_weight=sw, class_weight="balanced", nan_policy="omit")
+        want = ref.sigmoid_cross_entropy(z[keep], t[keep], sample_weight=sw[keep],
+                                         class_weight="balanced")[0]
+    else:
+        target = "prob" if where == "softmax_prob_target" else "index"
+        x, t = softmax_inputs(rng, 12, 4, np.float64, target)
+        sw = rng.uniform(0.5, 2.0, size=12)
+        if target == "prob":
+            t[6, 1] = np.nan
+        else:
+            sw[6] = np.nan
+        keep = np.arange(12) != 6
+        v = SOFTMAX(x, t, sample_weight=sw, class_weight="balanced", nan_policy="omit")
+        want = ref.softmax_cross_entropy(x[keep], t[keep], sample_weight=sw[keep],
+                                         class_weight="balanced")[0]
+    assert not np.isnan(v[keep]).any(), "kept samples have NaN losses"
+    assert_close(v[keep], want, 1e-12)
+
+
+# --------------------------------------------------------------------------
+# Hessian policies
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hessian", ["exact", "clip", "abs", "fisher"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_sigmoid_hessian_policies(hessian, reduction):
+    rng = np.random.default_rng(seed_of("sighess", hessian, reduction))
+    z = rng.normal(0.0, 6.0, size=(30,))
+    t = binary_targets(rng, (30,))
+    sw = rng.uniform(0.5, 2.0, size=30)
+    kw = {"reduction": reduction, "sample_weight": sw, "label_smoothing": 0.1, "log_base": 2,
+          "class_weight": [0.5, 2.0]}
+    floor = 0.02
+    g, h = SIGMOID.grad_hess(z, t, hessian=hessian, hess_floor=floor, **kw)
+    exp = ref.sigmoid_cross_entropy(z, t, hessian=hessian, hess_floor=floor, **kw)
+    assert_close(g, exp[1], 1e-12, "grad")
+    assert_close(h, exp[2], 1e-12, "hess")
+    if hessian == "clip":
+        assert np.any(ref.sigmoid_ce_terms(z, t, label_smoothing=0.1, log_base=2)[2] < floor)
+
+
+def test_sigmoid_fisher_is_logistic_variance():
+    """The expected Hessian of the logistic likelihood w.r.t. the logit is sigmoid(z) sigmoid(-z)."""
+    z = np.linspace(-8, 8, 33)
+    t = (z > 0.3).astype(np.float64)
+    _, h = SIGMOID.grad_hess(z, t, hessian="fisher")
+    np.testing.assert_allclose(h, ref.sigmoid(z) * ref.sigmoid(-z), rtol=1e-13)
+
+
+@pytest.mark.parametrize("hessian", ["exact", "abs", "fisher", "xgboost", "lightgbm"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["sw_none", "sw_array"])
+def test_softmax_hessian_policies(hessian, reduction, weighted):
+    rng = np.random.default_rng(seed_of("smhess", hessian, reduction, weighted))
+    x, y = softmax_inputs(rng, 12, 6, np.float64, ignore=-100)
+    kw = {"reduction": reduction, "class_weight": rng.uniform(0.5, 2.0, 6),
+          "label_smoothing": 0.1, "log_base": 10}
+    if weighted:
+        kw["sample_weight"] = rng.uniform(0.5, 2.0, 12)
+    g, h = SOFTMAX.grad_hess(x, y, hessian=hessian, **kw)
+    g0, h0 = SOFTMAX.grad_hess(x, y, **kw)
+    exp = ref.softmax_cross_entropy(x, y, hessian=hessian, **kw)
+    assert same(g, g0)
+    assert_close(h, exp[2], 1e-12, "hess")
+    factor = {"xgboost": 2.0, "lightgbm": 6.0 / 5.0}.get(hessian, 1.0)
+    np.testing.assert_allclose(h, factor * h0, rtol=1e-15)
+
+
+def test_softmax_probability_hessian_policies():
+    """from_logits=False: "abs" and "fisher" are the exact c q / p^2."""
+    rng = np.random.default_rng(20)
+    p = rng.uniform(0.05, 1.0, size=(6, 4))
+    y = index_targets(rng, 6, 4)
+    exact = SOFTMAX.grad_hess(p, y, from_logits=False, label_smoothing=0.1)[1]
+    assert_close(exact, ref.softmax_cross_entropy(p, y, from_logits=False, label_smoothing=0.1)[2],
+                 1e-12)
+    for policy in ("abs", "fisher"):
+        assert same(SOFTMAX.grad_hess(p, y, from_logits=False, label_smoothing=0.1,
+                                      hessian=policy)[1], exact)
+
+
+def test_softmax_clip_policy_unweighted():
+    rng = np.random.default_rng(17)
+    x = rng.normal(0.0, 6.0, size=(10, 5))
+    y = index_targets(rng, 10, 5)
+    _, h = SOFTMAX.grad_hess(x, y, hessian="clip", hess_floor=0.01)
+    exp = ref.softmax_cross_entropy(x, y, hessian="clip", hess_floor=0.01)
+    assert np.any(ref.softmax_cross_entropy(x, y)[2] < 0.01)
+    assert_close(h, exp[2], 1e-12, "hess")
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_softmax_clip_policy_weighted(reduction):
+    rng = np.random.default_rng(18)
+    x = rng.normal(0.0, 6.0, size=(10, 5))
+    y = index_targets(rng, 10, 5)
+    sw = rng.uniform(0.5, 2.0, size=10)
+    sw[4] = 0.0
+    _, h = SOFTMAX.grad_hess(x, y, hessian="clip", hess_floor=0.01, sample_weight=sw,
+                             reduction=reduction)
+    exp = ref.softmax_cross_entropy(x, y, hessian="clip", hess_floor=0.01, sample_weight=sw,
+                                    reduction=reduction)
+    assert np.all(h[4] == 0.0), "a row of weight 0 has a non-zero Hessian"
+    assert_close(h, exp[2], 1e-12, "hess")
+
+
+def test_lightgbm_needs_two_classes():
+    with pytest.raises(ValueError):
+        SOFTMAX.grad_hess(np.zeros((3, 1)), np.array([0, 0, 0]), hessian="lightgbm")
