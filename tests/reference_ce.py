@@ -97,8 +97,8 @@ def log_scale(log_base):
 def hessian_policy(h, policy, hess_floor, n_classes=None):
     """The loss's own Hessian (before sample weights and 1/D) under a policy."""
     if policy in ("exact", "abs", "fisher"):
-        # Cross-entropy Hessians are >= 0: "abs" changes nothing, and the
-        # expected Hessian of the logistic/softmax likelihood is the exact one.
+        # Cross-entropy Hessians are >= 0: "abs" changes nothing; "fisher" is
+        # computed by the loss's own function (the expected Hessian).
         return np.abs(h) if policy == "abs" else h
     if policy == "clip":
         return np.maximum(h, hess_floor)
@@ -152,8 +152,11 @@ def reduce(value, grad, hess, weight, denom_weight, reduction, row_axis_grad=Fal
 
 
 def sigmoid_ce_terms(z, t, *, pos_weight=None, label_smoothing=0.0, from_logits=True,
-                     log_base=None, clip=F64_EPS):
-    """Unweighted elementwise (l, g, h) of the sigmoid cross-entropy, float64."""
+                     log_base=None, clip=F64_EPS, fisher=False):
+    """Unweighted elementwise (l, g, h) of the sigmoid cross-entropy, float64.
+
+    fisher: h is the expected Hessian, t replaced by the model's probability.
+    """
     z = np.asarray(z, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     p_w = np.asarray(1.0 if pos_weight is None else pos_weight, dtype=np.float64)
@@ -166,12 +169,14 @@ def sigmoid_ce_terms(z, t, *, pos_weight=None, label_smoothing=0.0, from_logits=
             s_neg = sigmoid(-z)
             value = p_w * ts * softplus(-z) + (1.0 - ts) * softplus(z)
             grad = -p_w * ts * s_neg + (1.0 - ts) * s_pos
-            hess = (p_w * ts + 1.0 - ts) * s_pos * s_neg
+            th = s_pos * (1.0 - eps) + 0.5 * eps if fisher else ts
+            hess = (p_w * th + 1.0 - th) * s_pos * s_neg
         else:
             q = np.clip(z, clip, 1.0 - clip)
             value = -(p_w * ts * np.log(q) + (1.0 - ts) * np.log1p(-q))
             grad = -p_w * ts / q + (1.0 - ts) / (1.0 - q)
-            hess = p_w * ts / (q * q) + (1.0 - ts) / ((1.0 - q) * (1.0 - q))
+            th = q * (1.0 - eps) + 0.5 * eps if fisher else ts
+            hess = p_w * th / (q * q) + (1.0 - th) / ((1.0 - q) * (1.0 - q))
     s = log_scale(log_base)
     return value * s, grad * s, hess * s
 
@@ -216,7 +221,7 @@ def sigmoid_cross_entropy(z, t, *, reduction="none", sample_weight=None, hessian
     sw = np.ones(shape) if sample_weight is None else np.broadcast_to(
         np.asarray(sample_weight, dtype=np.float64), shape)
     value, grad, hess = sigmoid_ce_terms(z, t, pos_weight=pos_weight, label_smoothing=label_smoothing,
-                                         from_logits=from_logits, log_base=log_base, clip=clip)
+                                         from_logits=from_logits, log_base=log_base, clip=clip, fisher=hessian == "fisher")
     hess = hessian_policy(hess, hessian, hess_floor)
     if nan_policy == "omit":
         bad = np.isnan(z) | np.isnan(t) | np.isnan(sw)
@@ -288,8 +293,11 @@ def softmax_class_weight(target, n_classes, mode, sample_weight=None, ignore_ind
 
 
 def softmax_ce_rows(x, target, *, class_weight=None, label_smoothing=0.0, ignore_index=-100,
-                    from_logits=True, log_base=None, clip=F64_EPS):
+                    from_logits=True, log_base=None, clip=F64_EPS, fisher=False):
     """Per-row (l, g, h, d, kept) for logits x[..., K] (rows flattened).
+
+    fisher: h is the expected Hessian, the target distribution q replaced by its
+    expectation under the model, (1 - eps) p + eps / K.
 
     l (N,), g and h (N, K) unweighted by sample weights; d (N,) the weight of
     the row in the mean's denominator before the sample weight (c[y] for index
@@ -338,12 +346,14 @@ def softmax_ce_rows(x, target, *, class_weight=None, label_smoothing=0.0, ignore
                 a = np.sum(cq)
                 value[i] = -np.sum(cq * log_p)
                 grad[i] = a * p - cq
-                hess[i] = a * p * (1.0 - p)
+                a_h = np.sum(c * ((1.0 - eps) * p + eps / k)) if fisher else a
+                hess[i] = a_h * p * (1.0 - p)
             else:
                 p = np.maximum(rows[i], clip)
                 value[i] = -np.sum(cq * np.log(p))
                 grad[i] = -cq / p
-                hess[i] = cq / (p * p)
+                cq_h = c * ((1.0 - eps) * p + eps / k) if fisher else cq
+                hess[i] = cq_h / (p * p)
         denom[i] = d
     s = log_scale(log_base)
     return value * s, grad * s, hess * s, denom, kept
@@ -394,7 +404,7 @@ def softmax_cross_entropy(x, target, *, reduction="none", sample_weight=None, he
             target[bad_rows] = 1.0 / k
     value, grad, hess, denom, kept = softmax_ce_rows(
         x, target, class_weight=cw, label_smoothing=label_smoothing, ignore_index=ignore_index,
-        from_logits=from_logits, log_base=log_base, clip=clip)
+        from_logits=from_logits, log_base=log_base, clip=clip, fisher=hessian == "fisher")
     hess = hessian_policy(hess, hessian, hess_floor, n_classes=k)
     value = value.reshape(rows_shape)
     grad = grad.reshape(x.shape)

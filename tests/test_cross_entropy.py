@@ -1165,21 +1165,41 @@ def test_softmax_hessian_policies(hessian, reduction, weighted):
     exp = ref.softmax_cross_entropy(x, y, hessian=hessian, **kw)
     assert same(g, g0)
     assert_close(h, exp[2], 1e-12, "hess")
-    factor = {"xgboost": 2.0, "lightgbm": 6.0 / 5.0}.get(hessian, 1.0)
-    np.testing.assert_allclose(h, factor * h0, rtol=1e-15)
+    if hessian != "fisher":  # fisher: the expected Hessian, checked against the reference above
+        factor = {"xgboost": 2.0, "lightgbm": 6.0 / 5.0}.get(hessian, 1.0)
+        np.testing.assert_allclose(h, factor * h0, rtol=1e-15)
+
+
+def test_softmax_fisher_does_not_depend_on_the_label():
+    """The expected Hessian averages over the model's classes: the true label drops out."""
+    x = np.array([[0.3, -0.2, 1.1]])
+    cw = np.array([1.0, 9.0, 2.0])
+    hs = [SOFTMAX.grad_hess(x, np.array([y]), class_weight=cw, hessian="fisher")[1]
+          for y in range(3)]
+    np.testing.assert_allclose(hs[0], hs[1], rtol=1e-12)
+    np.testing.assert_allclose(hs[0], hs[2], rtol=1e-12)
+    p = np.exp(x - x.max())
+    p /= p.sum()
+    np.testing.assert_allclose(hs[0], np.sum(cw * p) * p * (1 - p), rtol=1e-12)
 
 
 def test_softmax_probability_hessian_policies():
-    """from_logits=False: "abs" and "fisher" are the exact c q / p^2."""
+    """from_logits=False: "abs" is the exact c q / p^2; "fisher" its expectation c q(p) / p^2."""
     rng = np.random.default_rng(20)
     p = rng.uniform(0.05, 1.0, size=(6, 4))
     y = index_targets(rng, 6, 4)
     exact = SOFTMAX.grad_hess(p, y, from_logits=False, label_smoothing=0.1)[1]
     assert_close(exact, ref.softmax_cross_entropy(p, y, from_logits=False, label_smoothing=0.1)[2],
                  1e-12)
-    for policy in ("abs", "fisher"):
-        assert same(SOFTMAX.grad_hess(p, y, from_logits=False, label_smoothing=0.1,
-                                      hessian=policy)[1], exact)
+    assert same(SOFTMAX.grad_hess(p, y, from_logits=False, label_smoothing=0.1,
+                                  hessian="abs")[1], exact)
+    fisher = SOFTMAX.grad_hess(p, y, from_logits=False, label_smoothing=0.1, hessian="fisher")[1]
+    assert_close(fisher, ref.softmax_cross_entropy(p, y, from_logits=False, label_smoothing=0.1,
+                                                   hessian="fisher")[2], 1e-12)
+    # The textbook case: the expected Hessian is 1/p_k on every class (no zeros).
+    h = SOFTMAX.grad_hess(np.array([[0.5, 0.4, 0.1]]), np.array([0]), from_logits=False,
+                          hessian="fisher")[1]
+    np.testing.assert_allclose(h, [[2.0, 2.5, 10.0]], rtol=1e-12)
 
 
 def test_softmax_clip_policy_unweighted():

@@ -160,7 +160,7 @@ class Loss:
             if k < 2:
                 raise ValueError("hessian='lightgbm' needs at least 2 classes")
             factor = k / (k - 1.0)
-        policy = 1 if code == 1 else 0  # "abs" and "fisher" equal "exact" here: h >= 0
+        policy = {1: 1, 3: 3}.get(code, 0)  # "abs" equals "exact" here: h >= 0
         v, g, h = _core.rowwise(self._kernel_id, logits, target, sample_weight, class_w,
                                 ignore_index, values, red, want, out, grad_out, grad_name,
                                 hess_out, policy, floor, factor, nan)

@@ -25,7 +25,7 @@ class ClassCounts:
     """Accumulates (optionally weighted) class counts chunk by chunk.
 
     >>> cc = ClassCounts(3)
-    >>> cc.update([0, 1, 1]); cc.update([2, 1])
+    >>> _ = cc.update([0, 1, 1]).update([2, 1])
     >>> cc.counts.tolist()
     [1.0, 3.0, 1.0]
     >>> cc.class_weight("balanced").round(4).tolist()

@@ -65,6 +65,19 @@ py::object reduce_to(const py::array& full, const py::array& like) {
   throw py::value_error("an input contains NaN and nan_policy='raise'");
 }
 
+// A target outside [0, 1] (the domain of the probability-target losses): name its position.
+[[noreturn]] void raise_outside(const py::array& target, const char* name) {
+  auto np = py::module_::import("numpy");
+  py::object t = target.attr("astype")("float64", py::arg("copy") = false);
+  py::object bad = np.attr("logical_or")(np.attr("less")(t, 0.0), np.attr("greater")(t, 1.0));
+  py::tuple where = np.attr("unravel_index")(np.attr("argmax")(bad), target.attr("shape"));
+  std::vector<std::int64_t> idx;
+  for (auto v : where) idx.push_back(v.cast<std::int64_t>());
+  const double v = py::float_(t.attr("__getitem__")(where));
+  throw py::value_error(std::string(name) + " must hold probabilities in [0, 1]; got " +
+                        std::string(py::str(py::float_(v))) + " at index " + shape_str(idx));
+}
+
 py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::handle weight_o,
                       py::handle aux_o, const char* aux_name, bool factor_active,
                       const std::vector<double>& params, int reduction, int want, py::handle out_o,
@@ -169,6 +182,7 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
     }
   }
   if (has_nan) raise_nan({{pred, "pred"}, {target, "target"}, {weight, "sample_weight"}});
+  if (c.bad_target) raise_outside(target, "target");
 
   py::object v = py::none();
   if (want & kWantValue) {

@@ -271,6 +271,16 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
     }
   }
   if (!error.empty()) throw py::value_error(error);
+  if (c.bad_target) {
+    py::object t = np.attr("asarray")(tprob);
+    py::object bad = np.attr("logical_or")(np.attr("less")(t, 0.0), np.attr("greater")(t, 1.0));
+    py::tuple where = np.attr("unravel_index")(np.attr("argmax")(bad), t.attr("shape"));
+    std::vector<std::int64_t> idx;
+    for (auto v : where) idx.push_back(v.cast<std::int64_t>());
+    throw py::value_error("target must hold probabilities in [0, 1]; got " +
+                          std::string(py::str(t.attr("__getitem__")(where))) + " at index " +
+                          shape_str(idx));
+  }
 
   auto finish = [&](py::array& result, py::array& work) -> py::object {
     if (!result) return py::none();

@@ -266,6 +266,7 @@ void run_typed(ElemCall& c) {
   const int nt = threads_for(c.n, nblocks);
   Scratch scratch(nt, run.nbuf, kBlock * sizeof(T));
   std::vector<double> partial((c.mode & kValueSum) ? nblocks : 0);
+  std::vector<unsigned char> bad(nblocks, 0);
   const ElemFn<T> fn = elem_fn<T>(c);
 
 #ifdef _OPENMP
@@ -294,11 +295,13 @@ void run_typed(ElemCall& c) {
       blk.hess_policy = c.hess_policy;
       blk.hess_floor = c.hess_floor;
       blk.value_sum = partial.empty() ? nullptr : &partial[b];
+      blk.bad_target = &bad[b];
       fn(blk);
       for (int k = 0; k < 3; ++k) run.flush(tbase, k, start, count);
     }
   }
   c.value_sum = partial.empty() ? 0.0 : pairwise_sum(partial.data(), nblocks);
+  c.bad_target = std::find(bad.begin(), bad.end(), 1) != bad.end();
 }
 
 template <class T>
@@ -355,6 +358,7 @@ void rows_typed(RowCall& c) {
   }
   const int nt = threads_for(c.rows * c.K, nblocks);
   std::vector<double> partial((c.mode & kValueSum) ? nblocks : 0);
+  std::vector<unsigned char> bad(nblocks, 0);
   RowFn<T> fn;
   if constexpr (sizeof(T) == 4) fn = c.table->row_f32[c.loss][c.mode & (kRowModes - 1)];
   else fn = c.table->row_f64[c.loss][c.mode & (kRowModes - 1)];
@@ -388,9 +392,11 @@ void rows_typed(RowCall& c) {
     blk.hess_factor = c.hess_factor;
     blk.omit_nan = c.omit_nan;
     blk.value_sum = partial.empty() ? nullptr : &partial[b];
+    blk.bad_target = &bad[b];
     fn(blk);
   }
   c.value_sum = partial.empty() ? 0.0 : pairwise_sum(partial.data(), nblocks);
+  c.bad_target = std::find(bad.begin(), bad.end(), 1) != bad.end();
 }
 
 }  // namespace

@@ -51,6 +51,7 @@ struct ElemCall {
   int nthreads = 1;
   // results
   double value_sum = 0.0;
+  bool bad_target = false;  // a target outside the loss's domain was seen
 };
 
 // A multiclass call: contiguous rows of K logits (the bindings convert when needed).
@@ -77,6 +78,7 @@ struct RowCall {
   bool omit_nan = false;
   // result
   double value_sum = 0.0;
+  bool bad_target = false;
 };
 
 // Runs a multiclass kernel over blocks of max(1, block_size / K) rows.

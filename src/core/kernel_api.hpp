@@ -45,6 +45,7 @@ struct ElemBlock {
   int hess_policy;    // HessPolicy
   double hess_floor;  // for kHessClip
   double* value_sum;  // out, when kValueSum
+  unsigned char* bad_target;  // out: set to 1 when a target lies outside the loss's domain
 };
 
 // Sum of effective weights and count of valid (non-NaN) elements of one block.
@@ -82,6 +83,7 @@ struct RowBlock {
   double hess_factor;  // 1, 2 ("xgboost") or K/(K-1) ("lightgbm")
   bool omit_nan;
   double* value_sum;
+  unsigned char* bad_target;  // out: set to 1 when a probability target lies outside [0, 1]
 };
 
 template <class T>

@@ -97,11 +97,13 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
   const S step(b);
   typename Tr::Acc acc{};
   V l{}, g{}, h{}, w{}, a{};
+  typename Tr::VI outside{};
   const std::int64_t n = b.n;
   std::int64_t i = 0;
   for (; i + W <= n; i += W) {
     V f = load<V>(b.pred + i);
     V y = load<V>(b.target + i);
+    if constexpr (Loss::checks_target) outside |= Loss::target_outside(y);
     if constexpr (S::kWIn) w = load<V>(b.weight + i);
     if constexpr (Loss::has_aux) a = load<V>(b.aux + i);
     step(f, y, w, a, l, g, h);
@@ -119,6 +121,7 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
       if constexpr (S::kWIn) wb[k] = b.weight[i + k];
       if constexpr (Loss::has_aux) ab[k] = b.aux[i + k];
     }
+    if constexpr (Loss::checks_target) outside |= Loss::target_outside(load<V>(yb));
     step(load<V>(fb), load<V>(yb), load<V>(wb), load<V>(ab), l, g, h);
     if constexpr (S::kVSum) {
       auto live = lane_index<V>() < rem;
@@ -134,6 +137,9 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
     }
   }
   if constexpr (S::kVSum) *b.value_sum = hsum(acc);
+  if constexpr (Loss::checks_target) {
+    if (b.bad_target && any_lane(outside)) *b.bad_target = 1;
+  }
 }
 
 // Sum of the effective weights (sample weight, 1 when absent, times the loss's weight

@@ -10,9 +10,16 @@
 //   has_weight_factor   weight_factor(p, y) multiplies the sample weight (class weights
 //                       looked up from the target), in the value, the derivatives and the
 //                       mean's denominator alike
+//   checks_target       target_outside(y) marks targets outside the loss's domain (e.g. a
+//                       probability outside [0, 1]); the call then raises ValueError
 struct ElementwiseLoss {
   static constexpr bool has_aux = false;
   static constexpr bool has_weight_factor = false;
+  static constexpr bool checks_target = false;
+  template <class V>
+  static FL_INLINE typename Traits<V>::VI target_outside(V) {
+    return typename Traits<V>::VI{};
+  }
   template <class P, class V>
   static FL_INLINE V weight_factor(const P&, V) {
     return set1<V>(1);

@@ -25,6 +25,11 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
   static constexpr int n_params = 6;
   static constexpr bool has_aux = true;
   static constexpr bool has_weight_factor = true;
+  static constexpr bool checks_target = true;  // targets are probabilities: [0, 1]
+  template <class V>
+  static FL_INLINE typename Traits<V>::VI target_outside(V t) {
+    return (t < V{}) | (t > typename Traits<V>::T(1));
+  }
   template <class T> struct Params {
     T w_neg, w_pos, eps, clip, scale;
     bool from_logits;

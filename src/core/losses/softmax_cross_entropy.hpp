@@ -6,7 +6,8 @@
 //   l       = sum_k c_k q_k (-log p_k) = a lse - sum_k c_k q_k x_k,   a = sum_k c_k q_k
 //   dl/dx_j = a p_j - c_j q_j
 //   d2l/dx_j^2 = a p_j (1 - p_j)            (the diagonal; "xgboost" doubles it,
-//                                            "lightgbm" multiplies by K / (K - 1))
+//                                            "lightgbm" multiplies by K / (K - 1);
+//                                            "fisher" takes a under q's model expectation)
 // (PyTorch's cross_entropy with weight and label_smoothing gives the same l per sample.)
 // A row whose class index is ignore_index, or whose probability target puts all its mass on
 // class ignore_index, gives 0 and is left out of the mean (the binding computes the
@@ -48,6 +49,8 @@ struct SoftmaxCrossEntropy {
                                                        : -static_cast<T>(__builtin_huge_val()));
     double vsum = 0.0;
     SoftmaxStats<T> st;
+    VI tout{};  // probability targets outside [0, 1]
+    const bool fisher = b.hess_policy == kHessFisher;
 
     for (std::int64_t i = 0; i < b.rows; ++i) {
       const T* x = b.logits + i * K;
@@ -64,12 +67,14 @@ struct SoftmaxCrossEntropy {
         typename Tr::Acc acx{}, act{}, actx{};
         VI tnan{};
         auto visit = [&](V v, VI live, std::int64_t k0) {
-          V c = b.class_w ? load_live<V>(b.class_w + k0, live) : set1<V>(T(1));
+          // Lanes not live are zeroed through c (the class weights, or 1).
+          V c = select(live, b.class_w ? load_live<V>(b.class_w + k0, live) : set1<V>(T(1)), V{});
           V xv = select(live, v, V{});
           if (eps != T(0)) acx += to_acc(c * xv);
           if (t) {
             V tv = load_live<V>(t + k0, live);
             tnan |= (tv != tv);
+            tout |= (tv < V{}) | (tv > T(1));
             act += to_acc(c * tv);
             actx += to_acc(c * tv * xv);
           }
@@ -91,7 +96,23 @@ struct SoftmaxCrossEntropy {
           const double ds = scale * static_cast<double>(sw) * b.gscale;
           const V va = set1<V>(static_cast<T>(a));
           const V vd = set1<V>(static_cast<T>(ds));
-          const V hf = set1<V>(static_cast<T>(a * b.hess_factor));
+          // hessian="fisher": the expected Hessian, a with q replaced by its model expectation
+          // (1 - eps) p + eps/K: sum_k c_k p_k (1 - eps) + eps/K sum_k c_k. Equal to a without
+          // class weights.
+          double ah = a;
+          if (fisher && b.class_w) {
+            const T* ev = kG ? g : h;
+            double cp = 0.0;
+            for (int c = 0; c < st.nchunks; ++c) {
+              const std::int64_t k0 = c * st.chunk;
+              const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
+              double part = 0.0;
+              for (std::int64_t j = 0; j < n; ++j) part += static_cast<double>(b.class_w[k0 + j]) * ev[k0 + j];
+              cp += part * st.r[c];
+            }
+            ah = (1.0 - eps) * cp + epsK * csum;
+          }
+          const V hf = set1<V>(static_cast<T>(ah * b.hess_factor));
           T* e = kG ? g : h;  // where pass 1 left exp(x - m_c)
           const V ceps = set1<V>(epsK), c1 = set1<V>(T(1) - eps);
           // One vector of the gradient / Hessian from exp values ev (scaled by r).
@@ -116,14 +137,18 @@ struct SoftmaxCrossEntropy {
               if constexpr (kG) store(g + k, gv);
               if constexpr (kH) store(h + k, hv);
             }
-            if (j < n) {
+            for (; j < n; ++j) {  // the tail, scalar
               const std::int64_t k = k0 + j;
-              const int live_n = static_cast<int>(n - j);
-              const VI live = lane_index<V>() < live_n;
-              step(load_live<V>(e + k, live), r, b.class_w ? load_live<V>(b.class_w + k, live) : one,
-                   t ? load_live<V>(t + k, live) : V{}, gv, hv);
-              store_n(g, k, gv, live_n, kG);
-              store_n(h, k, hv, live_n, kH);
+              const double p = static_cast<double>(e[k]) * st.r[c];
+              const double ck = b.class_w ? static_cast<double>(b.class_w[k]) : 1.0;
+              double cq = ck * epsK;
+              if (t) cq += ck * (1.0 - eps) * static_cast<double>(t[k]);
+              if constexpr (kH) {
+                double hk = ah * b.hess_factor * p * (1.0 - p);
+                if (b.hess_policy == kHessClip && !(hk >= b.hess_floor)) hk = hk != hk ? hk : b.hess_floor;
+                h[k] = static_cast<T>(hk * ds);
+              }
+              if constexpr (kG) g[k] = static_cast<T>((a * p - cq) * ds);
             }
           }
           if (b.labels && kG) {
@@ -150,6 +175,7 @@ struct SoftmaxCrossEntropy {
           if (t) {
             V tv = load_live<V>(t + k, live);
             nanm |= (tv != tv) & live;
+            tout |= (tv < V{}) | (tv > T(1));
             q = q + (T(1) - eps) * tv;
           } else {
             q = select(lane_index<V>() + iset1<V>(static_cast<typename Tr::I>(k)) ==
@@ -160,7 +186,11 @@ struct SoftmaxCrossEntropy {
           if constexpr (kVArr || kVSum) acc += to_acc(cq * vlog(pc));
           V ip = T(1) / pc;
           store_n(g, k, -(cq * ip) * vd, live_n, kG);
-          store_n(h, k, max_nan1(cq * ip * ip, floor) * vd, live_n, kH);
+          if constexpr (kH) {
+            // fisher: q replaced by its expectation (1 - eps) p + eps/K under the model.
+            V cqh = fisher ? select(live, c * ((T(1) - eps) * pc + epsK), V{}) : cq;
+            store_n(h, k, max_nan1(cqh * ip * ip, floor) * vd, live_n, kH);
+          }
         }
         bad = any_lane(nanm);
         value = -hsum(acc) * scale * sw;
@@ -177,5 +207,6 @@ struct SoftmaxCrossEntropy {
       if constexpr (kVSum) vsum += value;
     }
     if constexpr (kVSum) *b.value_sum = vsum;
+    if (b.bad_target && any_lane(tout)) *b.bad_target = 1;
   }
 };

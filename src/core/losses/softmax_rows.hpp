@@ -32,8 +32,10 @@ FL_INLINE std::int64_t softmax_chunk(std::int64_t K) {
   return c;
 }
 
-// visit(x, live, k0): called once per vector of logits at offset k0, padded lanes false in
-// `live` and -inf in x; lets a loss fuse its own row sums into the same read.
+// visit(x, live, k0): called once per vector of logits at offset k0, with the lanes that are
+// new in this vector set in `live` (the last vector of a chunk may overlap the previous one,
+// or be padded with -inf when the row is shorter than a vector; lanes not live must not
+// count); lets a loss fuse its own row sums into the same read.
 template <class T, class Visit>
 FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<T>& st,
                              Visit&& visit) {
@@ -53,11 +55,18 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
     const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
     const std::int64_t nfull = n - n % W;
     const int rem = static_cast<int>(n - nfull);
+    // The tail: for rows of at least W logits, the last W logits of the chunk (overlapping
+    // the previous vector, with only the new lanes live); otherwise a -inf padded copy.
+    const bool overlap = rem && n >= W;
+    const std::int64_t tail_k = overlap ? k0 + n - W : k0 + nfull;
     V tail = set1<V>(ninf);
     VI tail_live{};
-    if (rem) {
+    if (overlap) {
+      tail = load<V>(x + tail_k);
+      tail_live = lane_index<V>() >= (W - rem);
+    } else if (rem) {
       T xb[W];
-      for (int j = 0; j < W; ++j) xb[j] = j < rem ? x[k0 + nfull + j] : ninf;
+      for (int j = 0; j < W; ++j) xb[j] = j < rem ? x[k0 + j] : ninf;
       tail = load<V>(xb);
       tail_live = lane_index<V>() < rem;
     }
@@ -71,7 +80,7 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
     if (rem) {
       nanm |= (tail != tail);
       vm = select(tail > vm, tail, vm);
-      visit(tail, tail_live, k0 + nfull);
+      visit(tail, tail_live, tail_k);
     }
     const T mc = hmax(vm);
     if (mc == ninf) {  // a chunk of -inf only: its exps are 0 (and not NaN from -inf - -inf)
@@ -91,9 +100,13 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
       }
       if (rem) {
         V e = vexp(tail - vmc);
-        T eb[W];
-        store(eb, e);
-        for (int j = 0; j < rem; ++j) e_out[k0 + nfull + j] = eb[j];
+        if (overlap) {
+          store(e_out + tail_k, e);  // rewrites the overlapped lanes with the same values
+        } else {
+          T eb[W];
+          store(eb, e);
+          for (int j = 0; j < rem; ++j) e_out[k0 + j] = eb[j];
+        }
         acc += to_acc(select(tail_live, e, V{}));
       }
     } else {
