@@ -231,3 +231,22 @@ template <class V> FL_INLINE V vsigmoid(V x) {
   return select(x < V{}, e * r, r);
 }
 template <class V> FL_INLINE V vlog_sigmoid(V x) { return -vsoftplus(-x); }
+
+// The pieces of a logistic loss from one exp and one division: for a = |z|,
+//   e = exp(-a),  r = 1 / (1 + e) = sigmoid(a),  e r = sigmoid(-a),  l1 = log1p(e),
+// so that sigmoid(+-z) and softplus(+-z) = max(+-z, 0) + l1 all follow. The two quotients
+// 1/(1+e) and the log1p argument f = n/d (vlog1p_unit's) share the reciprocal of
+// (1 + e) d; each comes out within about 2 ulp.
+template <class V> FL_INLINE void vlogistic(V z, V& e, V& r, V& l1) {
+  using T = typename Traits<V>::T;
+  using C = MathConst<T>;
+  e = vexp(-abs(z));
+  auto hi = e > T(C::sqrt2 - 1);
+  V num = select(hi, e - T(1), e);
+  V den = select(hi, e + T(3), e + T(2));
+  V one_e = e + T(1);
+  V d = T(1) / (one_e * den);
+  r = den * d;
+  V s = atanh2_series(num * one_e * d);
+  l1 = select(hi, s + C::ln2, s);
+}

@@ -6,8 +6,8 @@
 //   l       = P t' sp(-z) + (1 - t') sp(z)        (PyTorch's BCEWithLogits with pos_weight)
 //   dl/dz   = -P t' sigma(-z) + (1 - t') sigma(z) (= sigma - t' when P = 1)
 //   d2l/dz2 = (P t' + 1 - t') sigma(z) sigma(-z)   (never negative)
-// Both sigmoids and both softplus terms come from one e = exp(-|z|) <= 1:
-//   sigma(|z|) = 1/(1+e), sigma(-|z|) = e/(1+e), sp(+-z) = max(+-z, 0) + log1p(e),
+// Both sigmoids and both softplus terms come from one e = exp(-|z|) <= 1 and one division
+// (vlogistic): sigma(|z|) = 1/(1+e), sigma(-|z|) = e/(1+e), sp(+-z) = max(+-z, 0) + log1p(e),
 // so the tails keep their relative accuracy (z = 30, t = 1: the gradient is -sigma(-30),
 // not a difference of two numbers near 1) and logits of +-1e4 give finite results.
 //
@@ -51,13 +51,12 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
     const V a = pw * ts;        // weight of the positive term
     const V b = T(1) - ts;      // weight of the negative term
     if (p.from_logits) {
-      V e = vexp(-abs(z));
-      V r = T(1) / (T(1) + e);
+      V e, r, l1;
+      vlogistic(z, e, r, l1);
       auto neg = z < V{};
       V sig_pos = select(neg, e * r, r);  // sigma(z)
       V sig_neg = select(neg, r, e * r);  // sigma(-z)
       if constexpr (VAL) {
-        V l1 = vlog1p_unit(e);
         V sp_pos = select(neg, V{}, z) + l1;   // softplus(z)
         V sp_neg = select(neg, -z, V{}) + l1;  // softplus(-z)
         l = (a * sp_neg + b * sp_pos) * p.scale;
