@@ -16,6 +16,11 @@ namespace fastloss::bind {
 
 namespace py = pybind11;
 
+// The codes the Python layer passes for what to compute, the reduction and nan_policy.
+enum Want : int { kWantValue = 1, kWantGrad = 2, kWantHess = 4 };
+enum Reduction : int { kNone = 0, kSum = 1, kMean = 2 };
+enum NanPolicy : int { kPropagate = 0, kRaise = 1, kOmit = 2 };
+
 // Any object -> ndarray in native byte order (lists and scalars are converted; nothing is
 // copied for an ndarray that is already native).
 py::array as_array(const py::handle& obj, const char* name);

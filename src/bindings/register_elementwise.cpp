@@ -15,9 +15,6 @@ namespace fastloss::bind {
 
 namespace {
 
-enum Want : int { kWantValue = 1, kWantGrad = 2, kWantHess = 4 };
-enum Reduction : int { kNone = 0, kSum = 1, kMean = 2 };
-enum NanPolicy : int { kPropagate = 0, kRaise = 1, kOmit = 2 };
 
 std::int64_t product(const std::vector<std::int64_t>& s) {
   std::int64_t n = 1;

@@ -17,9 +17,6 @@ namespace fastloss::bind {
 
 namespace {
 
-enum Want : int { kWantValue = 1, kWantGrad = 2, kWantHess = 4 };
-enum Reduction : int { kNone = 0, kSum = 1, kMean = 2 };
-enum NanPolicy : int { kPropagate = 0, kRaise = 1, kOmit = 2 };
 
 std::string index_str(std::int64_t flat, const std::vector<std::int64_t>& shape) {
   std::vector<std::int64_t> idx(shape.size());
