@@ -78,6 +78,9 @@ void register_config(py::module_& m) {
   });
   m.attr("block_size") = kBlock;
   m.attr("serial_threshold") = kSerialThreshold;
+  m.def("_set_serial_threshold", &set_serial_threshold, py::arg("n"),
+        "Benchmarks only: run serially below n elements (n < 0: the built-in value).");
+  m.def("_serial_threshold", &serial_threshold);
   m.attr("compiler") = compiler();
 }
 

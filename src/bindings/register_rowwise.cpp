@@ -147,8 +147,9 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
                             shape_str(rows_shape) + ")");
     }
     tprob = is_contiguous_of(target, dtype) ? target : contiguous(target, dtype);
+  } else if (tsrc == Src::i64 && (target.flags() & py::array::c_style) && tshape == rows_shape) {
+    labels = target;  // already what the kernels read
   } else {
-    (void)tsrc;
     py::array b;
     try {
       b = np.attr("broadcast_to")(target, py::tuple(py::cast(rows_shape)));
@@ -174,14 +175,19 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
   if (!weight_o.is_none()) {
     py::array w = as_array(weight_o, "sample_weight");
     source_type(w, "sample_weight");
-    py::array b;
-    try {
-      b = np.attr("broadcast_to")(w, py::tuple(py::cast(rows_shape)));
-    } catch (py::error_already_set&) {
-      throw py::value_error("sample_weight with shape " + shape_str(w) +
-                            " does not broadcast to the per-row shape " + shape_str(rows_shape));
+    std::vector<std::int64_t> wshape(w.shape(), w.shape() + w.ndim());
+    if (wshape == rows_shape && is_contiguous_of(w, dtype)) {
+      weight = w;
+    } else {
+      py::array b;
+      try {
+        b = np.attr("broadcast_to")(w, py::tuple(py::cast(rows_shape)));
+      } catch (py::error_already_set&) {
+        throw py::value_error("sample_weight with shape " + shape_str(w) +
+                              " does not broadcast to the per-row shape " + shape_str(rows_shape));
+      }
+      weight = contiguous(b, dtype);
     }
-    weight = contiguous(b, dtype);
   }
   py::array class_w = null_array();
   if (!class_w_o.is_none()) {
@@ -190,7 +196,7 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
       throw py::value_error("class_weight must have shape (" + std::to_string(K) + ",), got " +
                             shape_str(cw));
     }
-    class_w = contiguous(cw, dtype);
+    class_w = is_contiguous_of(cw, dtype) ? cw : contiguous(cw, dtype);
   }
   const bool logits_ok = is_contiguous_of(logits, dtype);
   py::array x = logits_ok ? logits : contiguous(logits, dtype);

@@ -16,6 +16,7 @@ namespace fastloss {
 namespace {
 
 std::atomic<int> g_threads{0};
+std::atomic<std::int64_t> g_serial_threshold{kSerialThreshold};
 
 // IEEE half -> float, exact (every half is a float).
 float half_to_float(std::uint16_t h) {
@@ -498,8 +499,11 @@ int openmp_version() {
 #endif
 }
 
+std::int64_t serial_threshold() { return g_serial_threshold.load(); }
+void set_serial_threshold(std::int64_t n) { g_serial_threshold.store(n < 0 ? kSerialThreshold : n); }
+
 int threads_for(std::int64_t n_elements, std::int64_t n_blocks) {
-  if (n_elements < kSerialThreshold) return 1;
+  if (n_elements < g_serial_threshold.load()) return 1;
   const std::int64_t nt = std::min<std::int64_t>(get_num_threads(), n_blocks);
   return static_cast<int>(std::max<std::int64_t>(1, nt));
 }

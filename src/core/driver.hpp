@@ -16,7 +16,10 @@ namespace fastloss {
 constexpr std::int64_t kBlock = 8192;  // elements per block (a multiple of every lane width)
 // Below this many elements a call runs on one thread: the cost of waking the OpenMP team
 // (a few microseconds) exceeds the gain. Measured with bench/threshold.py; see docs/design.md.
-constexpr std::int64_t kSerialThreshold = 32768;
+constexpr std::int64_t kSerialThreshold = 16384;  // 2 blocks; 1.2x at 2 threads (docs/design.md)
+// The threshold in force (kSerialThreshold unless bench/threshold.py changes it to measure).
+std::int64_t serial_threshold();
+void set_serial_threshold(std::int64_t n);
 constexpr int kMaxDims = 64;
 
 // Source element types an input operand may have; converted to the compute type in blocks.
