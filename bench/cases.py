@@ -42,7 +42,7 @@ class LossCase:
     make_inputs: Callable[[np.random.Generator, int, np.dtype], tuple[np.ndarray, ...]]
     params: dict = field(default_factory=dict)  # loss keywords, passed to fastloss and peers
     ops: tuple[str, ...] = OPS
-    family: str = "regression"                  # peers key their formulas on (family, name)
+    family: str = "regression"                  # input layout: regression/binary elementwise, multiclass rows
 
 
 CASES: dict[str, LossCase] = {
@@ -52,8 +52,13 @@ CASES: dict[str, LossCase] = {
         LossCase("absolute_error", _regression_inputs),
         LossCase("huber", _regression_inputs, params={"delta": 1.0}),
         LossCase("log_cosh", _regression_inputs),
-        # Later rows, e.g.:
+        # Later rows, each with its input maker (e.g. _binary_inputs: normal
+        # logits and 0/1 targets; _multiclass_inputs: logits [N, K] and integer
+        # class indices [N]):
         # LossCase("sigmoid_cross_entropy", _binary_inputs, family="binary"),
+        # LossCase("sigmoid_focal", _binary_inputs, {"gamma": 2.0, "alpha": 0.25},
+        #          family="binary"),
+        # LossCase("hinge", _binary_inputs, family="binary"),
         # LossCase("softmax_cross_entropy", _multiclass_inputs, family="multiclass"),
     )
 }
