@@ -9,6 +9,7 @@ block_size: int
 serial_threshold: int
 compiler: str
 elementwise_losses: Tuple[str, ...]
+rowwise_losses: Tuple[str, ...]
 
 def compiled_isas() -> list[str]: ...
 def supported_isas() -> list[str]: ...
@@ -20,19 +21,44 @@ def explicit_num_threads() -> int: ...
 def openmp_enabled() -> bool: ...
 def openmp_version() -> int: ...
 def omp_max_threads() -> int: ...
+def _set_serial_threshold(n: int) -> None: ...
+def _serial_threshold() -> int: ...
 def elementwise(
     loss: int,
     pred: object,
     target: object,
     sample_weight: object,
+    aux: object,
+    aux_name: str,
+    factor_active: bool,
     params: Sequence[float],
     reduction: int,
     want: int,
     out: Optional[np.ndarray],
     grad_out: Optional[np.ndarray],
+    grad_name: str,
     hess_out: Optional[np.ndarray],
     hess_policy: int,
     hess_floor: float,
+    nan_policy: int,
+) -> Tuple[object, Optional[np.ndarray], Optional[np.ndarray]]: ...
+def rowwise(
+    loss: int,
+    logits: object,
+    target: object,
+    sample_weight: object,
+    class_weight: Optional[np.ndarray],
+    ignore_index: Optional[int],
+    params: Sequence[float],
+    reduction: int,
+    want: int,
+    out: Optional[np.ndarray],
+    grad_out: Optional[np.ndarray],
+    grad_name: str,
+    hess_out: Optional[np.ndarray],
+    hess_policy: int,
+    hess_floor: float,
+    hess_factor: float,
     nan_policy: int,
 ) -> Tuple[object, Optional[np.ndarray], Optional[np.ndarray]]: ...
 def vecmath(name: str, x: np.ndarray, isa: str) -> np.ndarray: ...
