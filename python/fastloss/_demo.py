@@ -80,6 +80,26 @@ def _regression_inputs(rng: np.random.Generator, size: int, dtype: np.dtype) -> 
     return DemoInputs((pred, target))
 
 
+@data_generator("binary")
+def _binary_inputs(rng: np.random.Generator, size: int, dtype: np.dtype) -> DemoInputs:
+    # Logits of a model that is right about 3 times in 4, and 0/1 labels with 10% positives.
+    target = (rng.random(size) < 0.1).astype(dtype)
+    logits = (rng.standard_normal(size) * 2.0 + (4.0 * target - 2.0)).astype(dtype)
+    return DemoInputs((logits, target))
+
+
+DEMO_CLASSES = 10
+
+
+@data_generator("multiclass")
+def _multiclass_inputs(rng: np.random.Generator, size: int, dtype: np.dtype) -> DemoInputs:
+    # ``size`` logits: size // K rows of K = 10 classes, integer labels.
+    rows = max(1, size // DEMO_CLASSES)
+    logits = rng.standard_normal((rows, DEMO_CLASSES), dtype=dtype) * 2.0
+    labels = rng.integers(0, DEMO_CLASSES, rows)
+    return DemoInputs((logits, labels))
+
+
 # --------------------------------------------------------------------------
 # NumPy references, one per loss name
 # --------------------------------------------------------------------------
@@ -128,6 +148,27 @@ def _huber(
 def _log_cosh(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = pred - target
     return np.log(np.cosh(r)), np.tanh(r)
+
+
+@numpy_reference("sigmoid_cross_entropy")
+def _sigmoid_cross_entropy(logits: np.ndarray, target: np.ndarray, **defaults: Any
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    # The default options (no weights, no smoothing, logits): softplus(z) - t z, sigmoid(z) - t
+    value = np.logaddexp(0, logits) - target * logits
+    return value, 1.0 / (1.0 + np.exp(-logits)) - target
+
+
+@numpy_reference("softmax_cross_entropy")
+def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, **defaults: Any
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    # The default options: log-sum-exp minus the label's logit; softmax - onehot.
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(shifted).sum(axis=-1))
+    rows = np.arange(logits.shape[0])
+    value = lse - shifted[rows, labels]
+    grad = np.exp(shifted - lse[:, None])
+    grad[rows, labels] -= 1.0
+    return value, grad
 
 
 def _numpy_mean_value_and_grad(
