@@ -79,7 +79,9 @@ struct SoftmaxCrossEntropy {
             actx += to_acc(c * tv * xv);
           }
         };
-        softmax_pass1<T>(x, K, kG ? g : (kH ? h : nullptr), st, visit);
+        T* e_row = kG ? g : (kH ? h : nullptr);
+        if (eps != T(0) || t || b.class_w) softmax_pass1<T>(x, K, e_row, st, visit);
+        else softmax_pass1<T>(x, K, e_row, st, [](V, VI, std::int64_t) {});
         bad = st.nan || any_lane(tnan);
         double a, cqx;
         const double sx = (eps != T(0)) ? hsum(acx) : 0.0;
@@ -130,12 +132,34 @@ struct SoftmaxCrossEntropy {
             std::int64_t j = 0;
             V gv{}, hv{};
             const V one = set1<V>(T(1));
+            // A chunk whose length is not a multiple of W ends with one vector overlapping the
+            // previous one: its exp values are saved before the loop overwrites them in place,
+            // so that the overlapped lanes are recomputed from the same inputs.
+            const bool overlap = (n % W) != 0 && n >= W;
+            const std::int64_t kt = k0 + n - W;
+            const V et = overlap ? load<V>(e + kt) : V{};
+            if (!b.class_w && !t) {  // the common case: no per-class loads
+              const V cq = ceps;
+              for (; j + W <= n; j += W) {
+                const std::int64_t k = k0 + j;
+                V p = load<V>(e + k) * r;
+                if constexpr (kH) store(h + k, max_nan1(hf * p * (T(1) - p), floor) * vd);
+                if constexpr (kG) store(g + k, (va * p - cq) * vd);
+              }
+            }
             for (; j + W <= n; j += W) {
               const std::int64_t k = k0 + j;
               step(load<V>(e + k), r, b.class_w ? load<V>(b.class_w + k) : one,
                    t ? load<V>(t + k) : V{}, gv, hv);
               if constexpr (kG) store(g + k, gv);
               if constexpr (kH) store(h + k, hv);
+            }
+            if (overlap) {
+              step(et, r, b.class_w ? load<V>(b.class_w + kt) : one, t ? load<V>(t + kt) : V{},
+                   gv, hv);
+              if constexpr (kG) store(g + kt, gv);
+              if constexpr (kH) store(h + kt, hv);
+              j = n;
             }
             for (; j < n; ++j) {  // the tail, scalar
               const std::int64_t k = k0 + j;

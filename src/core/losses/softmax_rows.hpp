@@ -8,7 +8,8 @@
 // and the softmax is p = e * r_c with r_c = exp(m_c - M) / S, applied by the caller while it
 // writes the gradient. So the logits are read from memory once and the gradient row is
 // written once; for rows larger than the caches, the second touch of the gradient row (the
-// rescaling) hits L2/L3. One exp per logit.
+// rescaling) hits L2/L3. One exp per logit (vexp_nonpos: x - m_c <= 0; probabilities below
+// 2^-126 (float32) or 2^-1022 (float64) of the chunk's largest flush to 0).
 //
 // NaN anywhere in the row makes the statistics NaN (st.nan). Padded tail lanes hold -inf,
 // whose exp is 0.
@@ -92,14 +93,22 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
     }
     const V vmc = set1<V>(mc);
     typename Tr::Acc acc{};
+    // exp sums: in the compute type over runs of 32 vectors (at most 32 terms per lane),
+    // then in float64.
+    constexpr std::int64_t kRun = 32 * W;
     if (e_out) {
-      for (std::int64_t j = 0; j < nfull; j += W) {
-        V e = vexp(load<V>(x + k0 + j) - vmc);
-        store(e_out + k0 + j, e);
-        acc += to_acc(e);
+      for (std::int64_t j = 0; j < nfull;) {
+        const std::int64_t jend = (nfull - j < kRun) ? nfull : j + kRun;
+        V run{};
+        for (; j < jend; j += W) {
+          V e = vexp_nonpos(load<V>(x + k0 + j) - vmc);
+          store(e_out + k0 + j, e);
+          run += e;
+        }
+        acc += to_acc(run);
       }
       if (rem) {
-        V e = vexp(tail - vmc);
+        V e = vexp_nonpos(tail - vmc);
         if (overlap) {
           store(e_out + tail_k, e);  // rewrites the overlapped lanes with the same values
         } else {
@@ -110,8 +119,13 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
         acc += to_acc(select(tail_live, e, V{}));
       }
     } else {
-      for (std::int64_t j = 0; j < nfull; j += W) acc += to_acc(vexp(load<V>(x + k0 + j) - vmc));
-      if (rem) acc += to_acc(select(tail_live, vexp(tail - vmc), V{}));
+      for (std::int64_t j = 0; j < nfull;) {
+        const std::int64_t jend = (nfull - j < kRun) ? nfull : j + kRun;
+        V run{};
+        for (; j < jend; j += W) run += vexp_nonpos(load<V>(x + k0 + j) - vmc);
+        acc += to_acc(run);
+      }
+      if (rem) acc += to_acc(select(tail_live, vexp_nonpos(tail - vmc), V{}));
     }
     st.m[c] = mc;
     st.s[c] = hsum(acc);
