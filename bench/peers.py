@@ -43,7 +43,7 @@ class Peer:
     """Base class: a peer library.  ``available`` is False when not importable."""
 
     name = "peer"
-    # How the thread count under test reaches the library.
+    # How the thread count under test reaches the library (or why it does not).
     threads_note = ""
 
     def __init__(self) -> None:
@@ -150,7 +150,7 @@ RESULT_OF_OP = {"value": _result_value, "value_and_grad": _result_value_grad,
 
 class NumpyPeer(Peer):
     name = "numpy"
-    threads_note = "NumPy ufuncs and reductions are single-threaded"
+    threads_note = "single-threaded (NumPy ufuncs and reductions)"
 
     def __init__(self) -> None:
         super().__init__()

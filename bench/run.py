@@ -661,7 +661,7 @@ def per_call_overhead(ctx: Context) -> list[dict]:
                        "all_threads": max_threads,
                        "kernel_1e3_in_cache_s": 1_000 * slope,
                        "overhead_s": t1k - 1_000 * slope}
-                if (loss, op, dtype_name) in big:
+                if (loss, op, dtype_name) in big and big_n >= 1_000_000:
                     k = 1_000 * big[(loss, op, dtype_name)] * 1e-9
                     row["kernel_1e3_large_n_s"] = k
                     row["overhead_large_n_s"] = t1k - k
@@ -807,15 +807,15 @@ def load_average() -> list[float] | None:
         return None
 
 
-def versions(peers: list[Peer]) -> dict:
+def versions() -> dict:
+    """Versions of Python, NumPy, fastloss and every peer library (None: not installed)."""
     v = {"python": platform.python_version(), "numpy": np.__version__,
          "fastloss": getattr(fl, "__version__", None)}
-    for name, cls in PEER_CLASSES.items():
+    for name in PEER_CLASSES:
         if name == "numpy":
             continue
-        mod = {"sklearn": "sklearn"}.get(name, name)
         try:
-            v[name] = __import__(mod).__version__
+            v[name] = __import__(name).__version__
         except Exception:
             v[name] = None
     try:
@@ -841,7 +841,7 @@ def machine_info(ctx: Context) -> dict:
         "last_level_cache_bytes": ctx.llc_bytes,
         "platform": platform.platform(),
         "fastloss_config": fl.show_config(mode="dicts"),
-        "versions": versions(ctx.peers),
+        "versions": versions(),
         "unset_environment": UNSET_ENV,
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
         "thread_control": {p.name: p.threads_note for p in ctx.peers},
@@ -1106,7 +1106,7 @@ def main(argv=None) -> int:
     print_isa_table(ctx, isa_rows)
     print_overhead(overhead)
     print_memory(memory)
-    notes = [f"{p.name}: threads via {p.threads_note}" for p in peers]
+    notes = [f"{p.name} threads: {p.threads_note}" for p in peers]
     print("\nnotes:\n  " + "\n  ".join(notes))
     if ctx.warnings:
         print("\nwarnings:\n  " + "\n  ".join(ctx.warnings))

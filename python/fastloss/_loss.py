@@ -69,6 +69,8 @@ class Loss:
         self.has_fisher = has_fisher
         self._kernel_id = kernel_id
         self._parse = parse
+        # The kernel's parameter list for the defaults, parsed once (the common call).
+        self._default_values = parse({}) if parse is not None else ()
         # prepare(pred, target, sample_weight, params) -> (values, aux, aux_name, factor_active)
         # for losses whose parameters depend on the data (class weights, per-element arrays).
         self._prepare = prepare
@@ -132,7 +134,7 @@ class Loss:
             values, aux, aux_name, factor = self._prepare(pred, target, sample_weight, params,
                                                           omit_nan=nan == 2)
         else:
-            values = self._parse(params) if params or self.params else ()
+            values = self._parse(params) if params else self._default_values
             aux, aux_name, factor = None, "", False
         v, g, h = _core.elementwise(self._kernel_id, pred, target, sample_weight, aux, aux_name,
                                     factor, values, red, want, out, grad_out, grad_name, hess_out,
