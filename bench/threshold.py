@@ -29,6 +29,16 @@ def best_time(fn, repeat: int) -> float:
     return best
 
 
+def compare(label: str, n: int, call, threads: int, repeat: int) -> None:
+    """Prints one row: the call on one thread and on `threads` threads."""
+    rep = max(5, min(repeat, int(2e7 // max(n, 1))))
+    with fl.threads(1):
+        t1 = best_time(call, rep)
+    with fl.threads(threads):
+        tn = best_time(call, rep)
+    print(f"{label:<34}{n:>10}{t1 * 1e6:>14.2f}{tn * 1e6:>16.2f}{t1 / tn:>8.2f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
@@ -46,28 +56,19 @@ def main(argv=None) -> int:
                 f = rng.standard_normal(n).astype(dtype)
                 y = rng.standard_normal(n).astype(dtype)
                 g = np.empty_like(f)
-                rep = max(5, min(args.repeat, int(2e7 // n)))
-                call = lambda: fl.squared_error.value_and_grad(f, y, reduction="mean", grad_out=g)  # noqa: E731
-                with fl.threads(1):
-                    t1 = best_time(call, rep)
-                with fl.threads(args.threads):
-                    tn = best_time(call, rep)
-                print(f"{'squared_error vg ' + np.dtype(dtype).name:<34}{n:>10}{t1 * 1e6:>14.2f}"
-                      f"{tn * 1e6:>16.2f}{t1 / tn:>8.2f}")
+                compare("squared_error vg " + np.dtype(dtype).name, n,
+                        lambda: fl.squared_error.value_and_grad(f, y, reduction="mean", grad_out=g),
+                        args.threads, args.repeat)
         for n in sizes:
             k = 100
             rows = max(1, n // k)
             x = rng.standard_normal((rows, k)).astype(np.float32)
             lab = rng.integers(0, k, rows)
             g = np.empty_like(x)
-            rep = max(5, min(args.repeat, int(2e7 // n)))
-            call = lambda: fl.softmax_cross_entropy.value_and_grad(x, lab, reduction="mean", grad_out=g)  # noqa: E731
-            with fl.threads(1):
-                t1 = best_time(call, rep)
-            with fl.threads(args.threads):
-                tn = best_time(call, rep)
-            print(f"{'softmax_ce vg float32 K=100':<34}{rows * k:>10}{t1 * 1e6:>14.2f}"
-                  f"{tn * 1e6:>16.2f}{t1 / tn:>8.2f}")
+            compare("softmax_ce vg float32 K=100", rows * k,
+                    lambda: fl.softmax_cross_entropy.value_and_grad(x, lab, reduction="mean",
+                                                                    grad_out=g),
+                    args.threads, args.repeat)
     finally:
         fl._core._set_serial_threshold(-1)
     return 0
