@@ -14,9 +14,8 @@ import argparse
 import os
 import time
 
-import numpy as np
-
 import fastloss as fl
+import numpy as np
 
 
 def best_time(fn, repeat: int) -> float:
@@ -57,7 +56,7 @@ def main(argv=None) -> int:
                 y = rng.standard_normal(n).astype(dtype)
                 g = np.empty_like(f)
                 compare("squared_error vg " + np.dtype(dtype).name, n,
-                        lambda: fl.squared_error.value_and_grad(f, y, reduction="mean", grad_out=g),
+                        lambda f=f, y=y, g=g: fl.squared_error.value_and_grad(f, y, reduction="mean", grad_out=g),
                         args.threads, args.repeat)
         for n in sizes:
             k = 100
@@ -66,7 +65,7 @@ def main(argv=None) -> int:
             lab = rng.integers(0, k, rows)
             g = np.empty_like(x)
             compare("softmax_ce vg float32 K=100", rows * k,
-                    lambda: fl.softmax_cross_entropy.value_and_grad(x, lab, reduction="mean",
+                    lambda x=x, lab=lab, g=g: fl.softmax_cross_entropy.value_and_grad(x, lab, reduction="mean",
                                                                     grad_out=g),
                     args.threads, args.repeat)
     finally:
