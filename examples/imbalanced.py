@@ -28,13 +28,12 @@ import argparse
 import math
 import time
 
+import fastloss as fl
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.datasets import make_classification
 from sklearn.metrics import average_precision_score, f1_score
 from sklearn.model_selection import train_test_split
-
-import fastloss as fl
 
 
 def sigmoid(z):
