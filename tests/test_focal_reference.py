@@ -126,9 +126,9 @@ def row_params(opts, k, rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("target_form", ["index", "prob"])
-@pytest.mark.parametrize("k", [1, 3, 17, 2500])
+@pytest.mark.parametrize("k", [1, 3, 17, 300])
 def test_softmax_focal_matrix(isa, opts, dtype, reduction, target_form, k, rng):
-    n = 9 if k < 2500 else 3
+    n = 9 if k < 300 else 3
     x = (rng.standard_normal((n, k)) * 3).astype(dtype)
     params = row_params(ROW_OPTIONS[opts], k, rng)
     ig = params.get("ignore_index", -100)
@@ -141,7 +141,8 @@ def test_softmax_focal_matrix(isa, opts, dtype, reduction, target_form, k, rng):
     w = rng.uniform(0.5, 2.0, n).astype(dtype)
     xr = x.astype(np.float64)
     tr = tgt if target_form == "index" else tgt.astype(np.float64)
-    for hessian in ("exact", "clip", "fisher"):
+    # The reference's fisher sums K full Hessians (O(K^2) per row): small K only.
+    for hessian in ("exact", "clip", "fisher") if k <= 17 else ("exact",):
         want_v, want_g, want_h = ref.softmax_focal(xr, tr, reduction=reduction,
                                                    sample_weight=w.astype(np.float64),
                                                    hessian=hessian, hess_floor=1e-4, **params)
