@@ -23,9 +23,11 @@ std::atomic<int> g_threads{0};
 std::atomic<std::int64_t> g_serial_threshold{kSerialThreshold};
 
 // Thread budget shared by concurrent calls (docs/design.md, "Threads"): the threads that
-// running calls hold, calling threads included, and the most held at once (for tests).
+// running calls hold, calling threads included; the worker threads among them (held beyond
+// the calling threads) and the most workers held at once (for tests).
 std::atomic<int> g_threads_in_use{0};
-std::atomic<int> g_threads_peak{0};
+std::atomic<int> g_workers_in_use{0};
+std::atomic<int> g_workers_peak{0};
 // A team of more than one thread has run in this process; set in a forked child of such a
 // process, whose OpenMP runtime may wait forever for the parent's worker threads.
 std::atomic<bool> g_ran_team{false};
@@ -35,6 +37,7 @@ std::atomic<bool> g_forked_child{false};
 void on_fork_child() {
   if (g_ran_team.load()) g_forked_child.store(true);
   g_threads_in_use.store(0);  // calls running in other parent threads do not exist here
+  g_workers_in_use.store(0);
 }
 [[maybe_unused]] const int g_atfork_registered = pthread_atfork(nullptr, nullptr, &on_fork_child);
 #endif
@@ -49,12 +52,18 @@ class ThreadLease {
     do {
       n_ = std::max(1, std::min(wanted, budget - cur));
     } while (!g_threads_in_use.compare_exchange_weak(cur, cur + n_));
-    int peak = g_threads_peak.load();
-    while (cur + n_ > peak && !g_threads_peak.compare_exchange_weak(peak, cur + n_)) {
+    if (n_ > 1) {
+      const int workers = g_workers_in_use.fetch_add(n_ - 1) + n_ - 1;
+      int peak = g_workers_peak.load();
+      while (workers > peak && !g_workers_peak.compare_exchange_weak(peak, workers)) {
+      }
+      g_ran_team.store(true);
     }
-    if (n_ > 1) g_ran_team.store(true);
   }
-  ~ThreadLease() { g_threads_in_use.fetch_sub(n_); }
+  ~ThreadLease() {
+    if (n_ > 1) g_workers_in_use.fetch_sub(n_ - 1);
+    g_threads_in_use.fetch_sub(n_);
+  }
   ThreadLease(const ThreadLease&) = delete;
   ThreadLease& operator=(const ThreadLease&) = delete;
   int threads() const { return n_; }
@@ -547,9 +556,9 @@ int openmp_version() {
 #endif
 }
 
-int threads_peak(bool reset) {
-  const int peak = g_threads_peak.load();
-  if (reset) g_threads_peak.store(g_threads_in_use.load());
+int workers_peak(bool reset) {
+  const int peak = g_workers_peak.load();
+  if (reset) g_workers_peak.store(g_workers_in_use.load());
   return peak;
 }
 

@@ -111,8 +111,9 @@ int openmp_version();  // _OPENMP (yyyymm), 0 without OpenMP
 // min(get_num_threads(), n_blocks). Concurrent calls then share get_num_threads() threads
 // between them (driver.cpp, ThreadLease).
 int threads_for(std::int64_t n_elements, std::int64_t n_blocks);
-// The most threads held by running calls at once since the last reset (for tests).
-int threads_peak(bool reset);
+// The most OpenMP worker threads (beyond the calling threads) that running calls held at
+// once since the last reset (for tests); never more than get_num_threads() - 1.
+int workers_peak(bool reset);
 // True in a child forked after this process ran a multi-threaded call: it runs serially.
 bool forked_child_serial();
 
