@@ -86,6 +86,25 @@ def test_bad_dtype(name, arg, kind, method):
         build(loss, vals)(method)
 
 
+# Class weights counted from the data ("balanced", "auto") read the arrays before the
+# compiled core does: the same errors, without a NumPy warning first.
+COUNTED = [(n, mode) for n in NAMES if "class_weight" in fl.losses[n].params
+           for mode in ("balanced", "auto")]
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_DTYPES))
+@pytest.mark.parametrize("arg", ARGS)
+@pytest.mark.parametrize("name, mode", COUNTED, ids=[f"{n}-{m}" for n, m in COUNTED])
+def test_bad_dtype_with_counted_class_weight(name, mode, arg, kind):
+    loss = fl.losses[name]
+    vals = list(lc.make_inputs(loss, rng_for(name), weighted=True))
+    i = ARGS.index(arg)
+    vals[i] = BAD_DTYPES[kind](vals[i])
+    for nan_policy in ("propagate", "omit"):
+        with pytest.raises(TypeError, match=named(arg_name(loss, arg))):
+            build(loss, vals, class_weight=mode, nan_policy=nan_policy)("value_and_grad")
+
+
 @pytest.mark.parametrize("bad", [None, "abc", {"a": 1}, object(), [1.0, "x"]],
                          ids=["None", "str", "dict", "object", "mixed_list"])
 @pytest.mark.parametrize("arg", ("first", "target"))
