@@ -402,7 +402,7 @@ def traced_peak(fn):
 def test_no_full_size_temporary(name, dtype):
     loss = fl.losses[name]
     first, target, weight = lc.make_inputs(loss, np.random.default_rng(3),
-                                           rows_for(loss, 1 << 20), dtype, weighted=True)
+                                           rows_for(loss, 1 << 18), dtype, weighted=True)
     size = first.nbytes
     slack = size // 16
     for sw in (None, weight):
