@@ -48,9 +48,22 @@ def check_probabilities(pred, name: str = "pred") -> None:
                          f"got {p.flat[bad]!r} at index {where}")
 
 
+def check_real(value, name: str) -> None:
+    """TypeError naming `name` unless `value` holds real numbers (checked before a NumPy
+    conversion could warn about, or misname, a complex, object or string array)."""
+    if value is None:
+        return
+    kind = value.dtype.kind if isinstance(value, np.ndarray) else np.asarray(value).dtype.kind
+    if kind not in "biuf":
+        dt = value.dtype if isinstance(value, np.ndarray) else np.asarray(value).dtype
+        raise TypeError(f"{name} must hold real numbers (bool, integer or float), got dtype {dt}")
+
+
 def binary_counts(target, pred, sample_weight, omit_nan=False):
     """(negatives, positives) of soft or hard binary targets over the loss's shape; with
     omit_nan, samples with a NaN in pred, target or sample_weight do not count."""
+    for value, name in ((pred, "pred"), (target, "target"), (sample_weight, "sample_weight")):
+        check_real(value, name)
     t = np.asarray(target, dtype=np.float64)
     shape = np.broadcast_shapes(np.shape(pred), t.shape)
     t = np.broadcast_to(t, shape)

@@ -148,7 +148,13 @@ class Loss:
         code = _code(_ROW_HESSIANS, hessian, "hessian")
         floor = finite_param(hess_floor, "hess_floor") if code == 1 else 0.0
         if not isinstance(logits, np.ndarray):
+            if logits is None:
+                raise TypeError("logits must be an array, got None")
             logits = np.asarray(logits)
+        if logits.dtype.kind not in "biuf":
+            # Before the parameter checks look at the shape: a TypeError naming the argument.
+            raise TypeError("logits must hold real numbers (bool, integer or float), got dtype "
+                            f"{logits.dtype}")
         # prepare -> (values, class_weight, ignore_index[, (class_aux, class_aux_name)]):
         # class_aux is a per-class parameter array of the loss (e.g. softmax_focal's alpha).
         prepared = self._prepare(logits, target, sample_weight, params, omit_nan=nan == 2)

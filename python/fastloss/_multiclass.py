@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._binary import check_keys, check_probabilities, compute_dtype, log_scale
+from ._binary import check_keys, check_probabilities, check_real, compute_dtype, log_scale
 from ._loss import Loss, finite_param
 from ._weights import ClassCounts, resolve_class_weight
 
@@ -29,6 +29,8 @@ def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):
     Rows whose probability target is all on ignore_index do not count; with omit_nan, rows
     with a NaN in logits, target or sample_weight do not count either.
     """
+    for value, name in ((target, "target"), (sample_weight, "sample_weight")):
+        check_real(value, name)
     k = logits.shape[-1]
     t = np.asarray(target)
     rows = logits.shape[:-1]

@@ -81,6 +81,10 @@ void register_config(py::module_& m) {
   m.def("_set_serial_threshold", &set_serial_threshold, py::arg("n"),
         "Benchmarks only: run serially below n elements (n < 0: the built-in value).");
   m.def("_serial_threshold", &serial_threshold);
+  m.def("_workers_peak", &workers_peak, py::arg("reset") = false,
+        "Tests only: the most worker threads running calls held at once (since the last reset).");
+  m.def("_forked_child_serial", &forked_child_serial,
+        "True in a child forked after a multi-threaded call: calls there run serially.");
   m.attr("compiler") = compiler();
 }
 

@@ -10,6 +10,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FASTLOSS_HAVE_ATFORK 1
+#endif
 
 namespace fastloss {
 
@@ -17,6 +21,56 @@ namespace {
 
 std::atomic<int> g_threads{0};
 std::atomic<std::int64_t> g_serial_threshold{kSerialThreshold};
+
+// Thread budget shared by concurrent calls (docs/design.md, "Threads"): the threads that
+// running calls hold, calling threads included; the worker threads among them (held beyond
+// the calling threads) and the most workers held at once (for tests).
+std::atomic<int> g_threads_in_use{0};
+std::atomic<int> g_workers_in_use{0};
+std::atomic<int> g_workers_peak{0};
+// A team of more than one thread has run in this process; set in a forked child of such a
+// process, whose OpenMP runtime may wait forever for the parent's worker threads.
+std::atomic<bool> g_ran_team{false};
+std::atomic<bool> g_forked_child{false};
+
+#ifdef FASTLOSS_HAVE_ATFORK
+void on_fork_child() {
+  if (g_ran_team.load()) g_forked_child.store(true);
+  g_threads_in_use.store(0);  // calls running in other parent threads do not exist here
+  g_workers_in_use.store(0);
+}
+[[maybe_unused]] const int g_atfork_registered = pthread_atfork(nullptr, nullptr, &on_fork_child);
+#endif
+
+// Holds the threads of one call for its duration: min(wanted, budget left), at least the
+// calling thread itself.
+class ThreadLease {
+ public:
+  explicit ThreadLease(int wanted) {
+    const int budget = get_num_threads();
+    int cur = g_threads_in_use.load();
+    do {
+      n_ = std::max(1, std::min(wanted, budget - cur));
+    } while (!g_threads_in_use.compare_exchange_weak(cur, cur + n_));
+    if (n_ > 1) {
+      const int workers = g_workers_in_use.fetch_add(n_ - 1) + n_ - 1;
+      int peak = g_workers_peak.load();
+      while (workers > peak && !g_workers_peak.compare_exchange_weak(peak, workers)) {
+      }
+      g_ran_team.store(true);
+    }
+  }
+  ~ThreadLease() {
+    if (n_ > 1) g_workers_in_use.fetch_sub(n_ - 1);
+    g_threads_in_use.fetch_sub(n_);
+  }
+  ThreadLease(const ThreadLease&) = delete;
+  ThreadLease& operator=(const ThreadLease&) = delete;
+  int threads() const { return n_; }
+
+ private:
+  int n_ = 1;
+};
 
 // IEEE half -> float, exact (every half is a float).
 float half_to_float(std::uint16_t h) {
@@ -264,7 +318,8 @@ void run_typed(ElemCall& c) {
     return;
   }
   Run<T> run(c);
-  const int nt = threads_for(c.n, nblocks);
+  const ThreadLease lease(threads_for(c.n, nblocks));
+  const int nt = lease.threads();
   Scratch scratch(nt, run.nbuf, kBlock * sizeof(T));
   std::vector<double> partial((c.mode & kValueSum) ? nblocks : 0);
   std::vector<unsigned char> bad(nblocks, 0);
@@ -311,7 +366,8 @@ WeightResult weight_typed(const ElemCall& c, bool omit_nan) {
   const std::int64_t nblocks = (c.n + kBlock - 1) / kBlock;
   if (nblocks == 0) return r;
   Run<T> run(c);
-  const int nt = threads_for(c.n, nblocks);
+  const ThreadLease lease(threads_for(c.n, nblocks));
+  const int nt = lease.threads();
   Scratch scratch(nt, run.nbuf, kBlock * sizeof(T));
   std::vector<double> wsum(nblocks);
   std::vector<std::int64_t> nvalid(nblocks);
@@ -357,7 +413,8 @@ void rows_typed(RowCall& c) {
     c.value_sum = 0.0;
     return;
   }
-  const int nt = threads_for(c.rows * c.K, nblocks);
+  const ThreadLease lease(threads_for(c.rows * c.K, nblocks));
+  const int nt = lease.threads();
   std::vector<double> partial((c.mode & kValueSum) ? nblocks : 0);
   std::vector<unsigned char> bad(nblocks, 0);
   RowFn<T> fn;
@@ -500,11 +557,23 @@ int openmp_version() {
 #endif
 }
 
+int workers_peak(bool reset) {
+  const int peak = g_workers_peak.load();
+  if (reset) g_workers_peak.store(g_workers_in_use.load());
+  return peak;
+}
+
+bool forked_child_serial() { return g_forked_child.load(); }
+
 std::int64_t serial_threshold() { return g_serial_threshold.load(); }
 void set_serial_threshold(std::int64_t n) { g_serial_threshold.store(n < 0 ? kSerialThreshold : n); }
 
 int threads_for(std::int64_t n_elements, std::int64_t n_blocks) {
   if (n_elements < g_serial_threshold.load()) return 1;
+  if (g_forked_child.load()) return 1;
+#ifdef _OPENMP
+  if (omp_in_parallel()) return 1;  // called from inside someone else's parallel region
+#endif
   const std::int64_t nt = std::min<std::int64_t>(get_num_threads(), n_blocks);
   return static_cast<int>(std::max<std::int64_t>(1, nt));
 }

@@ -107,7 +107,16 @@ int get_num_threads();
 int explicit_num_threads();
 bool openmp_enabled();
 int openmp_version();  // _OPENMP (yyyymm), 0 without OpenMP
+// Threads a call of n_elements in n_blocks wants: 1 below the serial threshold, inside an
+// enclosing OpenMP parallel region and in a child forked after a team ran; otherwise
+// min(get_num_threads(), n_blocks). Concurrent calls then share get_num_threads() threads
+// between them (driver.cpp, ThreadLease).
 int threads_for(std::int64_t n_elements, std::int64_t n_blocks);
+// The most OpenMP worker threads (beyond the calling threads) that running calls held at
+// once since the last reset (for tests); never more than get_num_threads() - 1.
+int workers_peak(bool reset);
+// True in a child forked after this process ran a multi-threaded call: it runs serially.
+bool forked_child_serial();
 
 // Deterministic pairwise sum of x[0..n).
 double pairwise_sum(const double* x, std::int64_t n);
