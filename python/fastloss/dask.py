@@ -52,7 +52,9 @@ def _as_dask(x, name: str):
 
 # -- block functions (run on the workers; plain NumPy in, NumPy out) --------------------------
 
-def _call_block(loss: Loss, method: str, pred, target, sw, kwargs):
+def _call_block(name: str, method: str, pred, target, sw, kwargs):
+    # The loss travels to the workers by name: every process has the same registry.
+    loss = _fl.losses[name]
     try:
         return getattr(loss, method)(pred, target, sample_weight=sw, **kwargs)
     except ValueError as exc:
@@ -60,19 +62,20 @@ def _call_block(loss: Loss, method: str, pred, target, sw, kwargs):
         raise ValueError(f"{exc} (position within a dask block of shape {pred.shape})") from None
 
 
-def _partial_block(pred, target, sw, *, loss, kwargs, ndim, mean, cw, ignore_index, omit):
-    s = _call_block(loss, "__call__", pred, target, sw, dict(kwargs, reduction="sum"))
+def _partial_block(pred, target, sw, *, loss_name, kwargs, ndim, mean, cw, ignore_index, omit):
+    loss = _fl.losses[loss_name]
+    s = _call_block(loss_name, "__call__", pred, target, sw, dict(kwargs, reduction="sum"))
     d = _chunks.weight_sum(loss, pred, target, sw, cw, ignore_index, omit) if mean else 0.0
     return np.array([float(s), d]).reshape((1,) * ndim + (2,))
 
 
-def _count_block(pred, target, sw, *, loss, ndim, ignore_index, omit, n):
-    c = _chunks.class_counts(loss, pred, target, sw, ignore_index, omit, n)
+def _count_block(pred, target, sw, *, loss_name, ndim, ignore_index, omit, n):
+    c = _chunks.class_counts(_fl.losses[loss_name], pred, target, sw, ignore_index, omit, n)
     return c.reshape((1,) * ndim + (n,))
 
 
-def _per_sample_block(pred, target, sw, *, loss, method, kwargs, pack):
-    res = _call_block(loss, method, pred, target, sw, dict(kwargs, reduction="none"))
+def _per_sample_block(pred, target, sw, *, loss_name, method, kwargs, pack):
+    res = _call_block(loss_name, method, pred, target, sw, dict(kwargs, reduction="none"))
     if pack is None:
         return res
     a, b = res
@@ -116,6 +119,9 @@ class DaskLoss:
     """
 
     def __init__(self, loss: Loss):
+        if loss.kind in SUPPORTED_KINDS and _fl.losses.get(loss.name) is not loss:
+            # Workers look the loss up by name in their own registry.
+            raise ValueError(f"{loss.name} is not a registered fastloss loss")
         self.loss = loss
         self.name = loss.name
         self.kind = loss.kind
@@ -226,7 +232,7 @@ class DaskLoss:
                 _count_block, inds[2] + "n", pred, inds[0], target, inds[1],
                 *((sw, inds[2]) if sw is not None else (None, None)),
                 new_axes={"n": n}, adjust_chunks={c: 1 for c in inds[2]}, dtype=np.float64,
-                concatenate=True, loss=loss, ndim=ndim, ignore_index=ignore_index, omit=omit,
+                concatenate=True, loss_name=loss.name, ndim=ndim, ignore_index=ignore_index, omit=omit,
                 n=n)
             counts = parts.sum(axis=tuple(range(ndim))).compute()
             params = _chunks.resolve_counted(loss, params, counts, n, ignore_index)
@@ -278,7 +284,7 @@ class DaskLoss:
             parts = da.blockwise(
                 _partial_block, oind + "p", *args, new_axes={"p": 2},
                 adjust_chunks={c: 1 for c in oind}, dtype=np.float64, concatenate=True,
-                loss=self.loss, kwargs={k: v for k, v in kwargs.items()
+                loss_name=self.name, kwargs={k: v for k, v in kwargs.items()
                                         if k not in ("hessian", "hess_floor")},
                 ndim=ndim, mean=reduction == "mean", cw=cw, ignore_index=ignore_index, omit=omit)
             total = parts.sum(axis=tuple(range(ndim)), split_every=8)
@@ -293,45 +299,46 @@ class DaskLoss:
         row = self.kind == "rowwise"
         if what == "value":
             out = da.blockwise(_per_sample_block, oind, *args, dtype=dtype, concatenate=True,
-                               loss=self.loss, method="__call__", kwargs=kwargs, pack=None)
+                               loss_name=self.name, method="__call__", kwargs=kwargs, pack=None)
             return out
         if what == "grad":
             g = da.blockwise(_per_sample_block, inds[0], *args, dtype=dtype, concatenate=True,
-                             loss=self.loss, method="grad", kwargs=kwargs, pack=None)
+                             loss_name=self.name, method="grad", kwargs=kwargs, pack=None)
             parts = (g,)
         elif what == "value_and_grad" and reduction == "none":
             if row:
                 k = shape[-1]
                 packed = da.blockwise(_per_sample_block, inds[0], *args, dtype=dtype,
                                       concatenate=True, adjust_chunks={"z": k + 1},
-                                      loss=self.loss, method="value_and_grad", kwargs=kwargs,
+                                      loss_name=self.name, method="value_and_grad", kwargs=kwargs,
                                       pack="value_last")
                 return packed[..., k], packed[..., :k]
             packed = da.blockwise(_per_sample_block, oind + "p", *args, dtype=dtype,
-                                  concatenate=True, new_axes={"p": 2}, loss=self.loss,
+                                  concatenate=True, new_axes={"p": 2}, loss_name=self.name,
                                   method="value_and_grad", kwargs=kwargs, pack="stack")
             return packed[..., 0], _unbroadcast(packed[..., 1], pshape, shape)
         elif what == "value_and_grad":
             g = da.blockwise(_per_sample_block, inds[0], *args, dtype=dtype, concatenate=True,
-                             loss=self.loss, method="grad", kwargs=kwargs, pack=None)
+                             loss_name=self.name, method="grad", kwargs=kwargs, pack=None)
             parts = (g,)
         else:  # grad_hess
             if row:
                 k = shape[-1]
                 packed = da.blockwise(_per_sample_block, inds[0], *args, dtype=dtype,
                                       concatenate=True, adjust_chunks={"z": 2 * k},
-                                      loss=self.loss, method="grad_hess", kwargs=kwargs,
+                                      loss_name=self.name, method="grad_hess", kwargs=kwargs,
                                       pack="concat")
                 parts = (packed[..., :k], packed[..., k:])
             else:
                 packed = da.blockwise(_per_sample_block, oind + "p", *args, dtype=dtype,
-                                      concatenate=True, new_axes={"p": 2}, loss=self.loss,
+                                      concatenate=True, new_axes={"p": 2}, loss_name=self.name,
                                       method="grad_hess", kwargs=kwargs, pack="stack")
                 parts = (packed[..., 0], packed[..., 1])
         if reduction == "mean":
             scale = total.map_blocks(_grad_scale, drop_axis=0, chunks=(), dtype=np.float64,
                                      meta=np.float64(0))
-            parts = tuple((p * scale).astype(dtype) for p in parts)
+            # The scale in the compute dtype, as the kernels apply it.
+            parts = tuple(p * scale.astype(dtype) for p in parts)
         if not row:
             parts = tuple(_unbroadcast(p, pshape, shape) for p in parts)
         if what == "value_and_grad":
