@@ -14,6 +14,9 @@ from ._config import (_apply_env_isa, _set_isa, get_num_threads, set_num_threads
                       threads)
 from ._binary import LOSSES as _BINARY
 from ._binary import sigmoid_cross_entropy
+from ._focal import LOSSES as _FOCAL
+from ._focal import ROW_LOSSES as _FOCAL_ROWS
+from ._focal import sigmoid_focal, sigmoid_power_cross_entropy, softmax_focal
 from ._loss import Loss
 from ._multiclass import LOSSES as _MULTICLASS
 from ._multiclass import softmax_cross_entropy
@@ -25,12 +28,13 @@ __version__ = _core.__version__
 
 _apply_env_isa()
 
-losses = MappingProxyType({loss.name: loss for loss in _REGRESSION + _BINARY + _MULTICLASS})
+losses = MappingProxyType({loss.name: loss for loss in
+                           _REGRESSION + _BINARY + _FOCAL + _MULTICLASS + _FOCAL_ROWS})
 """Every registered loss, by name."""
 
 __all__ = [
     "Loss", "losses", "show_config", "set_num_threads", "get_num_threads", "threads",
     "squared_error", "absolute_error", "huber", "log_cosh", "sigmoid_cross_entropy",
-    "softmax_cross_entropy",
+    "softmax_cross_entropy", "sigmoid_focal", "sigmoid_power_cross_entropy", "softmax_focal",
     "class_weight", "ClassCounts", "__version__",
 ]

@@ -14,12 +14,15 @@
   X(absolute_error, AbsoluteError)     \
   X(huber, Huber)                      \
   X(log_cosh, LogCosh)                 \
-  X(sigmoid_cross_entropy, SigmoidCrossEntropy)
+  X(sigmoid_cross_entropy, SigmoidCrossEntropy) \
+  X(sigmoid_focal, SigmoidFocal)                 \
+  X(sigmoid_power_cross_entropy, SigmoidPowerCrossEntropy)
 
 // Multiclass losses take logits [..., K] and a target per row (class index or probability
 // row) and give one value per row, a gradient and a diagonal Hessian per logit.
 #define FASTLOSS_ROWWISE_LOSSES(X) \
-  X(softmax_cross_entropy, SoftmaxCrossEntropy)
+  X(softmax_cross_entropy, SoftmaxCrossEntropy) \
+  X(softmax_focal, SoftmaxFocal)
 
 #endif  // FASTLOSS_REGISTRY_HPP
 
@@ -33,6 +36,9 @@
 #include "losses/huber.hpp"
 #include "losses/log_cosh.hpp"
 #include "losses/sigmoid_cross_entropy.hpp"
+#include "losses/sigmoid_focal.hpp"
+#include "losses/sigmoid_power_cross_entropy.hpp"
 #include "losses/softmax_rows.hpp"
 #include "losses/softmax_cross_entropy.hpp"
+#include "losses/softmax_focal.hpp"
 #endif
