@@ -37,8 +37,11 @@ def n_counted(loss: Loss, n_classes: int) -> int:
 
 
 def counted_params(loss: Loss, params: dict) -> list:
+    """The parameters given as a counted mode; other strings are left for the loss to reject
+    (alpha takes "balanced" only)."""
+    modes = {"class_weight": ("balanced", "auto"), "alpha": ("balanced",)}
     return [k for k in COUNTED.get(loss.kind, ()) if k in loss.params
-            and isinstance(params.get(k), str)]
+            and isinstance(params.get(k), str) and params[k] in modes[k]]
 
 
 def class_counts(loss: Loss, pred, target, sample_weight, ignore_index, omit, n: int):

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -294,6 +295,7 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
             raise ScoreError(f"the files have different numbers of rows: pred "
                              f"{sources[0].rows:,}, {s.name} {s.rows:,}")
     total_rows = sources[0].rows
+    start = time.perf_counter()
     ignore_index = _chunks.ignore_index_of(loss, params)
 
     def parts():
@@ -361,7 +363,10 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
                 np.prod(np.broadcast_shapes(pred.shape, target.shape)) if loss.kind ==
                 "elementwise" else np.prod(pred.shape[:-1]))
             count += n_values
-            if per_class is not None:
+            if per_class is not None and loss.kind == "elementwise" and _is_binary(classes):
+                _add_binary(per_class, classes, np.asarray(v).ravel(),
+                            np.broadcast_to(w, np.shape(v)).ravel())
+            elif per_class is not None:
                 _add_classes(per_class, classes, np.asarray(v, dtype=np.float64).ravel(),
                              np.broadcast_to(w, np.shape(v)).ravel(), ignore_index
                              if loss.kind == "rowwise" else None)
@@ -380,6 +385,7 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
     if count == 0:
         raise ScoreError("the files hold no rows")
     mean = total / denom if denom != 0 else math.nan
+    seconds = time.perf_counter() - start
     result = {
         "loss": loss_name,
         "params": {k: _jsonable(v) for k, v in params.items()},
@@ -387,6 +393,7 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
         "sum": total,
         "count": count,
         "per_class": None,
+        "seconds": seconds,
     }
     if per_class is not None:
         result["per_class"] = {
@@ -395,6 +402,24 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
     if per_sample is not None:
         result["per_sample"] = {"path": per_sample, "dtype": str(out_dtype)}
     return result
+
+
+def _is_binary(classes) -> bool:
+    return classes.size > 0 and int(classes.min()) >= 0 and int(classes.max()) <= 1
+
+
+def _add_binary(acc: dict, classes, values, weights) -> None:
+    """Per-class sums of 0/1 classes as dot products (one fused pass each)."""
+    t = classes.astype(values.dtype, copy=False)
+    n1 = int(np.count_nonzero(classes))
+    s_all = float(np.sum(values, dtype=np.float64))
+    s1 = float(np.dot(values.astype(np.float64, copy=False), t.astype(np.float64, copy=False)))
+    w_all = float(np.sum(weights, dtype=np.float64))
+    w1 = float(np.dot(weights, t.astype(np.float64, copy=False)))
+    for c, (n, s_, w_) in ((0, (classes.size - n1, s_all - s1, w_all - w1)), (1, (n1, s1, w1))):
+        if n:
+            prev = acc.get(c, (0, 0.0, 0.0))
+            acc[c] = (prev[0] + n, prev[1] + s_, prev[2] + w_)
 
 
 def _add_classes(acc: dict, classes, values, weights, ignore_index) -> None:
@@ -451,6 +476,8 @@ def to_text(result: dict) -> str:
         width = max(len(c) for c in pc)
         for c, d in pc.items():
             lines.append(f"  {c:>{width}}  {d['count']:>14,}  {d['mean']:.10g}")
+    lines.append(f"time   {result['seconds']:.3f} s "
+                 f"({result['count'] / max(result['seconds'], 1e-9) / 1e6:.1f} M values/s)")
     if "per_sample" in result:
         lines.append(f"per-sample losses written to {result['per_sample']['path']}")
     return "\n".join(lines)
