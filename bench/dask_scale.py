@@ -57,13 +57,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     n, chunk = int(args.size), int(args.chunk)
 
-    import numpy as np
     import dask
     import dask.array as da
     import distributed
-
     import fastloss as fl
     import fastloss.dask as fld
+    import numpy as np
 
     print(f"# fastloss {fl.__version__}, dask {dask.__version__}, distributed "
           f"{distributed.__version__}, NumPy {np.__version__}, Python {platform.python_version()}")

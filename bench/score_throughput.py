@@ -36,9 +36,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     n = int(args.elements)
 
-    import numpy as np
-
     import fastloss as fl
+    import numpy as np
 
     with tempfile.TemporaryDirectory() as d:
         rng = np.random.default_rng(0)

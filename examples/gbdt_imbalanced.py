@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 import fastloss as fl
+import numpy as np
 
 ROUNDS = 100
 OBJECTIVES = [
@@ -61,9 +60,8 @@ class Watch:
 
 
 def train_xgboost(name, params, opts, Xtr, ytr, Xte, rounds=ROUNDS):
-    import xgboost as xgb
-
     import fastloss.xgboost as fx
+    import xgboost as xgb
 
     obj = Watch(fx.objective(name, **opts, **params))
     dtrain = xgb.DMatrix(Xtr, label=ytr, base_margin=np.zeros(len(ytr)))
@@ -75,9 +73,8 @@ def train_xgboost(name, params, opts, Xtr, ytr, Xte, rounds=ROUNDS):
 
 
 def train_lightgbm(name, params, opts, Xtr, ytr, Xte, rounds=ROUNDS):
-    import lightgbm as lgb
-
     import fastloss.lightgbm as flg
+    import lightgbm as lgb
 
     obj = Watch(flg.objective(name, **opts, **params))
     booster = lgb.train({"objective": obj, "num_leaves": 8, "learning_rate": 0.1, "verbose": -1,

@@ -15,7 +15,7 @@ import numpy as np
 
 import fastloss as _fl
 
-from ._loss import Loss, _HESSIANS, _ROW_HESSIANS, _code, finite_param
+from ._loss import _HESSIANS, _ROW_HESSIANS, Loss, _code, finite_param
 
 SUPPORTED_KINDS = ("elementwise", "rowwise")
 

@@ -19,8 +19,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class Source:
     name: str  # the option it came from: "pred", "target", "sample_weight"
     path: str
     rows: Optional[int]  # None when unknown before reading (CSV)
-    chunks: "callable"   # chunks(n) -> iterator of ndarrays of at most n rows
+    chunks: Callable[[int], Iterator[np.ndarray]]  # at most n rows per chunk
 
 
 def _split_key(path: str):

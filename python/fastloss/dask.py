@@ -29,9 +29,9 @@ import numpy as np
 import fastloss as _fl
 
 from . import _chunks
-from ._loss import Loss, _code, _HESSIANS, _NAN_POLICIES, _REDUCTIONS, _ROW_HESSIANS
+from ._loss import _HESSIANS, _NAN_POLICIES, _REDUCTIONS, _ROW_HESSIANS, Loss, _code
 
-__all__ = ["DaskLoss", "losses", "SUPPORTED_KINDS"]
+__all__ = ["SUPPORTED_KINDS", "DaskLoss", "losses"]
 
 SUPPORTED_KINDS = ("elementwise", "rowwise")
 
@@ -348,7 +348,7 @@ class DaskLoss:
         return parts
 
 
-def _build() -> "MappingProxyType[str, DaskLoss]":
+def _build() -> MappingProxyType[str, DaskLoss]:
     return MappingProxyType({name: DaskLoss(loss) for name, loss in _fl.losses.items()})
 
 

@@ -33,7 +33,7 @@ import lightgbm as _lgb
 from ._gbdt import BoostingLoss, describe, resolve_loss
 from ._loss import Loss
 
-__all__ = ["objective", "metric", "Objective", "Metric"]
+__all__ = ["Metric", "Objective", "metric", "objective"]
 
 
 class Objective:

@@ -26,7 +26,7 @@ import fastloss as _fl
 
 from ._loss import Loss
 
-__all__ = ["Module", "losses", "SUPPORTED_KINDS"]
+__all__ = ["SUPPORTED_KINDS", "Module", "losses"]
 
 SUPPORTED_KINDS = ("elementwise", "rowwise")
 
@@ -160,4 +160,4 @@ losses = {name: _functional(loss) for name, loss in _fl.losses.items()}
 _MODULES = {_camel(name): _module_class(loss) for name, loss in _fl.losses.items()}
 globals().update(losses)
 globals().update(_MODULES)
-__all__ += sorted(losses) + sorted(_MODULES)
+__all__ = ["Module", "losses", "SUPPORTED_KINDS", *sorted(losses), *sorted(_MODULES)]

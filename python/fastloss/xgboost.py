@@ -30,7 +30,7 @@ import xgboost as _xgb
 from ._gbdt import BoostingLoss, describe, resolve_loss
 from ._loss import Loss
 
-__all__ = ["objective", "metric", "Objective", "Metric"]
+__all__ = ["Metric", "Objective", "metric", "objective"]
 
 
 class Objective:
