@@ -26,7 +26,6 @@ import fastloss as _fl
 
 from ._loss import Loss
 
-__all__ = ["SUPPORTED_KINDS", "Module", "losses"]
 
 SUPPORTED_KINDS = ("elementwise", "rowwise")
 
