@@ -26,7 +26,6 @@ import fastloss as _fl
 
 from ._loss import Loss
 
-
 SUPPORTED_KINDS = ("elementwise", "rowwise")
 
 
