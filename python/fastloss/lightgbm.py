@@ -49,6 +49,9 @@ class Objective:
     def __repr__(self) -> str:
         return describe("lightgbm objective", self.loss, self._impl.params)
 
+    def __deepcopy__(self, memo):  # immutable; LightGBM deep-copies its params
+        return self
+
     # Four parameters: LightGBM's scikit-learn wrapper passes (labels, preds, weight, group).
     def __call__(self, a, b, weight=None, group=None):
         if isinstance(b, _lgb.Dataset):  # native: (margins, Dataset)
@@ -67,6 +70,9 @@ class Metric:
 
     def __repr__(self) -> str:
         return describe("lightgbm metric", self.loss, self._impl.params)
+
+    def __deepcopy__(self, memo):  # immutable
+        return self
 
     def __call__(self, a, b, weight=None, group=None):
         if isinstance(b, _lgb.Dataset):

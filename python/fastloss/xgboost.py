@@ -46,6 +46,9 @@ class Objective:
     def __repr__(self) -> str:
         return describe("xgboost objective", self.loss, self._impl.params)
 
+    def __deepcopy__(self, memo):  # immutable; scikit-learn's clone deep-copies parameters
+        return self
+
     def __call__(self, y_pred_or_true, dtrain_or_pred, sample_weight=None):
         if isinstance(dtrain_or_pred, _xgb.DMatrix):  # native: (margins, DMatrix)
             preds, d = y_pred_or_true, dtrain_or_pred
@@ -65,6 +68,9 @@ class Metric:
 
     def __repr__(self) -> str:
         return describe("xgboost metric", self.loss, self._impl.params)
+
+    def __deepcopy__(self, memo):  # immutable
+        return self
 
     def __call__(self, y_pred_or_true, dtrain_or_pred, sample_weight=None):
         if isinstance(dtrain_or_pred, _xgb.DMatrix):
