@@ -104,7 +104,8 @@ def main(argv=None) -> int:
             cluster.close()
 
     print()
-    print("| loss (mean) | in memory s | dask s | dask / in memory | in-memory value | dask value |")
+    print("| loss (mean) | in memory s | dask s | dask / in memory | in-memory value "
+          "| dask value |")
     print("|---|---|---|---|---|---|")
     for name, t_mem, t_dask, v_mem, v_dask, t_mem_min, t_dask_min in rows:
         print(f"| {name} | {t_mem:.3f} (min {t_mem_min:.3f}) | {t_dask:.3f} "

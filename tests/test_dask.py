@@ -144,7 +144,8 @@ def test_multiclass_weights_ignore_index_smoothing(client, rng, target_kind):
                    dict(class_weight={0: 2.0, 3: 0.5}, ignore_index=2)):
         kw = dict(reduction="mean", sample_weight=w, **params)
         got_v, got_g = fld.softmax_cross_entropy.value_and_grad(
-            to_dask(logits, 1_777), to_dask(target, 1_777), **dict(kw, sample_weight=to_dask(w, 999)))
+            to_dask(logits, 1_777), to_dask(target, 1_777),
+            **dict(kw, sample_weight=to_dask(w, 999)))
         want_v, want_g = fl.softmax_cross_entropy.value_and_grad(logits, target, **kw)
         got_v, got_g = client.compute([got_v, got_g], sync=True)
         np.testing.assert_allclose(got_v, want_v, rtol=1e-12)

@@ -232,8 +232,8 @@ class DaskLoss:
                 _count_block, inds[2] + "n", pred, inds[0], target, inds[1],
                 *((sw, inds[2]) if sw is not None else (None, None)),
                 new_axes={"n": n}, adjust_chunks={c: 1 for c in inds[2]}, dtype=np.float64,
-                concatenate=True, loss_name=loss.name, ndim=ndim, ignore_index=ignore_index, omit=omit,
-                n=n)
+                concatenate=True, loss_name=loss.name, ndim=ndim, ignore_index=ignore_index,
+                omit=omit, n=n)
             counts = parts.sum(axis=tuple(range(ndim))).compute()
             params = _chunks.resolve_counted(loss, params, counts, n, ignore_index)
         cw = _chunks.class_weights_of(loss, params, n, ignore_index)
