@@ -58,6 +58,15 @@ def test_npy_binary_with_weights_and_per_class(binary_files):
         assert got["mean"] == pytest.approx(values[sel].sum() / w[sel].sum(), rel=1e-9)
 
 
+def test_no_per_class(binary_files):
+    d, pred, target, _ = binary_files
+    res = score_json("--loss", "sigmoid_focal", "--pred", str(d / "pred.npy"), "--target",
+                     str(d / "target.npy"), "--no-per-class", "--param", "gamma=0.5")
+    assert res["per_class"] is None
+    assert res["mean"] == pytest.approx(float(fl.sigmoid_focal(pred, target, gamma=0.5,
+                                                               reduction="mean")), rel=1e-12)
+
+
 def test_class_weight_balanced_counts_the_whole_file(binary_files):
     d, pred, target, _ = binary_files
     res = score_json("--loss", "sigmoid_cross_entropy", "--pred", str(d / "pred.npy"),

@@ -275,7 +275,8 @@ def _progress(total, disable: bool):
 
 def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
           sample_weight_path: Optional[str] = None, per_sample: Optional[str] = None,
-          chunk_rows: int = 1 << 20, progress: bool = True) -> dict:
+          chunk_rows: Optional[int] = None, progress: bool = True,
+          per_class: bool = True) -> dict:
     if loss_name not in fl.losses:
         raise ScoreError(f"--loss: unknown loss {loss_name!r}; `fastloss list` shows "
                          f"{', '.join(sorted(fl.losses))}")
@@ -296,6 +297,8 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
             raise ScoreError(f"the files have different numbers of rows: pred "
                              f"{sources[0].rows:,}, {s.name} {s.rows:,}")
     total_rows = sources[0].rows
+    if chunk_rows is None:
+        chunk_rows = _auto_chunk_rows(sources[0])
     start = time.perf_counter()
     ignore_index = _chunks.ignore_index_of(loss, params)
 
@@ -324,7 +327,8 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
     total = 0.0
     denom = 0.0
     count = 0
-    per_class: Optional[dict] = {}
+    want_classes = per_class
+    per_class: Optional[dict] = {} if want_classes else None
     writer = None
     out_dtype = None
     if per_sample is not None:
@@ -337,6 +341,30 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
                 n = _chunks.n_counted(loss, pred.shape[-1] if pred.ndim > 1 else 1)
                 cw = _chunks.class_weights_of(loss, params, n, ignore_index)
                 cw = False if cw is None else cw
+            if (per_class is not None and writer is None and sw is None and cw is False
+                    and loss.kind == "elementwise" and pred.shape == target.shape
+                    and _zero_one(target)):
+                # The common case, 0/1 labels without weights: two kernel passes that write
+                # nothing (the loss sum, and the sum over the positives with the labels as
+                # weights) instead of per-sample values.
+                try:
+                    s_all = float(loss(pred, target, reduction="sum", **params))
+                    s_pos = float(loss(pred, target, reduction="sum", sample_weight=target,
+                                       **params))
+                except (ValueError, TypeError) as exc:
+                    raise ScoreError(str(exc)) from None
+                n_pos = int(np.count_nonzero(target))
+                n_all = int(target.size)
+                total += s_all
+                denom += n_all
+                count += n_all
+                for c, (n_c, s_c) in ((0, (n_all - n_pos, s_all - s_pos)), (1, (n_pos, s_pos))):
+                    if n_c:
+                        prev = per_class.get(c, (0, 0.0, 0.0))
+                        per_class[c] = (prev[0] + n_c, prev[1] + s_c, prev[2] + n_c)
+                if bar is not None:
+                    bar.update(pred.shape[0])
+                continue
             classes = _classes(loss, pred, target, ignore_index) if per_class is not None \
                 else None
             if classes is None:
@@ -403,6 +431,31 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
     if per_sample is not None:
         result["per_sample"] = {"path": per_sample, "dtype": str(out_dtype)}
     return result
+
+
+CHUNK_ELEMENTS = 1 << 24  # default chunk: 16 Mi prediction values (64 MB of float32)
+
+
+def _auto_chunk_rows(pred: Source) -> int:
+    """Rows per chunk for CHUNK_ELEMENTS prediction values: large enough that the per-call
+    cost (threads woken, results combined) is small next to the work, small enough to bound
+    memory."""
+    per_row = 1
+    for first in pred.chunks(1):
+        per_row = max(1, int(np.prod(first.shape[1:])))
+        break
+    return max(1, CHUNK_ELEMENTS // per_row)
+
+
+def _zero_one(target) -> bool:
+    """Whether every target is exactly 0 or 1 (no allocation beyond one boolean mask)."""
+    if target.size == 0:
+        return False
+    if target.dtype.kind == "b":
+        return True
+    if target.dtype.kind not in "iuf" or target.min() < 0 or target.max() > 1:
+        return False
+    return np.count_nonzero(target) == np.count_nonzero(target == 1)
 
 
 def _is_binary(classes) -> bool:

@@ -139,8 +139,12 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the per-sample losses to OUT.npy")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object: loss, params, mean, sum, count, per_class")
-    parser.add_argument("--chunk-rows", type=_positive_int, default=1 << 20, metavar="N",
-                        help="rows read and scored at a time (default: 1048576)")
+    parser.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
+                        help="rows read and scored at a time (default: 16,777,216 prediction "
+                             "values' worth of rows)")
+    parser.add_argument("--no-per-class", action="store_true",
+                        help="skip the per-class breakdown (for 0/1 labels it costs a second "
+                             "pass over the data)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (shown on stderr when tqdm is installed)")
 
@@ -161,7 +165,8 @@ def _run_score(args: argparse.Namespace) -> int:
             params["class_weight"] = args.class_weight
         result = _score.score(args.loss, args.pred, args.target, params=params,
                               sample_weight_path=args.sample_weight, per_sample=args.per_sample,
-                              chunk_rows=args.chunk_rows, progress=not args.no_progress)
+                              chunk_rows=args.chunk_rows, progress=not args.no_progress,
+                              per_class=not args.no_per_class)
     except (_score.ScoreError, ValueError, TypeError, OSError) as exc:
         message = " ".join(str(exc).split())
         print(f"fastloss score: error: {message}", file=sys.stderr)
