@@ -104,6 +104,22 @@ def test_zero_copy_and_fused_gradient(rng, monkeypatch):
     torch.testing.assert_close(x.grad, torch.tanh(x.detach()) / x.numel())
 
 
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_broadcast_input_gradient(reduction, rng):
+    # One prediction per row against several targets per row; backward with a non-uniform
+    # incoming gradient for "none".
+    x = tensors(rng, (50, 1))
+    t = tensors(rng, (50, 4), requires_grad=False)
+    out = flt.huber(x, t, reduction=reduction, delta=0.7)
+    # The oracle on an explicitly expanded input (torch warns about implicit broadcasting).
+    want = F.huber_loss(x.expand(50, 4), t, reduction=reduction, delta=0.7)
+    go = torch.tensor(rng.uniform(0.5, 2.0, tuple(out.shape)))
+    (g_got,) = torch.autograd.grad(out, x, go)
+    (g_want,) = torch.autograd.grad(want, x, go)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-14)
+
+
 def test_no_grad_path_and_half_precision(rng):
     x = tensors(rng, 100, torch.float32, requires_grad=False)
     t = tensors(rng, 100, torch.float32, requires_grad=False)

@@ -69,6 +69,16 @@ class _LossFunction(_torch.autograd.Function):
         t = _array(target, "target")
         w = _array(sample_weight, "sample_weight")
         kw = dict(reduction=reduction, sample_weight=w, nan_policy=nan_policy, **params)
+        ctx.input_shape = None
+        if reduction == "none" and loss.kind == "elementwise" and ctx.needs_input_grad[0]:
+            full = np.broadcast_shapes(np.shape(x), np.shape(t))
+            if w is not None:
+                full = np.broadcast_shapes(full, np.shape(w))
+            if full != np.shape(x):
+                # A broadcast input with per-element outputs: keep one gradient per output
+                # element (a stride-0 view, not a copy) and sum it after scaling in backward.
+                ctx.input_shape = input.shape
+                x = np.broadcast_to(x, full)
         if ctx.needs_input_grad[0]:
             value, grad = loss.value_and_grad(x, t, **kw)
             ctx.save_for_backward(_torch.from_numpy(np.ascontiguousarray(grad)))
@@ -89,6 +99,8 @@ class _LossFunction(_torch.autograd.Function):
         if ctx.rowwise:
             go = go.unsqueeze(-1)  # one value per row, one gradient per logit
         g = grad * go
+        if ctx.input_shape is not None:
+            g = g.sum_to_size(ctx.input_shape)
         return g, None, None, None, None, None, None
 
 
