@@ -20,11 +20,16 @@ with consecutive seeds.
 
     python examples/imbalanced.py                # the table in the README
     python examples/imbalanced.py --repeats 1 --samples 20000
+
+The arrays are small (30,000 x 20 by default), so one thread for fastloss and
+for NumPy's BLAS is the default (--threads): more threads cost more than they
+save at this size, and much more on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
 
@@ -85,6 +90,18 @@ def fit(loss, params, x, y, l2):
     return res.x[:d], res.x[d], res.nit, res.nfev
 
 
+def thread_limits(n):
+    """fastloss and BLAS limited to n threads (BLAS only where threadpoolctl is installed)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(fl.threads(n))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return stack
+    stack.enter_context(threadpool_limits(limits=n, user_api="blas"))
+    return stack
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=60_000, help="train + test samples")
@@ -92,8 +109,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="data sets (seeds seed..)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--l2", type=float, default=1e-4, help="ridge penalty on w")
+    parser.add_argument("--threads", type=int, default=1, help="fastloss and BLAS threads")
     args = parser.parse_args(argv)
+    with thread_limits(args.threads):
+        return run(args)
 
+
+def run(args):
     start = time.perf_counter()
     table = {name: {"ap": [], "f1": [], "nit": [], "nfev": []} for name, *_ in losses()}
     positives = []

@@ -498,7 +498,10 @@ def softmax_focal(x, target, *, gamma=2.0, alpha=None, class_weight=None, ignore
         hess = _softmax_focal_fisher(x, target, gamma=gamma, alpha=alpha,
                                      class_weight=class_weight, ignore_index=ignore_index,
                                      label_smoothing=label_smoothing)
-    hess = _policy(hess, hessian, hess_floor)
+    kept = softmax_focal_rows(x, target, gamma=gamma, alpha=alpha, class_weight=class_weight,
+                              ignore_index=ignore_index, label_smoothing=label_smoothing)[4]
+    # Ignored rows have nothing to learn: every policy leaves their Hessian at 0.
+    hess = np.where(kept.reshape(x.shape[:-1])[..., None], _policy(hess, hessian, hess_floor), 0.0)
     shape = x.shape[:-1]
     return reduce_rows(value.reshape(shape), grad.reshape(x.shape), hess.reshape(x.shape),
                        d.reshape(shape), sample_weight, reduction)

@@ -67,8 +67,9 @@ sigmoid_focal_loss, extended to soft targets). alpha=None (or -1) switches the c
 balance off; gamma is any real >= 0 (gamma=0 is the cross-entropy). alpha is part of the
 loss, not a weight: reduction="mean" divides by the number of samples (or sum of
 sample_weight). from_logits=False takes probabilities (clipped to [eps, 1 - eps]).
-The exact Hessian can be negative; hessian="clip", "abs" or "fisher" (its expectation under
-t ~ Bernoulli(p)) give non-negative alternatives.""")
+The exact Hessian is negative for confidently wrong samples; hessian="clip" and "abs" give
+non-negative Hessians, "fisher" is its expectation under t ~ Bernoulli(p) (which can be
+negative too for gamma >= 1).""")
 
 
 # -- sigmoid_power_cross_entropy ------------------------------------------------------------

@@ -303,3 +303,25 @@ template <class V> FL_INLINE void vexp_neg_1m(V A, V& P, V& D) {
   const V tk = pow2i<V>(k & small);
   D = select(small, -(q * tk + (tk - T(1))), T(1) - P);
 }
+
+// E(u) = exp(-u) - 1 + u for u >= 0, without the cancellation of expm1(-u) + u at small u:
+// below 1/2 the Taylor series u^2 sum_k c_k u^k, c_k = (-1)^k / (k + 2)!, truncated where
+// the next term is below 2^-56 (float64, 14 terms) or 2^-26 (float32, 8 terms) of the first.
+template <class V> FL_INLINE V vexp_m1_plus(V u) {
+  using T = typename Traits<V>::T;
+  constexpr int kTerms = sizeof(T) == 8 ? 14 : 8;
+  struct Coef {
+    double c[kTerms];
+    constexpr Coef() : c{} {
+      double f = 2.0;  // (k + 2)!
+      for (int k = 0; k < kTerms; ++k) {
+        c[k] = (k % 2 ? -1.0 : 1.0) / f;
+        f *= k + 3;
+      }
+    }
+  };
+  constexpr Coef co;
+  V poly = set1<V>(static_cast<T>(co.c[kTerms - 1]));
+  for (int k = kTerms - 2; k >= 0; --k) poly = poly * u + static_cast<T>(co.c[k]);
+  return select(u < T(0.5), u * u * poly, vexpm1(-u) + u);
+}

@@ -12,13 +12,16 @@
 //   dA/dz = -n s',  d rho/dA = -rho (1 + rho)
 //   l'  = n [(1 - t) g - t s']
 //   l'' = n [(1 - t) g (n (s' + g) - s) + t s s']
+// where n (s' + g) - s = N / (1 - P), N = n - (n + 1) e^-y + e^-(n+1)y
+//   = E((n + 1) y) - (n + 1) E(y),  E(u) = e^-u - 1 + u  (vexp_m1_plus, series near 0).
+// N(0) = 0 and N'(y) = (n + 1)(e^-y - e^-(n+1)y) >= 0, so l'' >= 0: the loss is convex.
 // For n = 1 these are s - t and s s' (binary cross-entropy). "fisher" is the Fisher
 // information of the
 // Bernoulli(P) model, P'^2 / (P (1 - P)) = n^2 s' g >= 0 (the expected Hessian under
 // t ~ Bernoulli(P)).
 // Where y < eps / (n + 1) (z above about 16 in float32, 37 in float64) the first-order
 // forms are exact to rounding and are used instead, so that the value stays finite when
-// exp(-z) underflows: log(1 - P) = log(n) - z and g = 1/n.
+// exp(-z) underflows: log(1 - P) = log(n) - z, g = 1/n and N / (1 - P) = (n + 1) y / 2.
 //
 // Parameters: [0] n, [1] log(n), [2] eps / (n + 1).
 struct SigmoidPowerCrossEntropy : ElementwiseLoss {
@@ -29,10 +32,10 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
     return (t < V{}) | (t > typename Traits<V>::T(1));
   }
   template <class T> struct Params {
-    T n, inv_n, log_n, y_small;
+    T n, n1, inv_n, log_n, y_small;
     explicit Params(const double* p)
-        : n(static_cast<T>(p[0])), inv_n(static_cast<T>(1.0 / p[0])), log_n(static_cast<T>(p[1])),
-          y_small(static_cast<T>(p[2])) {}
+        : n(static_cast<T>(p[0])), n1(static_cast<T>(p[0] + 1.0)), inv_n(static_cast<T>(1.0 / p[0])),
+          log_n(static_cast<T>(p[1])), y_small(static_cast<T>(p[2])) {}
   };
 
   // For A >= 0: P = exp(-A), L1 = log(1 - P) and iD = 1 / (1 - P), with 1 - P accurate in both
@@ -81,7 +84,13 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
     const V t1 = T(1) - t;
     if constexpr (VAL) l = t * A - t1 * select(tiny, p.log_n - z, L1);
     if constexpr (GRAD) g = p.n * (t1 * gr - t * sn);
-    if constexpr (HESS) h = p.n * (t1 * gr * (p.n * (sn + gr) - s) + t * s * sn);
+    if constexpr (HESS) {
+      // n (s' + g) - s = N / (1 - P) with N = E((n + 1) y) - (n + 1) E(y) >= 0 (see above):
+      // no cancellation where s' and 1 - P vanish together (large z).
+      const V N = vexp_m1_plus(p.n1 * y) - p.n1 * vexp_m1_plus(y);
+      const V Dn = select(tiny, T(0.5) * p.n1 * y, N * iD);
+      h = p.n * (t1 * gr * Dn + t * s * sn);
+    }
   }
 
   template <class V>

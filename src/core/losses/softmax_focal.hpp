@@ -19,7 +19,8 @@
 // below at the dtype's epsilon inside negative powers.) gamma = 0 gives the cross-entropy:
 // phi = 1, phi' = 0. The exact diagonal can be negative for gamma > 0 (docs/losses.md).
 // "fisher": the Hessian is linear in q, so its expectation under the model is the Hessian at
-// q = (1 - eps) p + eps / K; the gradient stays that of the given target.
+// q = (1 - eps) p + eps / K (a class equal to ignore_index contributes nothing: its p is
+// left out); the gradient stays that of the given target.
 //
 // Index targets without label smoothing take a short path: only a_y is non-zero, so S and T
 // are scalars from x_y and the row is read twice (softmax statistics, then the output).
@@ -172,7 +173,19 @@ struct SoftmaxFocal {
           const auto hit = lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(y));
           return select(hit, set1<V>(T(1) - eps + epsK), set1<V>(epsK));
         };
-        auto q_model = [&](std::int64_t, VI, V p, VI&) -> V { return (T(1) - eps) * p + epsK; };
+        // The model's expected target. A class equal to ignore_index contributes nothing (its
+        // samples are ignored): q = (1 - eps) p [k != ig] + (1 - p_ig) eps / K.
+        const bool ig_in_row = has_ig && ig >= 0 && ig < K;
+        const T p_ig = ig_in_row ? static_cast<T>(__builtin_exp((static_cast<double>(x[ig]) - st.M) - st.log_s)) : T(0);
+        const V qm_eps = set1<V>((T(1) - p_ig) * epsK);
+        auto q_model = [&](std::int64_t k, VI, V p, VI&) -> V {
+          V pk = p;
+          if (ig_in_row) {
+            const auto hit = lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(ig));
+            pk = select(hit, V{}, p);
+          }
+          return (T(1) - eps) * pk + qm_eps;
+        };
 
         double Sg = 0.0, Sh = 0.0, Tlo = 0.0, Thi = 0.0;
         const bool fast = b.labels && eps == T(0);
