@@ -21,6 +21,9 @@ DOC_FILES = ("README.md", "docs/losses.md")
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # Modules whose docstrings must hold at least one example.
 MODULES_WITH_EXAMPLES = ("fastloss", "fastloss._weights")
+# Integration modules and the optional package each needs (an extra of pyproject.toml).
+OPTIONAL = {"fastloss.dask": "dask.array", "fastloss.xgboost": "xgboost",
+            "fastloss.lightgbm": "lightgbm", "fastloss.torch": "torch"}
 
 
 def fastloss_modules():
@@ -45,6 +48,8 @@ def test_markdown_examples(relpath):
 
 @pytest.mark.parametrize("name", fastloss_modules())
 def test_module_docstring_examples(name):
+    if name in OPTIONAL:
+        pytest.importorskip(OPTIONAL[name])
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=FLAGS)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"

@@ -116,6 +116,93 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------
+# fastloss score
+# --------------------------------------------------------------------------
+
+
+def _score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loss", required=True, metavar="NAME",
+                        help="the loss (`fastloss list` shows them)")
+    parser.add_argument("--pred", required=True, metavar="FILE",
+                        help="predictions: .npy (memory-mapped), .npz[:KEY], .csv or .parquet; "
+                             "one row per sample (logits [n, K] for multiclass losses)")
+    parser.add_argument("--target", required=True, metavar="FILE",
+                        help="targets, same formats and number of rows")
+    parser.add_argument("--sample-weight", metavar="FILE", default=None,
+                        help="optional sample weights, one per row")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a loss parameter, e.g. delta=0.5 or pos_weight=3 (repeatable; "
+                             "lists as JSON: class_weight=[1,2,3])")
+    parser.add_argument("--class-weight", choices=("balanced", "auto"), default=None,
+                        help="class weights counted over the whole target file (first pass)")
+    parser.add_argument("--per-sample", metavar="OUT.npy", default=None,
+                        help="also write the per-sample losses to OUT.npy")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object: loss, params, mean, sum, count, per_class")
+    parser.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
+                        help="rows read and scored at a time (default: 16,777,216 prediction "
+                             "values' worth of rows)")
+    parser.add_argument("--no-per-class", action="store_true",
+                        help="skip the per-class breakdown (for 0/1 labels it costs a second "
+                             "pass over the data)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (shown on stderr when tqdm is installed)")
+
+
+@subcommand(
+    "score",
+    help="score prediction files against target files, streamed in chunks",
+    add_arguments=_score_arguments,
+)
+def _run_score(args: argparse.Namespace) -> int:
+    import sys
+
+    from fastloss import _score
+
+    try:
+        params = _score.parse_params(args.param)
+        if args.class_weight is not None:
+            params["class_weight"] = args.class_weight
+        result = _score.score(args.loss, args.pred, args.target, params=params,
+                              sample_weight_path=args.sample_weight, per_sample=args.per_sample,
+                              chunk_rows=args.chunk_rows, progress=not args.no_progress,
+                              per_class=not args.no_per_class)
+    except (_score.ScoreError, ValueError, TypeError, OSError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"fastloss score: error: {message}", file=sys.stderr)
+        return 2
+    print(_score.to_json(result) if args.json else _score.to_text(result))
+    return 0
+
+
+# --------------------------------------------------------------------------
+# fastloss list
+# --------------------------------------------------------------------------
+
+
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+
+
+@subcommand("list", help="print every loss with its parameters and formula",
+            add_arguments=_list_arguments)
+def _run_list(args: argparse.Namespace) -> int:
+    import json
+
+    from fastloss import _score
+
+    entries = _score.list_losses()
+    if args.json:
+        print(json.dumps(entries))
+        return 0
+    for e in entries:
+        ps = ", ".join(f"{k}={v!r}" for k, v in e["params"].items())
+        print(f"{e['name']}({ps})" if ps else e["name"])
+        print(f"    {e['family']}, {e['kind']}: {e['formula']}")
+    return 0
+
+
+# --------------------------------------------------------------------------
 # fastloss plot
 # --------------------------------------------------------------------------
 

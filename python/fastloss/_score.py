@@ -1,0 +1,546 @@
+"""``fastloss score``: a loss over prediction and target files, streamed chunk by chunk.
+
+Sources: .npy (memory-mapped), .npz (``FILE.npz`` holding one array or ``FILE.npz:KEY``),
+.csv (numbers, an optional header line; one column gives a 1-D array) and .parquet (needs
+pyarrow; numeric columns, or one list column, side by side). Rows are the first axis; each
+chunk of ``--chunk-rows`` rows of the prediction, target and sample-weight files goes through
+the in-memory loss. The sum is accumulated in float64; the mean is sum(w l) / sum(w) over the
+whole data (see fastloss._chunks); class weights "balanced"/"auto" count the classes in a
+first pass. The per-class breakdown groups samples by their true class: the class index of
+multiclass targets (the arg-max of probability rows), the target value of integer-valued
+elementwise targets (0/1 labels, -1/+1); continuous targets have none.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+import fastloss as fl
+
+from . import _chunks
+
+MAX_CLASSES = 1_000  # more distinct integer targets than this: no per-class breakdown
+
+
+class ScoreError(Exception):
+    """Bad input: reported as one line, exit status 2."""
+
+
+# -- sources --------------------------------------------------------------------------------
+
+@dataclass
+class Source:
+    name: str  # the option it came from: "pred", "target", "sample_weight"
+    path: str
+    rows: Optional[int]  # None when unknown before reading (CSV)
+    chunks: Callable[[int], Iterator[np.ndarray]]  # at most n rows per chunk
+
+
+def _split_key(path: str):
+    base, sep, key = path.rpartition(":")
+    if sep and base.lower().endswith(".npz"):
+        return base, key
+    return path, None
+
+
+def open_source(path: str, name: str) -> Source:
+    path, key = _split_key(path)
+    if not os.path.exists(path):
+        raise ScoreError(f"--{name.replace('_', '-')}: no such file: {path}")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npy":
+            return _npy(np.load(path, mmap_mode="r"), path, name)
+        if ext == ".npz":
+            with np.load(path) as z:
+                if key is None:
+                    if len(z.files) != 1:
+                        raise ScoreError(f"--{name}: {path} holds {len(z.files)} arrays "
+                                         f"({', '.join(z.files)}); choose one as {path}:KEY")
+                    key = z.files[0]
+                if key not in z.files:
+                    raise ScoreError(f"--{name}: {path} has no array {key!r} "
+                                     f"(it has {', '.join(z.files)})")
+                return _npy(z[key], path, name)
+        if ext == ".csv":
+            return _csv(path, name)
+        if ext == ".parquet":
+            return _parquet(path, name)
+    except ScoreError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise ScoreError(f"--{name}: cannot read {path}: {exc}") from None
+    raise ScoreError(f"--{name}: unsupported file type {ext or '(none)'!r} of {path} "
+                     "(use .npy, .npz, .csv or .parquet)")
+
+
+def _npy(a: np.ndarray, path: str, name: str) -> Source:
+    if a.ndim == 0:
+        raise ScoreError(f"--{name}: {path} holds a scalar; need one row per sample")
+    if a.dtype.kind not in "biuf":
+        raise ScoreError(f"--{name}: {path} has dtype {a.dtype}; need real numbers")
+
+    def chunks(n: int) -> Iterator[np.ndarray]:
+        for i in range(0, a.shape[0], n):
+            yield np.asarray(a[i:i + n])  # a view of the memory map: read as the loss goes
+
+    return Source(name, path, int(a.shape[0]), chunks)
+
+
+def _csv(path: str, name: str) -> Source:
+    with open(path) as f:
+        first = f.readline()
+    try:
+        [float(x) for x in first.strip().split(",")]
+        header = False
+    except ValueError:
+        header = True
+
+    def chunks(n: int) -> Iterator[np.ndarray]:
+        with open(path) as f:
+            if header:
+                f.readline()
+            while True:
+                lines = [ln for ln in itertools.islice(f, n) if ln.strip()]
+                if not lines:
+                    return
+                try:
+                    a = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
+                except ValueError as exc:
+                    raise ScoreError(f"--{name}: {path}: {exc}") from None
+                yield a[:, 0] if a.shape[1] == 1 else a
+
+    return Source(name, path, None, chunks)
+
+
+def _parquet(path: str, name: str) -> Source:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ScoreError(f"--{name}: reading .parquet needs pyarrow "
+                         "(pip install 'fastloss[parquet]')") from None
+    pf = pq.ParquetFile(path)
+
+    def to_array(batch) -> np.ndarray:
+        cols = []
+        for col in batch.columns:
+            if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type):
+                flat = col.flatten().to_numpy(zero_copy_only=False)
+                cols.append(flat.reshape(len(col), -1))
+            else:
+                cols.append(col.to_numpy(zero_copy_only=False).reshape(-1, 1))
+        a = cols[0] if len(cols) == 1 else np.concatenate(cols, axis=1)
+        if a.dtype.kind not in "biuf":
+            raise ScoreError(f"--{name}: {path} has non-numeric columns")
+        return a[:, 0] if a.shape[1] == 1 else a
+
+    def chunks(n: int) -> Iterator[np.ndarray]:
+        for batch in pf.iter_batches(batch_size=n):
+            yield to_array(batch)
+
+    return Source(name, path, int(pf.metadata.num_rows), chunks)
+
+
+def aligned(sources, n: int) -> Iterator[tuple]:
+    """Chunks of every source side by side; a ScoreError when their row counts differ."""
+    its = [s.chunks(n) for s in sources]
+    seen = [0] * len(sources)
+    while True:
+        parts = [next(it, None) for it in its]
+        for i, p in enumerate(parts):
+            if p is not None:
+                seen[i] += p.shape[0]
+        if all(p is None for p in parts):
+            return
+        if any(p is None for p in parts) or len({p.shape[0] for p in parts}) > 1:
+            # Read on to report the full row counts.
+            for i, it in enumerate(its):
+                seen[i] += sum(c.shape[0] for c in it)
+            desc = ", ".join(f"{s.name} {k:,}" for s, k in zip(sources, seen))
+            raise ScoreError(f"the files have different numbers of rows: {desc}")
+        yield tuple(parts)
+
+
+# -- the computation ----------------------------------------------------------------------------
+
+def _target_for(loss, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Integer-valued float class indices (CSV, parquet) as int64 for row-wise losses."""
+    if loss.kind == "rowwise" and target.dtype.kind == "f" and target.ndim == pred.ndim - 1:
+        if not np.all(np.floor(target) == target):
+            raise ScoreError("target: class indices must be integers")
+        return target.astype(np.int64)
+    return target
+
+
+def _classes(loss, pred, target, ignore_index) -> Optional[np.ndarray]:
+    """The true class of every value of the chunk (flattened), or None when the targets are
+    not classes."""
+    if loss.kind == "rowwise":
+        if target.ndim == pred.ndim:  # probability rows
+            return np.argmax(target, axis=-1).ravel()
+        return target.ravel()
+    if target.dtype.kind in "biu":
+        c = target
+    elif np.all(np.floor(target) == target):
+        c = target.astype(np.int64)
+    else:
+        return None
+    return np.broadcast_to(c, np.broadcast_shapes(pred.shape, target.shape)).ravel()
+
+
+class _NpyWriter:
+    """Appends chunks to a .npy file whose length is known only at the end (CSV input)."""
+
+    HEADER = 128
+
+    def __init__(self, path: str):
+        self.path = path
+        self.f = open(path, "wb")
+        self.f.write(b"\0" * self.HEADER)
+        self.dtype = None
+        self.tail = None
+        self.rows = 0
+
+    def write(self, a: np.ndarray) -> None:
+        if self.dtype is None:
+            self.dtype, self.tail = a.dtype, a.shape[1:]
+        self.f.write(np.ascontiguousarray(a, dtype=self.dtype).tobytes())
+        self.rows += a.shape[0]
+
+    def close(self) -> None:
+        dtype = self.dtype if self.dtype is not None else np.dtype(np.float64)
+        shape = (self.rows,) + tuple(self.tail or ())
+        d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        text = repr(d).encode("latin1")
+        pad = self.HEADER - 10 - len(text) - 1
+        header = b"\x93NUMPY\x01\x00" + (self.HEADER - 10).to_bytes(2, "little") + text \
+            + b" " * pad + b"\n"
+        self.f.seek(0)
+        self.f.write(header)
+        self.f.close()
+
+
+def _parse_value(text: str):
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        v = json.loads(text)
+    except ValueError:
+        return text
+    return v if not isinstance(v, (list, dict)) else (
+        np.asarray(v, dtype=np.float64) if isinstance(v, list) else
+        {int(k): float(x) for k, x in v.items()})
+
+
+def parse_params(items) -> dict:
+    params = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ScoreError(f"--param: expected KEY=VALUE, got {item!r}")
+        params[key.strip()] = _parse_value(value)
+    return params
+
+
+def _progress(total, disable: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="rows", unit_scale=True, desc="scoring", file=sys.stderr,
+                disable=disable, dynamic_ncols=True)
+
+
+def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
+          sample_weight_path: Optional[str] = None, per_sample: Optional[str] = None,
+          chunk_rows: Optional[int] = None, progress: bool = True,
+          per_class: bool = True) -> dict:
+    if loss_name not in fl.losses:
+        raise ScoreError(f"--loss: unknown loss {loss_name!r}; `fastloss list` shows "
+                         f"{', '.join(sorted(fl.losses))}")
+    loss = fl.losses[loss_name]
+    if loss.kind not in ("elementwise", "rowwise"):
+        raise ScoreError(f"--loss: {loss_name} (kind {loss.kind!r}) is not supported by "
+                         "`fastloss score`")
+    params = dict(params or {})
+    for key in params:
+        if key not in loss.params:
+            raise ScoreError(f"--param: {loss_name} has no parameter {key!r} "
+                             f"(it has: {', '.join(loss.params) or 'none'})")
+    sources = [open_source(pred_path, "pred"), open_source(target_path, "target")]
+    if sample_weight_path is not None:
+        sources.append(open_source(sample_weight_path, "sample_weight"))
+    for s in sources[1:]:
+        if s.rows is not None and sources[0].rows is not None and s.rows != sources[0].rows:
+            raise ScoreError(f"the files have different numbers of rows: pred "
+                             f"{sources[0].rows:,}, {s.name} {s.rows:,}")
+    total_rows = sources[0].rows
+    if chunk_rows is None:
+        chunk_rows = _auto_chunk_rows(sources[0])
+    start = time.perf_counter()
+    ignore_index = _chunks.ignore_index_of(loss, params)
+
+    def parts():
+        for chunk in aligned(sources, chunk_rows):
+            pred, target = chunk[0], _target_for(loss, chunk[0], chunk[1])
+            yield pred, target, (chunk[2] if len(chunk) > 2 else None)
+
+    # First pass: class counts for class_weight / alpha = "balanced" or "auto".
+    n_counted = None
+    if _chunks.counted_params(loss, params):
+        counts = None
+        bar = _progress(total_rows, not progress)
+        for pred, target, sw in parts():
+            n_counted = _chunks.n_counted(loss, pred.shape[-1] if pred.ndim > 1 else 1)
+            c = _chunks.class_counts(loss, pred, target, sw, ignore_index, False, n_counted)
+            counts = c if counts is None else counts + c
+            if bar is not None:
+                bar.update(pred.shape[0])
+        if bar is not None:
+            bar.close()
+        if counts is None:
+            raise ScoreError("the files hold no rows")
+        params = _chunks.resolve_counted(loss, params, counts, n_counted, ignore_index)
+
+    total = 0.0
+    denom = 0.0
+    count = 0
+    want_classes = per_class
+    per_class: Optional[dict] = {} if want_classes else None
+    writer = None
+    out_dtype = None
+    if per_sample is not None:
+        writer = _NpyWriter(per_sample)
+    bar = _progress(total_rows, not progress)
+    cw = None
+    try:
+        for pred, target, sw in parts():
+            if cw is None:
+                n = _chunks.n_counted(loss, pred.shape[-1] if pred.ndim > 1 else 1)
+                cw = _chunks.class_weights_of(loss, params, n, ignore_index)
+                cw = False if cw is None else cw
+            if (per_class is not None and writer is None and sw is None and cw is False
+                    and loss.kind == "elementwise" and pred.shape == target.shape
+                    and _zero_one(target)):
+                # The common case, 0/1 labels without weights: two kernel passes that write
+                # nothing (the loss sum, and the sum over the positives with the labels as
+                # weights) instead of per-sample values.
+                try:
+                    s_all = float(loss(pred, target, reduction="sum", **params))
+                    s_pos = float(loss(pred, target, reduction="sum", sample_weight=target,
+                                       **params))
+                except (ValueError, TypeError) as exc:
+                    raise ScoreError(str(exc)) from None
+                n_pos = int(np.count_nonzero(target))
+                n_all = int(target.size)
+                total += s_all
+                denom += n_all
+                count += n_all
+                for c, (n_c, s_c) in ((0, (n_all - n_pos, s_all - s_pos)), (1, (n_pos, s_pos))):
+                    if n_c:
+                        prev = per_class.get(c, (0, 0.0, 0.0))
+                        per_class[c] = (prev[0] + n_c, prev[1] + s_c, prev[2] + n_c)
+                if bar is not None:
+                    bar.update(pred.shape[0])
+                continue
+            classes = _classes(loss, pred, target, ignore_index) if per_class is not None \
+                else None
+            if classes is None:
+                per_class = None
+            need_values = writer is not None or per_class is not None
+            weighted = sw is not None or cw is not False or loss.kind == "rowwise"
+            try:
+                if need_values:
+                    v = loss(pred, target, sample_weight=sw, **params)
+                    total += float(np.sum(v, dtype=np.float64))
+                else:
+                    v = None
+                    total += float(loss(pred, target, sample_weight=sw, reduction="sum",
+                                        **params))
+            except (ValueError, TypeError) as exc:
+                raise ScoreError(str(exc)) from None
+            w = None
+            if weighted or per_class is not None:
+                w = _chunks.effective_weights(loss.kind, pred, target, sw,
+                                              None if cw is False else cw, ignore_index, False)
+                denom += float(np.sum(w, dtype=np.float64))
+            else:
+                denom += float(np.prod(np.broadcast_shapes(pred.shape, target.shape)))
+            n_values = int(np.prod(v.shape)) if v is not None else int(
+                np.prod(np.broadcast_shapes(pred.shape, target.shape)) if loss.kind ==
+                "elementwise" else np.prod(pred.shape[:-1]))
+            count += n_values
+            if per_class is not None and loss.kind == "elementwise" and _is_binary(classes):
+                _add_binary(per_class, classes, np.asarray(v).ravel(),
+                            np.broadcast_to(w, np.shape(v)).ravel())
+            elif per_class is not None:
+                _add_classes(per_class, classes, np.asarray(v, dtype=np.float64).ravel(),
+                             np.broadcast_to(w, np.shape(v)).ravel(), ignore_index
+                             if loss.kind == "rowwise" else None)
+                if len(per_class) > MAX_CLASSES:
+                    per_class = None
+            if writer is not None:
+                writer.write(np.asarray(v))
+                out_dtype = v.dtype
+            if bar is not None:
+                bar.update(pred.shape[0])
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    if count == 0:
+        raise ScoreError("the files hold no rows")
+    mean = total / denom if denom != 0 else math.nan
+    seconds = time.perf_counter() - start
+    result = {
+        "loss": loss_name,
+        "params": {k: _jsonable(v) for k, v in params.items()},
+        "mean": mean,
+        "sum": total,
+        "count": count,
+        "per_class": None,
+        "seconds": seconds,
+    }
+    if per_class is not None:
+        result["per_class"] = {
+            str(c): {"count": int(n), "sum": s, "mean": (s / ws if ws != 0 else math.nan)}
+            for c, (n, s, ws) in sorted(per_class.items())}
+    if per_sample is not None:
+        result["per_sample"] = {"path": per_sample, "dtype": str(out_dtype)}
+    return result
+
+
+CHUNK_ELEMENTS = 1 << 24  # default chunk: 16 Mi prediction values (64 MB of float32)
+
+
+def _auto_chunk_rows(pred: Source) -> int:
+    """Rows per chunk for CHUNK_ELEMENTS prediction values: large enough that the per-call
+    cost (threads woken, results combined) is small next to the work, small enough to bound
+    memory."""
+    per_row = 1
+    for first in pred.chunks(1):
+        per_row = max(1, int(np.prod(first.shape[1:])))
+        break
+    return max(1, CHUNK_ELEMENTS // per_row)
+
+
+def _zero_one(target) -> bool:
+    """Whether every target is exactly 0 or 1 (no allocation beyond one boolean mask)."""
+    if target.size == 0:
+        return False
+    if target.dtype.kind == "b":
+        return True
+    if target.dtype.kind not in "iuf" or target.min() < 0 or target.max() > 1:
+        return False
+    return np.count_nonzero(target) == np.count_nonzero(target == 1)
+
+
+def _is_binary(classes) -> bool:
+    return classes.size > 0 and int(classes.min()) >= 0 and int(classes.max()) <= 1
+
+
+def _add_binary(acc: dict, classes, values, weights) -> None:
+    """Per-class sums of 0/1 classes as dot products (one fused pass each)."""
+    t = classes.astype(values.dtype, copy=False)
+    n1 = int(np.count_nonzero(classes))
+    s_all = float(np.sum(values, dtype=np.float64))
+    s1 = float(np.dot(values.astype(np.float64, copy=False), t.astype(np.float64, copy=False)))
+    w_all = float(np.sum(weights, dtype=np.float64))
+    w1 = float(np.dot(weights, t.astype(np.float64, copy=False)))
+    for c, (n, s_, w_) in ((0, (classes.size - n1, s_all - s1, w_all - w1)), (1, (n1, s1, w1))):
+        if n:
+            prev = acc.get(c, (0, 0.0, 0.0))
+            acc[c] = (prev[0] + n, prev[1] + s_, prev[2] + w_)
+
+
+def _add_classes(acc: dict, classes, values, weights, ignore_index) -> None:
+    if ignore_index is not None:
+        keep = classes != ignore_index
+        classes, values, weights = classes[keep], values[keep], weights[keep]
+    if classes.size == 0:
+        return
+    lo = int(classes.min())
+    idx = classes.astype(np.int64) - lo
+    n = np.bincount(idx)
+    s = np.bincount(idx, weights=values)
+    ws = np.bincount(idx, weights=weights)
+    for i in np.flatnonzero(n):
+        c = int(i) + lo
+        prev = acc.get(c, (0, 0.0, 0.0))
+        acc[c] = (prev[0] + int(n[i]), prev[1] + float(s[i]), prev[2] + float(ws[i]))
+
+
+def _jsonable(v):
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return v
+
+
+def _finite_or_none(x):
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def to_json(result: dict) -> str:
+    def clean(o):
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [clean(v) for v in o]
+        return _finite_or_none(o)
+
+    return json.dumps(clean(result), allow_nan=False)
+
+
+def to_text(result: dict) -> str:
+    lines = [f"loss   {result['loss']}"]
+    if result["params"]:
+        lines.append("params " + ", ".join(f"{k}={v}" for k, v in result["params"].items()))
+    lines += [f"count  {result['count']:,}", f"sum    {result['sum']:.10g}",
+              f"mean   {result['mean']:.10g}"]
+    pc = result["per_class"]
+    if pc:
+        lines.append("per class (true class: count, mean loss):")
+        width = max(len(c) for c in pc)
+        for c, d in pc.items():
+            lines.append(f"  {c:>{width}}  {d['count']:>14,}  {d['mean']:.10g}")
+    lines.append(f"time   {result['seconds']:.3f} s "
+                 f"({result['count'] / max(result['seconds'], 1e-9) / 1e6:.1f} M values/s)")
+    if "per_sample" in result:
+        lines.append(f"per-sample losses written to {result['per_sample']['path']}")
+    return "\n".join(lines)
+
+
+def list_losses() -> list:
+    out = []
+    for name, loss in fl.losses.items():
+        out.append({"name": name, "family": loss.family, "kind": loss.kind,
+                    "params": {k: _jsonable(v) for k, v in loss.params.items()},
+                    "formula": loss.formula})
+    return out

@@ -1,0 +1,173 @@
+"""fastloss losses for PyTorch CPU tensors, with autograd.
+
+``fastloss.torch.<loss>(input, target, **params)`` is the functional form and
+``fastloss.torch.<CamelName>(**params)`` (e.g. ``SigmoidCrossEntropy``) the ``nn.Module``;
+``fastloss.torch.Module("name", **params)`` builds the module of any registered loss.
+
+The forward pass hands the tensors' memory to the kernels through NumPy (no copy for CPU
+tensors of float32/float64) and computes the value and the gradient in one fused pass when
+``input`` requires a gradient; the backward pass only scales that stored gradient by the
+incoming one. Only ``input`` (the first argument) is differentiated.
+
+**Decision**: ``reduction`` defaults to ``"mean"`` here, as in ``torch.nn`` losses (the NumPy
+API defaults to ``"none"``). Sample weights, class weights and every loss parameter work as in
+the NumPy API; tensors given as parameters (``class_weight``, ``pos_weight``) are read as
+arrays. float16 and bfloat16 inputs are computed in float32 and the result cast back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as _torch
+
+import fastloss as _fl
+
+from ._loss import Loss
+
+SUPPORTED_KINDS = ("elementwise", "rowwise")
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _check_loss(loss: Loss) -> None:
+    if loss.kind not in SUPPORTED_KINDS:
+        raise ValueError(f"fastloss.torch supports elementwise and row-wise losses; {loss.name} "
+                         f"is of kind {loss.kind!r}")
+
+
+def _array(t, name: str) -> Any:
+    """A CPU tensor as a NumPy array sharing its memory (float16/bfloat16 as float32)."""
+    if not isinstance(t, _torch.Tensor):
+        return t
+    if t.device.type != "cpu":
+        raise ValueError(f"{name} is on {t.device}; fastloss.torch computes on CPU tensors")
+    if t.is_complex():
+        raise TypeError(f"{name} must be real, got {t.dtype}")
+    t = t.detach()
+    if t.dtype in (_torch.float16, _torch.bfloat16):
+        t = t.to(_torch.float32)
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    return t.numpy()
+
+
+def _params(params: dict) -> dict:
+    return {k: (_array(v, k) if isinstance(v, _torch.Tensor) else v) for k, v in params.items()}
+
+
+class _LossFunction(_torch.autograd.Function):
+    """forward: the loss (and, when needed, its gradient in the same pass); backward: the
+    stored gradient times the incoming one."""
+
+    @staticmethod
+    def forward(ctx, input, target, sample_weight, loss, reduction, nan_policy, params):
+        x = _array(input, "input")
+        t = _array(target, "target")
+        w = _array(sample_weight, "sample_weight")
+        kw = dict(reduction=reduction, sample_weight=w, nan_policy=nan_policy, **params)
+        ctx.input_shape = None
+        if reduction == "none" and loss.kind == "elementwise" and ctx.needs_input_grad[0]:
+            full = np.broadcast_shapes(np.shape(x), np.shape(t))
+            if w is not None:
+                full = np.broadcast_shapes(full, np.shape(w))
+            if full != np.shape(x):
+                # A broadcast input with per-element outputs: keep one gradient per output
+                # element (a stride-0 view, not a copy) and sum it after scaling in backward.
+                ctx.input_shape = input.shape
+                x = np.broadcast_to(x, full)
+        if ctx.needs_input_grad[0]:
+            value, grad = loss.value_and_grad(x, t, **kw)
+            ctx.save_for_backward(_torch.from_numpy(np.ascontiguousarray(grad)))
+        else:
+            value = loss(x, t, **kw)
+        ctx.rowwise = loss.kind == "rowwise" and reduction == "none"
+        if reduction == "none":
+            out = _torch.from_numpy(value)
+        else:
+            out = _torch.tensor(float(value), dtype=_torch.float64)
+        return out.to(input.dtype) if input.dtype.is_floating_point else out
+
+    @staticmethod
+    @_torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        go = grad_output.to(grad.dtype)
+        if ctx.rowwise:
+            go = go.unsqueeze(-1)  # one value per row, one gradient per logit
+        g = grad * go
+        if ctx.input_shape is not None:
+            g = g.sum_to_size(ctx.input_shape)
+        return g, None, None, None, None, None, None
+
+
+def _apply(loss: Loss, input, target, sample_weight, reduction, nan_policy, params):
+    _check_loss(loss)
+    if not isinstance(input, _torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    for name, t in (("target", target), ("sample_weight", sample_weight)):
+        if isinstance(t, _torch.Tensor) and t.requires_grad:
+            raise ValueError(f"{name} requires grad, but fastloss.torch differentiates the first "
+                             "argument (input) only; detach it")
+    out = _LossFunction.apply(input, target, sample_weight, loss, reduction, nan_policy,
+                              _params(params))
+    return out
+
+
+class Module(_torch.nn.Module):
+    """The ``nn.Module`` of a fastloss loss: ``Module("huber", delta=0.5)(input, target)``."""
+
+    def __init__(self, loss, *, reduction: str = "mean", nan_policy: str = "propagate",
+                 **params):
+        super().__init__()
+        if isinstance(loss, str):
+            if loss not in _fl.losses:
+                raise ValueError(f"loss: unknown loss {loss!r}")
+            loss = _fl.losses[loss]
+        _check_loss(loss)
+        self.loss = loss
+        self.reduction = reduction
+        self.nan_policy = nan_policy
+        self.params = params
+        for key in params:
+            if key not in loss.params:
+                raise TypeError(f"{loss.name}() got an unexpected keyword argument {key!r}")
+
+    def forward(self, input, target, sample_weight=None):
+        return _apply(self.loss, input, target, sample_weight, self.reduction, self.nan_policy,
+                      self.params)
+
+    def extra_repr(self) -> str:
+        ps = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.loss.name}, reduction={self.reduction!r}" + (f", {ps}" if ps else "")
+
+
+def _functional(loss: Loss):
+    def fn(input, target, *, reduction: str = "mean", sample_weight=None,
+           nan_policy: str = "propagate", **params):
+        return _apply(loss, input, target, sample_weight, reduction, nan_policy, params)
+
+    fn.__name__ = fn.__qualname__ = loss.name
+    fn.__doc__ = (f"{loss.name} of CPU tensors with autograd (reduction='mean' by default); "
+                  f"see fastloss.{loss.name}.\n\n{loss.__doc__}")
+    return fn
+
+
+def _module_class(loss: Loss):
+    def __init__(self, *, reduction: str = "mean", nan_policy: str = "propagate", **params):
+        Module.__init__(self, loss, reduction=reduction, nan_policy=nan_policy, **params)
+
+    return type(_camel(loss.name), (Module,), {
+        "__init__": __init__, "__module__": __name__,
+        "__doc__": f"nn.Module of fastloss.{loss.name} (reduction='mean' by default)."})
+
+
+losses = {name: _functional(loss) for name, loss in _fl.losses.items()}
+"""Every registered loss as an autograd-aware function of tensors, by name."""
+_MODULES = {_camel(name): _module_class(loss) for name, loss in _fl.losses.items()}
+globals().update(losses)
+globals().update(_MODULES)
+__all__ = ["Module", "losses", "SUPPORTED_KINDS", *sorted(losses), *sorted(_MODULES)]

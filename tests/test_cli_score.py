@@ -1,0 +1,191 @@
+"""`fastloss score` and `fastloss list` through subprocess, on real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "fastloss", *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def score_json(*args):
+    out = run("score", "--json", "--no-progress", *args).stdout
+    return json.loads(out)
+
+
+@pytest.fixture
+def binary_files(tmp_path, rng):
+    n = 10_007
+    pred = rng.normal(size=n).astype(np.float32)
+    target = (rng.random(n) < 0.2).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, n)
+    np.save(tmp_path / "pred.npy", pred)
+    np.save(tmp_path / "target.npy", target)
+    np.save(tmp_path / "w.npy", w)
+    return tmp_path, pred, target, w
+
+
+def test_npy_binary_with_weights_and_per_class(binary_files):
+    d, pred, target, w = binary_files
+    res = score_json("--loss", "sigmoid_cross_entropy", "--pred", str(d / "pred.npy"),
+                     "--target", str(d / "target.npy"), "--sample-weight", str(d / "w.npy"),
+                     "--param", "pos_weight=2.5", "--chunk-rows", "999")
+    kw = dict(sample_weight=w, pos_weight=2.5)
+    assert res["loss"] == "sigmoid_cross_entropy" and res["count"] == pred.size
+    assert res["mean"] == pytest.approx(float(fl.sigmoid_cross_entropy(pred, target,
+                                                                       reduction="mean", **kw)),
+                                        rel=1e-12)
+    assert res["sum"] == pytest.approx(float(fl.sigmoid_cross_entropy(pred, target,
+                                                                      reduction="sum", **kw)),
+                                       rel=1e-12)
+    values = fl.sigmoid_cross_entropy(pred, target, **kw).astype(np.float64)
+    for c in (0, 1):
+        sel = target == c
+        got = res["per_class"][str(c)]
+        assert got["count"] == int(sel.sum())
+        assert got["mean"] == pytest.approx(values[sel].sum() / w[sel].sum(), rel=1e-9)
+
+
+def test_no_per_class(binary_files):
+    d, pred, target, _ = binary_files
+    res = score_json("--loss", "sigmoid_focal", "--pred", str(d / "pred.npy"), "--target",
+                     str(d / "target.npy"), "--no-per-class", "--param", "gamma=0.5")
+    assert res["per_class"] is None
+    assert res["mean"] == pytest.approx(float(fl.sigmoid_focal(pred, target, gamma=0.5,
+                                                               reduction="mean")), rel=1e-12)
+
+
+def test_class_weight_balanced_counts_the_whole_file(binary_files):
+    d, pred, target, _ = binary_files
+    res = score_json("--loss", "sigmoid_cross_entropy", "--pred", str(d / "pred.npy"),
+                     "--target", str(d / "target.npy"), "--class-weight", "balanced",
+                     "--chunk-rows", "500")
+    want = fl.sigmoid_cross_entropy(pred, target, reduction="mean", class_weight="balanced")
+    assert res["mean"] == pytest.approx(float(want), rel=1e-12)
+    np.testing.assert_allclose(res["params"]["class_weight"],
+                               fl.class_weight(target.astype(int), "balanced"), rtol=1e-12)
+
+
+def test_multiclass_csv_npz_parquet_and_per_sample(tmp_path, rng):
+    n, k = 3_001, 5
+    logits = rng.normal(size=(n, k))
+    y = rng.integers(0, k, n)
+    np.savez(tmp_path / "logits.npz", logits=logits, other=np.zeros(3))
+    np.savetxt(tmp_path / "y.csv", y, fmt="%d", header="label", comments="")
+    out = tmp_path / "per_sample.npy"
+    res = score_json("--loss", "softmax_cross_entropy", "--pred",
+                     f"{tmp_path / 'logits.npz'}:logits", "--target", str(tmp_path / "y.csv"),
+                     "--param", "label_smoothing=0.1", "--param", "class_weight=[1,2,1,1,3]",
+                     "--per-sample", str(out), "--chunk-rows", "700")
+    kw = dict(label_smoothing=0.1, class_weight=np.array([1.0, 2, 1, 1, 3]))
+    assert res["mean"] == pytest.approx(float(fl.softmax_cross_entropy(logits, y,
+                                                                       reduction="mean", **kw)),
+                                        rel=1e-12)
+    per = np.load(out)
+    np.testing.assert_array_equal(per, fl.softmax_cross_entropy(logits, y, **kw))
+    assert sum(v["count"] for v in res["per_class"].values()) == n
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({f"c{j}": logits[:, j] for j in range(k)}), tmp_path / "x.parquet",
+                   row_group_size=1_000)
+    pq.write_table(pa.table({"y": y}), tmp_path / "y.parquet")
+    res2 = score_json("--loss", "softmax_cross_entropy", "--pred", str(tmp_path / "x.parquet"),
+                      "--target", str(tmp_path / "y.parquet"), "--param", "label_smoothing=0.1",
+                      "--param", "class_weight=[1,2,1,1,3]", "--chunk-rows", "800")
+    assert res2["mean"] == pytest.approx(res["mean"], rel=1e-12)
+    for c, v in res["per_class"].items():
+        assert res2["per_class"][c]["count"] == v["count"]
+        assert res2["per_class"][c]["mean"] == pytest.approx(v["mean"], rel=1e-12)
+
+
+def test_regression_has_no_per_class_and_text_output(tmp_path, rng):
+    pred, target = rng.normal(size=5_000), rng.normal(size=5_000)
+    np.save(tmp_path / "p.npy", pred)
+    np.savetxt(tmp_path / "t.csv", target, delimiter=",")
+    res = score_json("--loss", "huber", "--pred", str(tmp_path / "p.npy"), "--target",
+                     str(tmp_path / "t.csv"), "--param", "delta=0.5")
+    assert res["per_class"] is None
+    assert res["mean"] == pytest.approx(float(fl.huber(pred, target, delta=0.5,
+                                                       reduction="mean")), rel=1e-12)
+    proc = run("score", "--loss", "huber", "--pred", str(tmp_path / "p.npy"), "--target",
+               str(tmp_path / "t.csv"))
+    assert "mean" in proc.stdout and "count  5,000" in proc.stdout
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return
+    assert "rows" in proc.stderr and "100%" in proc.stderr  # the progress bar, on stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loss", "huber", "--pred", "MISSING.npy", "--target", "t.npy"], "no such file"),
+    (["--loss", "hubr", "--pred", "p.npy", "--target", "t.npy"], "unknown loss 'hubr'"),
+    (["--loss", "huber", "--pred", "p.npy", "--target", "t.npy", "--param", "delt=1"],
+     "no parameter 'delt'"),
+    (["--loss", "huber", "--pred", "p.npy", "--target", "t.npy", "--param", "delta"],
+     "KEY=VALUE"),
+    (["--loss", "huber", "--pred", "p.npy", "--target", "short.npy"], "different numbers of rows"),
+    (["--loss", "huber", "--pred", "p.npy", "--target", "wide.npy"], "broadcast|shape"),
+    (["--loss", "huber", "--pred", "p.npy", "--target", "t.npy", "--param", "delta=-1"],
+     "delta"),
+    (["--loss", "softmax_cross_entropy", "--pred", "wide.npy", "--target", "bad_labels.npy"],
+     "class index 7"),
+    (["--loss", "huber", "--pred", "p.txt", "--target", "t.npy"], "unsupported file type"),
+])
+def test_bad_input_one_line_and_nonzero_exit(tmp_path, args, message):
+    np.save(tmp_path / "p.npy", np.zeros(100))
+    np.save(tmp_path / "t.npy", np.zeros(100))
+    np.save(tmp_path / "short.npy", np.zeros(99))
+    np.save(tmp_path / "wide.npy", np.zeros((100, 3)))
+    np.save(tmp_path / "bad_labels.npy", np.full(100, 7))
+    (tmp_path / "p.txt").write_text("1\n")
+    args = [str(tmp_path / a) if a.endswith((".npy", ".txt")) else a for a in args]
+    proc = run("score", "--no-progress", *args, check=False)
+    assert proc.returncode == 2
+    import re
+
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("fastloss score: error:")
+    assert re.search(message, lines[0]), lines[0]
+
+
+def test_csv_and_npy_give_the_same_result(tmp_path, rng):
+    pred = rng.normal(size=(2_000, 2))  # multi-label: two labels per sample
+    target = (rng.random((2_000, 2)) < 0.3).astype(np.float64)
+    np.save(tmp_path / "p.npy", pred)
+    np.savetxt(tmp_path / "p.csv", pred, delimiter=",", header="a,b", comments="")
+    np.savetxt(tmp_path / "t.csv", target, delimiter=",", fmt="%d")
+    a = score_json("--loss", "sigmoid_cross_entropy", "--pred", str(tmp_path / "p.npy"),
+                   "--target", str(tmp_path / "t.csv"), "--chunk-rows", "333")
+    b = score_json("--loss", "sigmoid_cross_entropy", "--pred", str(tmp_path / "p.csv"),
+                   "--target", str(tmp_path / "t.csv"))
+    assert a["count"] == b["count"] == pred.size
+    assert a["mean"] == pytest.approx(float(fl.sigmoid_cross_entropy(pred, target,
+                                                                     reduction="mean")),
+                                      rel=1e-12)
+    assert b["mean"] == pytest.approx(a["mean"], rel=1e-12)
+
+
+def test_list_prints_every_loss():
+    out = run("list").stdout
+    for name, loss in fl.losses.items():
+        assert name in out
+        assert loss.formula in out
+    entries = json.loads(run("list", "--json").stdout)
+    assert [e["name"] for e in entries] == list(fl.losses)
+    huber = next(e for e in entries if e["name"] == "huber")
+    assert huber["params"] == {"delta": 1.0}
