@@ -36,9 +36,8 @@ for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # they slow NumPy down; 
     os.environ.pop(_var, None)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import numpy as np  # noqa: E402
-
-import fastloss as fl  # noqa: E402
+import fastloss as fl
+import numpy as np
 
 ALL_PEERS = ("numpy", "numba", "torch", "jax")
 N_GROUPS, GROUP = 10_000, 100
@@ -387,8 +386,8 @@ def main(argv=None) -> int:
                 finally:
                     fl._set_isa(prev)
                 fl_times[isa] = t
-                row = dict(case=case, threads=threads, impl=f"fastloss[{isa}]", time=t,
-                           ns_per_unit=t / units * 1e9, unit=un, shape=list(a.shape))
+                row = {"case": case, "threads": threads, "impl": f"fastloss[{isa}]", "time": t,
+                           "ns_per_unit": t / units * 1e9, "unit": un, "shape": list(a.shape)}
                 gbs = pct = ""
                 if kind:
                     row.update(gbs=nbytes / t / 1e9, pct_bw=100 * nbytes / t / 1e9 / bw,
@@ -410,8 +409,8 @@ def main(argv=None) -> int:
                     atol=1e-5 * (scale if case != "pairwise" else 1.0)))
                 t = median_time(fn, args.repeat)
                 best_peer = t if best_peer is None else min(best_peer, t)
-                row = dict(case=case, threads=threads, impl=name, time=t,
-                           ns_per_unit=t / units * 1e9, unit=un, speedup=t / best_fl, checked=ok)
+                row = {"case": case, "threads": threads, "impl": name, "time": t,
+                           "ns_per_unit": t / units * 1e9, "unit": un, "speedup": t / best_fl, "checked": ok}
                 results.append(row)
                 flag = "" if ok else "  (result differs!)"
                 print(f"{case:<12}{threads:>4}  {name:<16}{t * 1e3:>10.2f}{row['ns_per_unit']:>10.3f}"
@@ -419,9 +418,9 @@ def main(argv=None) -> int:
             if best_peer is not None:
                 print(f"{'':<16}fastest peer {best_peer * 1e3:.2f} ms -> fastloss "
                       f"{best_peer / best_fl:.1f}x")
-                results.append(dict(case=case, threads=threads, impl="summary",
-                                    fastest_peer=best_peer, fastloss=best_fl,
-                                    speedup_vs_fastest=best_peer / best_fl))
+                results.append({"case": case, "threads": threads, "impl": "summary",
+                                    "fastest_peer": best_peer, "fastloss": best_fl,
+                                    "speedup_vs_fastest": best_peer / best_fl})
         del a, b
     print(f"\nload {os.getloadavg()[0]:.2f} at the end")
     if args.json:

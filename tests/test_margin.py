@@ -187,7 +187,7 @@ def test_margin_ranking_matrix(dtype, reduction, weighted_, n, isa, rng):
     first = None
     for nt in THREADS:
         with fl.threads(nt):
-            kw = dict(margin=margin, reduction=reduction, sample_weight=w)
+            kw = {"margin": margin, "reduction": reduction, "sample_weight": w}
             v = fl.margin_ranking(x1, x2, y, **kw)
             v2, (g1, g2) = fl.margin_ranking.value_and_grad(x1, x2, y, **kw)
             (h1g, h2g), (h1, h2) = fl.margin_ranking.grad_hess(x1, x2, y, hessian="clip", **kw)
@@ -222,7 +222,7 @@ def test_margin_ranking_broadcast_and_out(rng):
     # out= pairs, written in place when nothing is broadcast.
     x2f = np.broadcast_to(x2, (4, 5)).copy()
     o1, o2 = np.empty((4, 5)), np.empty((4, 5))
-    v, (a, b) = fl.margin_ranking.value_and_grad(x1, x2f, y, grad_out=(o1, o2), margin=0.1)
+    _v, (a, b) = fl.margin_ranking.value_and_grad(x1, x2f, y, grad_out=(o1, o2), margin=0.1)
     assert a is o1 and b is o2
     assert_close(o2, r2, 1e-12)
     with pytest.raises(TypeError, match="grad_out"):
@@ -243,7 +243,7 @@ def test_margin_ranking_finite_differences(rng):
     keep = np.abs(0.2 - y * (x1 - x2)) > 1e-3
     x1, x2, y = x1[keep], x2[keep], y[keep]
     w = rng.uniform(0.5, 2, x1.size)
-    kw = dict(margin=0.2, reduction="mean", sample_weight=w)
+    kw = {"margin": 0.2, "reduction": "mean", "sample_weight": w}
     g1, g2 = fl.margin_ranking.grad(x1, x2, y, **kw)
     for i in range(0, x1.size, 37):
         def f1(t, i=i):
@@ -456,7 +456,7 @@ def test_crcnn_hand_values_and_predict():
     s = np.array([[3.0, 1.0, -1.0], [0.5, 2.0, 1.0]])
     y = np.array([0, 2])
     v = fl.crcnn_ranking(s, y)
-    sp = lambda a: np.log1p(np.exp(a))  # noqa: E731
+    sp = lambda a: np.log1p(np.exp(a))
     assert v.tolist() == pytest.approx([sp(2 * (2.5 - 3)) + sp(2 * (0.5 + 1)),
                                         sp(2 * (2.5 - 1)) + sp(2 * (0.5 + 2))])
     v = fl.crcnn_ranking(s, np.array([1, 0]), other_class=0)
@@ -574,7 +574,7 @@ def test_multilabel_hand_values_and_integer_targets():
 
 def test_multilabel_finite_differences(rng):
     s, t = multilabel_data(rng, 12, 9, np.float64, soft=True)
-    kw = dict(reduction="mean", sample_weight=rng.uniform(0.5, 2, 12))
+    kw = {"reduction": "mean", "sample_weight": rng.uniform(0.5, 2, 12)}
     g, h = fl.multilabel_softmax_cross_entropy.grad_hess(s, t, **kw)
     for i in range(12):
         for j in range(9):

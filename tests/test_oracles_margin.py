@@ -66,7 +66,7 @@ def test_weston_watkins_vs_torch_multi_margin_loss(reduction, p, weighted):
         st, torch.tensor(y), p=p, margin=0.5, reduction=reduction,
         weight=None if c is None else torch.tensor(c))
     want.sum().backward()
-    kw = dict(kind="weston_watkins", p=p, margin=0.5, class_weight=c, reduction=reduction)
+    kw = {"kind": "weston_watkins", "p": p, "margin": 0.5, "class_weight": c, "reduction": reduction}
     v, g = fl.multiclass_hinge.value_and_grad(s, y, **kw)
     if reduction == "mean" and weighted:
         # PyTorch's weighted mean divides by N; fastloss's by the sum of the class weights

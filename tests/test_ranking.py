@@ -143,7 +143,7 @@ def test_pairwise_hand_values():
     s = np.array([2.0, 1.0, 0.0])
     r = np.array([2, 0, 1])
     # Pairs (0 > 1), (0 > 2), (2 > 1): d = 1, 2, -1.
-    sp = lambda d: np.log1p(np.exp(-d))  # noqa: E731
+    sp = lambda d: np.log1p(np.exp(-d))
     v = fl.pairwise_logistic(s, r)
     assert v.tolist() == pytest.approx([sp(1) + sp(2) + sp(-1)])
     v = fl.pairwise_hinge(s, r, margin=1.5)
@@ -181,8 +181,8 @@ def test_pairwise_finite_differences(name, reduction, rng):
     loss = fl.losses[name]
     sizes = [6, 1, 9, 4]
     s, r = ranking_data(rng, sizes, np.float64)
-    kw = dict(group=sizes, reduction=reduction, sample_weight=rng.uniform(0.5, 2, 4),
-              pair_weight="relevance_difference")
+    kw = {"group": sizes, "reduction": reduction, "sample_weight": rng.uniform(0.5, 2, 4),
+              "pair_weight": "relevance_difference"}
     if name == "pairwise_hinge":
         kw["margin"] = 0.5
     g, h = loss.grad_hess(s, r, **kw)

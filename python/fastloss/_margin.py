@@ -312,7 +312,7 @@ _MLSCE_PARAMS = {"mask": None}
 
 def _prepare_multilabel(logits, target, sample_weight, params, omit_nan=False):
     check_keys("multilabel_softmax_cross_entropy", params, _MLSCE_PARAMS)
-    k = _scores_ndim(logits)
+    _scores_ndim(logits)
     t = target if isinstance(target, np.ndarray) else np.asarray(target)
     if t.dtype.kind not in "biuf":
         raise TypeError(f"target must be a real array of 0/1 labels or probabilities, got dtype "
@@ -349,7 +349,7 @@ def _prepare_multilabel(logits, target, sample_weight, params, omit_nan=False):
 
 
 multilabel_softmax_cross_entropy = Loss(
-    "multilabel_softmax_cross_entropy", family="multiclass", kind="rowwise",
+    "multilabel_softmax_cross_entropy", family="multilabel", kind="rowwise",
     kernel_id=_ROW_IDS["multilabel_softmax_cross_entropy"], params=_MLSCE_PARAMS,
     prepare=_prepare_multilabel, has_fisher=False, hessians=_PIECEWISE_HESSIANS,
     arg_names=("scores", "target"),
