@@ -64,6 +64,8 @@ def rowwise(
     hess_floor: float,
     hess_factor: float,
     nan_policy: int,
+    class_aux: Optional[np.ndarray] = ...,
+    class_aux_name: str = ...,
 ) -> Tuple[object, Optional[np.ndarray], Optional[np.ndarray]]: ...
 def pairwise(
     loss: int,

@@ -159,12 +159,16 @@ class Loss:
         floor = finite_param(hess_floor, "hess_floor") if code == 1 else 0.0
         if not isinstance(logits, np.ndarray):
             logits = np.asarray(logits)
+        # prepare -> (values, class_weight, ignore_index[, (class_aux, class_aux_name)
+        # [, target]]): class_aux is a per-class parameter array of the loss (e.g.
+        # softmax_focal's alpha); a loss may also hand the kernels a converted target
+        # (multilabel_softmax_cross_entropy folds its mask into the target).
         prepared = self._prepare(logits, target, sample_weight, params, omit_nan=nan == 2)
-        # (values, class weights, ignore_index[, target]): a loss may hand the kernels a
-        # converted target (multilabel_softmax_cross_entropy's mask folded into it).
         values, class_w, ignore_index = prepared[:3]
-        if len(prepared) > 3:
-            target = prepared[3]
+        aux = prepared[3] if len(prepared) > 3 else None
+        class_aux, class_aux_name = aux if aux is not None else (None, "class_aux")
+        if len(prepared) > 4:
+            target = prepared[4]
         if code in (4, 5) and not bool(params.get("from_logits", True)):
             raise ValueError(f"hessian={hessian!r} is a convention for logits; "
                              "it is not defined with from_logits=False")
@@ -176,10 +180,11 @@ class Loss:
             if k < 2:
                 raise ValueError("hessian='lightgbm' needs at least 2 classes")
             factor = k / (k - 1.0)
-        policy = {1: 1, 3: 3}.get(code, 0)  # "abs" equals "exact" here: h >= 0
+        policy = code if code <= 3 else 0  # the GBDT conventions are exact x hess_factor
         v, g, h = _core.rowwise(self._kernel_id, logits, target, sample_weight, class_w,
                                 ignore_index, values, red, want, out, grad_out, grad_name,
-                                hess_out, policy, floor, factor, nan)
+                                hess_out, policy, floor, factor, nan, class_aux,
+                                class_aux_name)
         if red and v is not None:
             v = np.float64(v)
         return v, g, h

@@ -345,7 +345,7 @@ def _prepare_multilabel(logits, target, sample_weight, params, omit_nan=False):
                                  f"at index {where}")
         # An absent class is a target of -1 for the kernels.
         t = np.where(mk, t, cdt.type(-1))
-    return [0.0] * 7, class_w, None, t
+    return [0.0] * 7, class_w, None, None, t
 
 
 multilabel_softmax_cross_entropy = Loss(

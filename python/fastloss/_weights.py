@@ -72,8 +72,8 @@ class ClassCounts:
         return _weights_from_counts(self.counts, mode, self.ignore_index)
 
 
-def _weights_from_counts(counts: np.ndarray, mode: str, ignore_index: Optional[int] = None
-                         ) -> np.ndarray:
+def _weights_from_counts(counts: np.ndarray, mode: str, ignore_index: Optional[int] = None,
+                         name: str = "class_weight") -> np.ndarray:
     """Weights from class counts. A class equal to ignore_index is left out (weight 0, not
     counted in n_classes): its samples never reach the loss."""
     counts = np.asarray(counts, dtype=np.float64)
@@ -82,10 +82,10 @@ def _weights_from_counts(counts: np.ndarray, mode: str, ignore_index: Optional[i
         live[ignore_index] = False
     k = int(live.sum())
     if k == 0:
-        raise ValueError("class_weight: no labels seen")
+        raise ValueError(f"{name}: no labels seen")
     empty = np.flatnonzero(live & ~(counts > 0))
     if empty.size:
-        raise ValueError(f"class_weight={mode!r} is undefined: class {int(empty[0])} has no samples")
+        raise ValueError(f"{name}={mode!r} is undefined: class {int(empty[0])} has no samples")
     w = np.zeros(counts.size)
     c = counts[live]
     if mode == "balanced":
@@ -123,7 +123,7 @@ def resolve_class_weight(spec: Any, n_classes: int, *, counts=None, name: str = 
     if isinstance(spec, str):
         if spec not in _MODES:
             raise ValueError(f"{name} must be None, 'balanced', 'auto', a dict or an array; got {spec!r}")
-        return _weights_from_counts(counts(), spec, ignore_index)
+        return _weights_from_counts(counts(), spec, ignore_index, name)
     if isinstance(spec, Mapping):
         w = np.ones(n_classes, dtype=np.float64)
         for key, value in spec.items():

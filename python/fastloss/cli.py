@@ -116,6 +116,39 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------
+# fastloss plot
+# --------------------------------------------------------------------------
+
+
+def _plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "figure", choices=("focal", "power"),
+        help="focal: loss against p_t for cross-entropy and focal loss (gamma 0, 0.5, 1, 2, 5); "
+        "power: how p^n moves the decision threshold, and its loss",
+    )
+    parser.add_argument(
+        "-o", "--output", default=None, metavar="FILE",
+        help="image file to write, format from its suffix (default: <figure>.png)",
+    )
+    parser.add_argument(
+        "--dpi", type=_positive_int, default=120, metavar="D",
+        help="resolution of raster images (default: 120)",
+    )
+
+
+@subcommand(
+    "plot",
+    help="draw a figure of the class-imbalance losses (needs matplotlib: the 'plot' extra)",
+    add_arguments=_plot_arguments,
+)
+def _run_plot(args: argparse.Namespace) -> int:
+    from fastloss import _plot
+
+    output = args.output if args.output is not None else f"{args.figure}.png"
+    return _plot.run(args.figure, output, dpi=args.dpi)
+
+
+# --------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------
 

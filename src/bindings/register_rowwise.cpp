@@ -117,7 +117,8 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
                   py::handle class_w_o, std::optional<std::int64_t> ignore_index,
                   const std::vector<double>& params, int reduction, int want, py::handle out_o,
                   py::handle grad_out_o, const std::string& grad_name, py::handle hess_out_o, int hess_policy, double hess_floor,
-                  double hess_factor, int nan_policy) {
+                  double hess_factor, int nan_policy, py::handle class_aux_o,
+                  const std::string& class_aux_name) {
   if (loss < 0 || loss >= kNumRowwise) throw py::value_error("unknown loss id");
   if (params.size() > static_cast<std::size_t>(kMaxParams)) throw py::value_error("too many parameters");
   py::array logits = as_array(logits_o, "logits");
@@ -198,6 +199,15 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
     }
     class_w = is_contiguous_of(cw, dtype) ? cw : contiguous(cw, dtype);
   }
+  py::array class_aux = null_array();
+  if (!class_aux_o.is_none()) {
+    py::array ca = as_array(class_aux_o, class_aux_name.c_str());
+    if (ca.ndim() != 1 || ca.shape(0) != K) {
+      throw py::value_error(class_aux_name + " must be a scalar or have shape (" +
+                            std::to_string(K) + ",), got " + shape_str(ca));
+    }
+    class_aux = is_contiguous_of(ca, dtype) ? ca : contiguous(ca, dtype);
+  }
   const bool logits_ok = is_contiguous_of(logits, dtype);
   py::array x = logits_ok ? logits : contiguous(logits, dtype);
 
@@ -235,6 +245,7 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
   c.tprob = tprob ? tprob.data() : nullptr;
   c.weight = weight ? weight.data() : nullptr;
   c.class_w = class_w ? class_w.data() : nullptr;
+  c.class_aux = class_aux ? class_aux.data() : nullptr;
   c.value = vwork ? vwork.mutable_data() : nullptr;
   c.grad = gwork ? gwork.mutable_data() : nullptr;
   c.hess = hwork ? hwork.mutable_data() : nullptr;
@@ -306,7 +317,8 @@ void register_rowwise(py::module_& m) {
         py::arg("sample_weight"), py::arg("class_weight"), py::arg("ignore_index"),
         py::arg("params"), py::arg("reduction"), py::arg("want"), py::arg("out"),
         py::arg("grad_out"), py::arg("grad_name"), py::arg("hess_out"), py::arg("hess_policy"), py::arg("hess_floor"),
-        py::arg("hess_factor"), py::arg("nan_policy"),
+        py::arg("hess_factor"), py::arg("nan_policy"), py::arg("class_aux") = py::none(),
+        py::arg("class_aux_name") = "class_aux",
         "Run a multiclass loss kernel (internal; use the fastloss.Loss objects).");
   py::list names;
 #define FASTLOSS_NAME(name, S) names.append(#name);

@@ -384,6 +384,7 @@ void rows_typed(RowCall& c) {
     blk.tprob = tprob ? tprob + r0 * c.K : nullptr;
     blk.weight = weight ? weight + r0 : nullptr;
     blk.class_w = static_cast<const T*>(c.class_w);
+    blk.class_aux = static_cast<const T*>(c.class_aux);
     blk.value = value ? value + r0 : nullptr;
     blk.grad = grad ? grad + r0 * c.K : nullptr;
     blk.hess = hess ? hess + r0 * c.K : nullptr;

@@ -69,6 +69,7 @@ struct RowCall {
   const void* tprob = nullptr;
   const void* weight = nullptr;
   const void* class_w = nullptr;
+  const void* class_aux = nullptr;
   void* value = nullptr;
   void* grad = nullptr;
   void* hess = nullptr;

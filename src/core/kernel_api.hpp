@@ -79,6 +79,7 @@ struct RowBlock {
   const T* tprob;              // [rows, K] target probabilities, or null
   const T* weight;             // per-row sample weight, or null
   const T* class_w;            // [K] class weights, or null
+  const T* class_aux;          // [K] a per-class parameter of the loss (e.g. focal alpha), or null
   T* value;                    // per row, when kValueArray
   T* grad;                     // [rows, K], when kGrad
   T* hess;                     // [rows, K], when kHess

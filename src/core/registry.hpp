@@ -15,6 +15,8 @@
   X(huber, Huber)                      \
   X(log_cosh, LogCosh)                 \
   X(sigmoid_cross_entropy, SigmoidCrossEntropy) \
+  X(sigmoid_focal, SigmoidFocal)                 \
+  X(sigmoid_power_cross_entropy, SigmoidPowerCrossEntropy) \
   X(hinge, Hinge)                               \
   X(squared_hinge, SquaredHinge)                \
   X(margin_ranking, MarginRanking)
@@ -23,6 +25,7 @@
 // row) and give one value per row, a gradient and a diagonal Hessian per logit.
 #define FASTLOSS_ROWWISE_LOSSES(X)                \
   X(softmax_cross_entropy, SoftmaxCrossEntropy) \
+  X(softmax_focal, SoftmaxFocal)                \
   X(multiclass_hinge, MulticlassHinge)          \
   X(crcnn_ranking, CrcnnRanking)                \
   X(multilabel_softmax_cross_entropy, MultilabelSoftmaxCrossEntropy)
@@ -45,10 +48,13 @@
 #include "losses/huber.hpp"
 #include "losses/log_cosh.hpp"
 #include "losses/sigmoid_cross_entropy.hpp"
+#include "losses/sigmoid_focal.hpp"
+#include "losses/sigmoid_power_cross_entropy.hpp"
 #include "losses/hinge.hpp"
 #include "losses/margin_ranking.hpp"
 #include "losses/softmax_rows.hpp"
 #include "losses/softmax_cross_entropy.hpp"
+#include "losses/softmax_focal.hpp"
 #include "losses/row_common.hpp"
 #include "losses/multiclass_hinge.hpp"
 #include "losses/crcnn_ranking.hpp"

@@ -286,3 +286,20 @@ template <class V> FL_INLINE void vlogistic(V z, V& e, V& r, V& l1) {
   V s = atanh2_series(num * one_e * d);
   l1 = select(hi, s + C::ln2, s);
 }
+
+// For A >= 0 (NaN passes): P = exp(-A) and D = 1 - P, each to a few ulp of itself: D from
+// expm1(-A) = 2^k expm1(r) + 2^k - 1 where A <= ln 2 (k in {0, -1}, so 2^k is exact), from
+// 1 - P (P < 1/2, no cancellation) elsewhere. One reduction and one polynomial for both.
+template <class V> FL_INLINE void vexp_neg_1m(V A, V& P, V& D) {
+  using Tr = Traits<V>;
+  using T = typename Tr::T;
+  using C = MathConst<T>;
+  const V x = select(-A < C::exp_lo, set1<V>(C::exp_lo), -A);
+  typename Tr::VI k;
+  const V r = reduce_ln2(x, k);
+  const V q = expm1_reduced(r);
+  P = ldexp2(q + T(1), k);
+  const auto small = A <= C::ln2;
+  const V tk = pow2i<V>(k & small);
+  D = select(small, -(q * tk + (tk - T(1))), T(1) - P);
+}

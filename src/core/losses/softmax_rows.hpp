@@ -22,6 +22,8 @@ struct SoftmaxStats {
   T m[kMaxChunks];
   double s[kMaxChunks];
   double lse = 0.0;
+  double M = 0.0;      // the row's largest logit
+  double log_s = 0.0;  // log sum_k exp(x_k - M) (lse = M + log_s, kept apart for accuracy)
   double r[kMaxChunks];  // exp(m_c - M) / S
   bool nan = false;
 };
@@ -142,9 +144,12 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
     for (int c = 0; c < st.nchunks; ++c)
       st.r[c] = st.s[c] > 0.0 ? __builtin_exp(static_cast<double>(st.m[c]) - M) / S : 0.0;
   }
-  st.lse = static_cast<double>(M) + __builtin_log(S);
+  st.M = static_cast<double>(M);
+  st.log_s = __builtin_log(S);
+  st.lse = st.M + st.log_s;
   if (st.nan) {
     st.lse = __builtin_nan("");
+    st.log_s = __builtin_nan("");
     for (int c = 0; c < st.nchunks; ++c) st.r[c] = __builtin_nan("");
   }
 }

@@ -1,0 +1,100 @@
+// sigmoid_power_cross_entropy(logits z, target t; n): the p^n trick.
+//
+// Binary cross-entropy on P = p^n, p = sigmoid(z), n > 0:
+//   l = -t log P - (1 - t) log(1 - P)
+// computed in log space: with y = softplus(-z) = -log p and A = n y = -log P >= 0,
+//   l = t A - (1 - t) log1mexp(A),   log1mexp(A) = log(1 - exp(-A))
+// (Maechler, "Accurately Computing log(1 - exp(-|a|))", 2012: log(-expm1(-A)) for
+// A <= ln 2, log1p(-exp(-A)) above). One Cody-Waite reduction of -A gives both exp(-A) and
+// expm1(-A), and one division serves the log's series and 1 / (1 - P) below.
+// Derivatives w.r.t. z, with s = sigmoid(z), s' = 1 - s, rho = P / (1 - P) and g = s' rho
+// (bounded: g -> 1/n as z -> +inf, g -> 0 as z -> -inf):
+//   dA/dz = -n s',  d rho/dA = -rho (1 + rho)
+//   l'  = n [(1 - t) g - t s']
+//   l'' = n [(1 - t) g (n (s' + g) - s) + t s s']
+// For n = 1 these are s - t and s s' (binary cross-entropy). "fisher" is the Fisher
+// information of the
+// Bernoulli(P) model, P'^2 / (P (1 - P)) = n^2 s' g >= 0 (the expected Hessian under
+// t ~ Bernoulli(P)).
+// Where y < eps / (n + 1) (z above about 16 in float32, 37 in float64) the first-order
+// forms are exact to rounding and are used instead, so that the value stays finite when
+// exp(-z) underflows: log(1 - P) = log(n) - z and g = 1/n.
+//
+// Parameters: [0] n, [1] log(n), [2] eps / (n + 1).
+struct SigmoidPowerCrossEntropy : ElementwiseLoss {
+  static constexpr int n_params = 3;
+  static constexpr bool checks_target = true;  // targets are probabilities: [0, 1]
+  template <class V>
+  static FL_INLINE typename Traits<V>::VI target_outside(V t) {
+    return (t < V{}) | (t > typename Traits<V>::T(1));
+  }
+  template <class T> struct Params {
+    T n, inv_n, log_n, y_small;
+    explicit Params(const double* p)
+        : n(static_cast<T>(p[0])), inv_n(static_cast<T>(1.0 / p[0])), log_n(static_cast<T>(p[1])),
+          y_small(static_cast<T>(p[2])) {}
+  };
+
+  // For A >= 0: P = exp(-A), L1 = log(1 - P) and iD = 1 / (1 - P), with 1 - P accurate in both
+  // of Maechler's ranges. One reduction A = -(k ln2 + r), one polynomial, one division.
+  template <class V>
+  static FL_INLINE void log1mexp(V A, V& P, V& L1, V& iD) {
+    using Tr = Traits<V>;
+    using T = typename Tr::T;
+    using VI = typename Tr::VI;
+    using C = MathConst<T>;
+    V D;
+    vexp_neg_1m(A, P, D);
+    const auto small = A <= C::ln2;
+    // log D: D = 2^e m, m in [sqrt(1/2), sqrt(2)), log m = 2 atanh((m - 1)/(m + 1)); for
+    // P < 1 - sqrt(1/2) straight from P: log1p(-P) = 2 atanh(-P / (2 - P)).
+    const auto near = (~small) & (P < T(1) - T(1) / C::sqrt2);
+    const VI di = bits(select(D > C::min_normal, D, set1<V>(T(1))));
+    VI e = ((di >> Tr::mant_bits) & Tr::exp_mask) - Tr::exp_bias;
+    V m = from_bits<V>((di & Tr::mant_mask) | Tr::one_bits);
+    const VI hi = m > C::sqrt2;
+    m = select(hi, m * T(0.5), m);
+    e = (e - hi) & ~near;
+    const V num = select(near, -P, m - T(1));
+    const V den = select(near, T(2) - P, m + T(1));
+    const V d = T(1) / (den * D);
+    iD = den * d;
+    const V ef = small_int_to_float<V>(e);
+    L1 = ef * C::ln2_hi + (ef * C::ln2_lo + atanh2_series(num * D * d));
+  }
+
+  template <bool VAL, bool GRAD, bool HESS, class V>
+  static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V, V& l, V& g,
+                             V& h) {
+    using T = typename Traits<V>::T;
+    V e, r, l1;
+    vlogistic(z, e, r, l1);
+    auto neg = z < V{};
+    const V s = select(neg, e * r, r);
+    const V sn = select(neg, r, e * r);
+    const V y = select(neg, -z, V{}) + l1;  // softplus(-z) = -log p
+    const V A = p.n * y;
+    V P, L1, iD;
+    log1mexp(A, P, L1, iD);
+    const auto tiny = y < p.y_small;
+    const V gr = select(tiny, set1<V>(p.inv_n), sn * P * iD);
+    const V t1 = T(1) - t;
+    if constexpr (VAL) l = t * A - t1 * select(tiny, p.log_n - z, L1);
+    if constexpr (GRAD) g = p.n * (t1 * gr - t * sn);
+    if constexpr (HESS) h = p.n * (t1 * gr * (p.n * (sn + gr) - s) + t * s * sn);
+  }
+
+  template <class V>
+  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V z, V, V) {
+    using T = typename Traits<V>::T;
+    V e, r, l1;
+    vlogistic(z, e, r, l1);
+    auto neg = z < V{};
+    const V sn = select(neg, r, e * r);
+    const V y = select(neg, -z, V{}) + l1;
+    V P, L1, iD;
+    log1mexp(p.n * y, P, L1, iD);
+    const V gr = select(y < p.y_small, set1<V>(p.inv_n), sn * P * iD);
+    return (p.n * p.n) * sn * gr;
+  }
+};

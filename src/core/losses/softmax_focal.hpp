@@ -1,0 +1,256 @@
+// softmax_focal(logits x[..., K], target; gamma, alpha, class_weight, label_smoothing,
+//               ignore_index)
+//
+// Multiclass focal loss (Lin et al. 2017, the softmax form). With p = softmax(x), the target
+// distribution q = (1 - eps) t + eps / K (t the one-hot of the class index or the given
+// probability row), a_k = alpha_k c_k q_k (alpha per class or scalar, c the class weights)
+// and f(p) = (1 - p)^gamma log p:
+//   l = -sum_k a_k f(p_k)
+// Since d log p_k / dx_j = delta_kj - p_j, with phi_k = df/dlog p at p_k,
+//   phi(p)  = (1 - p)^gamma - gamma p (1 - p)^(gamma - 1) log p,
+//   dl/dx_j = p_j S - a_j phi_j,                  S = sum_k a_k phi_k,
+// and with phi'(p) = dphi/dp = -2 gamma (1-p)^(gamma-1) - gamma (1-p)^(gamma-1) log p
+//                              + gamma (gamma - 1) p (1-p)^(gamma-2) log p,
+//   d2l/dx_j^2 = p_j (1 - p_j) S - p_j^2 T_j - a_j phi'_j p_j (1 - p_j)^2,
+//   T_j = sum_{k != j} a_k p_k phi'_k.
+// (The j = k term of T is folded into the last term, so that (1 - p)^(gamma - 1), unbounded
+// for gamma < 1 as p -> 1, always meets enough factors (1 - p) to stay finite. 1 - p is
+// taken from expm1 of log p where p > 1/2, so it keeps its accuracy near 1, and is clamped
+// below at the dtype's epsilon inside negative powers.) gamma = 0 gives the cross-entropy:
+// phi = 1, phi' = 0. The exact diagonal can be negative for gamma > 0 (docs/losses.md).
+// "fisher": the Hessian is linear in q, so its expectation under the model is the Hessian at
+// q = (1 - eps) p + eps / K; the gradient stays that of the given target.
+//
+// Index targets without label smoothing take a short path: only a_y is non-zero, so S and T
+// are scalars from x_y and the row is read twice (softmax statistics, then the output).
+// Otherwise a second pass computes the per-class terms, keeping a_j phi_j and
+// a_j p_j phi'_j in the gradient / Hessian rows, and a third writes the outputs.
+//
+// ignore_index and class weights as in softmax_cross_entropy (class weights of index targets
+// also enter the mean's denominator, computed by the binding). Parameters: [0] label_smoothing,
+// [1] has ignore_index, [2] ignore_index, [3] gamma, [4] alpha (scalar, when class_aux is null).
+struct SoftmaxFocal {
+  template <class T>
+  struct Gamma {
+    T g;
+    int kind;  // 0: gamma = 0, 2: gamma = 2, 1: any other
+  };
+
+  // f, phi, phi' of vectors p, om = 1 - p, lp = log p.
+  template <class T, class V>
+  static FL_INLINE void terms(const Gamma<T>& G, V p, V om, V lp, V& f, V& phi, V& dphi) {
+    if (G.kind == 0) {
+      f = lp;
+      phi = set1<V>(T(1));
+      dphi = V{};
+      return;
+    }
+    constexpr T om_min = sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16);
+    V pw, pw1, pw2;
+    if (G.kind == 2) {
+      pw1 = om;
+      pw = om * om;
+      pw2 = set1<V>(T(1));
+    } else {
+      const V oc = select(om < om_min, set1<V>(om_min), om);
+      pw = vexp(G.g * vlog(oc));
+      const V ioc = T(1) / oc;
+      pw1 = pw * ioc;
+      pw2 = pw1 * ioc;
+    }
+    f = pw * lp;
+    const V gl = G.g * lp;
+    phi = pw - gl * p * pw1;
+    dphi = -(T(2) * G.g) * pw1 - gl * pw1 + (G.g - T(1)) * gl * p * pw2;
+  }
+  // The same for one double p (the short path's target class).
+  static FL_INLINE void terms1(double g, double p, double om, double lp, double& f, double& phi,
+                               double& dphi, double om_min) {
+    if (g == 0.0) {
+      f = lp;
+      phi = 1.0;
+      dphi = 0.0;
+      return;
+    }
+    const double oc = om < om_min ? om_min : om;
+    const double pw = __builtin_pow(oc, g), pw1 = pw / oc, pw2 = pw1 / oc;
+    f = pw * lp;
+    phi = pw - g * lp * p * pw1;
+    dphi = -2.0 * g * pw1 - g * lp * pw1 + (g - 1.0) * g * lp * p * pw2;
+  }
+
+  template <int MODE, class T>
+  static void rows(const RowBlock<T>& b) noexcept {
+    using V = typename VecOf<T>::V;
+    using Tr = Traits<V>;
+    using VI = typename Tr::VI;
+    using I = typename Tr::I;
+    constexpr int W = Tr::W;
+    constexpr bool kVArr = (MODE & kValueArray) != 0, kVSum = (MODE & kValueSum) != 0;
+    constexpr bool kVal = kVArr || kVSum;
+    constexpr bool kG = (MODE & kGrad) != 0, kH = (MODE & kHess) != 0;
+    constexpr T om_min = sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16);
+
+    const std::int64_t K = b.K;
+    const T eps = static_cast<T>(b.params[0]);
+    const bool has_ig = b.params[1] != 0.0;
+    const auto ig = static_cast<std::int64_t>(b.params[2]);
+    const double gamma = b.params[3];
+    const Gamma<T> G{static_cast<T>(gamma), gamma == 0.0 ? 0 : (gamma == 2.0 ? 2 : 1)};
+    const T alpha = static_cast<T>(b.params[4]);
+    const T epsK = eps / static_cast<T>(K);
+    const bool fisher = b.hess_policy == kHessFisher;
+    const bool clip = b.hess_policy == kHessClip;
+    const bool habs = b.hess_policy == kHessAbs;
+    const V floor = set1<V>(static_cast<T>(b.hess_floor));
+    const V hf = set1<V>(static_cast<T>(b.hess_factor));
+    const V ninf = set1<V>(-static_cast<T>(__builtin_huge_val()));
+    double vsum = 0.0;
+    SoftmaxStats<T> st;
+    VI tout{};
+
+    for (std::int64_t i = 0; i < b.rows; ++i) {
+      const T* x = b.logits + i * K;
+      const T* t = b.tprob ? b.tprob + i * K : nullptr;
+      T* g = kG ? b.grad + i * K : nullptr;
+      T* h = kH ? b.hess + i * K : nullptr;
+      const T sw = b.weight ? b.weight[i] : T(1);
+      const std::int64_t y = b.labels ? b.labels[i] : -1;
+      const bool ignored = has_ig && (b.labels ? y == ig : t[ig] == T(1));
+      double value = 0.0;
+      bool bad = false;
+      if (!ignored) {
+        softmax_pass1<T>(x, K, static_cast<T*>(nullptr), st, [](V, VI, std::int64_t) {});
+        bad = st.nan;
+        const V vM = set1<V>(static_cast<T>(st.M));
+        const V vls = set1<V>(static_cast<T>(st.log_s));
+        // p, 1 - p and log p of the logits at k (lanes not live: p = 0).
+        auto probs = [&](std::int64_t k, VI live, V& p, V& om, V& lp) {
+          lp = select(live, (load_live<V>(x + k, live) - vM) - vls, ninf);
+          vexp_neg_1m(-lp, p, om);
+        };
+        // Pass 2 over the row for a target distribution: qk(k, live, p) gives q_k; sums
+        // value, S, T (split by p > 1/2) and keeps a phi in `gst`, a p phi' in `hst`.
+        auto pass2 = [&](auto qk, T* gst, T* hst, double& val, double& S, double& Tlo,
+                         double& Thi) {
+          typename Tr::Acc av{}, as{}, alo{}, ahi{};
+          VI tnan{};
+          for (std::int64_t k = 0; k < K; k += W) {
+            const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
+            const VI live = lane_index<V>() < live_n;
+            V p, om, lp;
+            probs(k, live, p, om, lp);
+            V a = b.class_aux ? load_live<V>(b.class_aux + k, live) : set1<V>(alpha);
+            if (b.class_w) a = a * load_live<V>(b.class_w + k, live);
+            const V q = qk(k, live, p, tnan);
+            a = select(live, a * q, V{});
+            V f, phi, dphi;
+            terms<T>(G, p, om, lp, f, phi, dphi);
+            const V aphi = a * phi;
+            const V tp = a * p * dphi;
+            if (kVal) av += to_acc(select(live, a * f, V{}));
+            as += to_acc(select(live, aphi, V{}));
+            const auto big = p > T(0.5);
+            ahi += to_acc(select(live & big, tp, V{}));
+            alo += to_acc(select(live & ~big, tp, V{}));
+            if (gst) store_n(gst, k, aphi, live_n, true);
+            if (hst) store_n(hst, k, tp, live_n, true);
+          }
+          val = -hsum(av);
+          S = hsum(as);
+          Tlo = hsum(alo);
+          Thi = hsum(ahi);
+          if (any_lane(tnan)) bad = true;
+        };
+        auto q_target = [&](std::int64_t k, VI live, V, VI& tnan) -> V {
+          if (t) {
+            const V tv = load_live<V>(t + k, live);
+            tnan |= (tv != tv) & live;
+            tout |= ((tv < V{}) | (tv > T(1))) & live;
+            return (T(1) - eps) * tv + epsK;
+          }
+          const auto hit = lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(y));
+          return select(hit, set1<V>(T(1) - eps + epsK), set1<V>(epsK));
+        };
+        auto q_model = [&](std::int64_t, VI, V p, VI&) -> V { return (T(1) - eps) * p + epsK; };
+
+        double Sg = 0.0, Sh = 0.0, Tlo = 0.0, Thi = 0.0;
+        const bool fast = b.labels && eps == T(0);
+        double gy = 0.0, hy = 0.0;  // the short path's outputs at y (before scaling)
+        bool stored_g = false, stored_h = false;
+        if (fast) {
+          const double lpy = (static_cast<double>(x[y]) - st.M) - st.log_s;
+          const double py = __builtin_exp(lpy), omy = -__builtin_expm1(lpy);
+          double ay = b.class_aux ? static_cast<double>(b.class_aux[y]) : static_cast<double>(alpha);
+          if (b.class_w) ay *= static_cast<double>(b.class_w[y]);
+          double f, phi, dphi;
+          terms1(gamma, py, omy, lpy, f, phi, dphi, static_cast<double>(om_min));
+          value = -ay * f;
+          Sg = Sh = ay * phi;
+          Tlo = ay * py * dphi;
+          gy = -ay * phi * omy;
+          hy = ay * py * omy * (phi - dphi * omy);
+        } else if (kVal || kG || (kH && !fisher)) {
+          double S = 0.0;
+          pass2(q_target, kG ? g : nullptr, (kH && !fisher) ? h : nullptr, value, S, Tlo, Thi);
+          Sg = Sh = S;
+          stored_g = kG;
+          stored_h = kH && !fisher;
+        }
+        if (kH && fisher) {
+          double vdummy = 0.0;
+          pass2(q_model, nullptr, h, vdummy, Sh, Tlo, Thi);
+          stored_h = true;
+        }
+        value *= static_cast<double>(sw);
+        if constexpr (kG || kH) {
+          const double ds = static_cast<double>(sw) * b.gscale;
+          const V vds = set1<V>(static_cast<T>(ds));
+          const V vSg = set1<V>(static_cast<T>(Sg)), vSh = set1<V>(static_cast<T>(Sh));
+          const V vTlo = set1<V>(static_cast<T>(Tlo)), vThi = set1<V>(static_cast<T>(Thi));
+          for (std::int64_t k = 0; k < K; k += W) {
+            const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
+            const VI live = lane_index<V>() < live_n;
+            V p, om, lp;
+            probs(k, live, p, om, lp);
+            if constexpr (kG) {
+              const V gs = stored_g ? load_live<V>(g + k, live) : V{};
+              store_n(g, k, (p * vSg - gs) * vds, live_n, true);
+            }
+            if constexpr (kH) {
+              const V hs = stored_h ? load_live<V>(h + k, live) : V{};
+              const V Tm = select(p > T(0.5), vTlo, vThi + (vTlo - hs));
+              V hv = (p * om * vSh - p * p * Tm - hs * om * om) * hf;
+              if (clip) hv = max_nan1(hv, floor);
+              if (habs) hv = abs(hv);
+              store_n(h, k, hv * vds, live_n, true);
+            }
+          }
+          if (fast) {
+            if constexpr (kG) g[y] = static_cast<T>(gy * ds);
+            if constexpr (kH) {
+              if (!fisher) {
+                double hv = hy * b.hess_factor;
+                if (clip && !(hv >= b.hess_floor)) hv = hv != hv ? hv : b.hess_floor;
+                if (habs) hv = hv < 0 ? -hv : hv;
+                h[y] = static_cast<T>(hv * ds);
+              }
+            }
+          }
+        }
+      }
+      if (!ignored && sw != sw) bad = true;
+      if (ignored || (b.omit_nan && bad)) {
+        value = 0.0;
+        if constexpr (kG)
+          for (std::int64_t k = 0; k < K; ++k) g[k] = T(0);
+        if constexpr (kH)
+          for (std::int64_t k = 0; k < K; ++k) h[k] = T(0);
+      }
+      if constexpr (kVArr) b.value[i] = static_cast<T>(value);
+      if constexpr (kVSum) vsum += value;
+    }
+    if constexpr (kVSum) *b.value_sum = vsum;
+    if (b.bad_target && any_lane(tout)) *b.bad_target = 1;
+  }
+};

@@ -1,0 +1,459 @@
+"""sigmoid_focal, sigmoid_power_cross_entropy and softmax_focal: derivatives by finite
+differences of the kernels' own outputs, the identities the issue lists, policies, extreme
+logits, and the external oracles (torchvision's formula in torch ops, optax) where installed.
+
+The comparisons with the independent reference (tests/reference_focal.py) across dtypes,
+reductions and weights are in test_focal_reference.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+RNG = np.random.default_rng(20261129)
+GAMMAS = [0.0, 0.5, 1.0, 2.0, 3.7, 5.0]
+
+
+def fd_grad(fn, z, h=1e-6):
+    """Central differences of an elementwise function (per element)."""
+    return (fn(z + h) - fn(z - h)) / (2 * h)
+
+
+def binary_data(n=64, soft=False):
+    z = RNG.uniform(-6, 6, n)
+    t = RNG.uniform(0, 1, n) if soft else (RNG.uniform(size=n) < 0.4).astype(float)
+    return z, t
+
+
+# -- sigmoid_focal ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("alpha", [None, 0.25, 0.7])
+@pytest.mark.parametrize("soft", [False, True])
+def test_sigmoid_focal_derivatives_fd(gamma, alpha, soft):
+    z, t = binary_data(soft=soft)
+    kw = dict(gamma=gamma, alpha=alpha)
+    g, h = fl.sigmoid_focal.grad_hess(z, t, **kw)
+    np.testing.assert_allclose(g, fd_grad(lambda v: fl.sigmoid_focal(v, t, **kw), z),
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(h, fd_grad(lambda v: fl.sigmoid_focal.grad(v, t, **kw), z),
+                               rtol=1e-6, atol=1e-8)
+    v2, g2 = fl.sigmoid_focal.value_and_grad(z, t, **kw)
+    # Other kernel modes: the same up to the compiler's contraction of a * b + c.
+    np.testing.assert_allclose(g2, g, rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(v2, fl.sigmoid_focal(z, t, **kw), rtol=1e-14)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.7])
+@pytest.mark.parametrize("soft", [False, True])
+def test_sigmoid_focal_probabilities_fd(gamma, soft):
+    _, t = binary_data(soft=soft)
+    p = RNG.uniform(0.05, 0.95, t.size)
+    kw = dict(gamma=gamma, alpha=0.25, from_logits=False)
+    g, h = fl.sigmoid_focal.grad_hess(p, t, **kw)
+    np.testing.assert_allclose(g, fd_grad(lambda v: fl.sigmoid_focal(v, t, **kw), p),
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(h, fd_grad(lambda v: fl.sigmoid_focal.grad(v, t, **kw), p),
+                               rtol=1e-6, atol=1e-7)
+    # The same loss as from logits at the matching point.
+    z = np.log(p) - np.log1p(-p)
+    np.testing.assert_allclose(fl.sigmoid_focal(p, t, **kw),
+                               fl.sigmoid_focal(z, t, gamma=gamma, alpha=0.25), rtol=1e-12)
+
+
+def test_sigmoid_focal_identities():
+    for soft in (False, True):
+        z, t = binary_data(soft=soft)
+        # gamma = 0, no alpha: the cross-entropy.
+        for a, b in zip(fl.sigmoid_focal.grad_hess(z, t, gamma=0.0, alpha=None),
+                        fl.sigmoid_cross_entropy.grad_hess(z, t)):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(fl.sigmoid_focal(z, t, gamma=0.0, alpha=None),
+                                   fl.sigmoid_cross_entropy(z, t), rtol=1e-13)
+        # alpha = the class weights [1 - alpha, alpha] of the cross-entropy (per sample:
+        # class weights also enter the mean's denominator, alpha does not).
+        a = 0.3
+        np.testing.assert_allclose(fl.sigmoid_focal(z, t, gamma=0.0, alpha=a),
+                                   fl.sigmoid_cross_entropy(z, t, class_weight=[1 - a, a]),
+                                   rtol=1e-13)
+        np.testing.assert_allclose(fl.sigmoid_focal.grad(z, t, gamma=0.0, alpha=a),
+                                   fl.sigmoid_cross_entropy.grad(z, t, class_weight=[1 - a, a]),
+                                   rtol=1e-13, atol=1e-16)
+        # alpha = -1 is None.
+        np.testing.assert_array_equal(fl.sigmoid_focal(z, t, alpha=-1),
+                                      fl.sigmoid_focal(z, t, alpha=None))
+    # The focal factor: (1 - p_t)^gamma times the cross-entropy, hard targets.
+    z, t = binary_data()
+    p = 1 / (1 + np.exp(-z))
+    pt = np.where(t == 1, p, 1 - p)
+    np.testing.assert_allclose(fl.sigmoid_focal(z, t, gamma=2.0, alpha=None),
+                               (1 - pt) ** 2 * fl.sigmoid_cross_entropy(z, t), rtol=1e-12)
+    # Mean: alpha is part of the loss, so the mean divides by N.
+    assert fl.sigmoid_focal(z, t, reduction="mean") == pytest.approx(
+        fl.sigmoid_focal(z, t).sum() / z.size, rel=1e-14)
+
+
+def test_sigmoid_focal_fisher_is_expected_hessian():
+    z, _ = binary_data()
+    p = 1 / (1 + np.exp(-z))
+    for gamma in (0.5, 2.0, 3.7):
+        kw = dict(gamma=gamma, alpha=0.25)
+        h1 = fl.sigmoid_focal.grad_hess(z, np.ones_like(z), **kw)[1]
+        h0 = fl.sigmoid_focal.grad_hess(z, np.zeros_like(z), **kw)[1]
+        hf = fl.sigmoid_focal.grad_hess(z, np.ones_like(z), hessian="fisher", **kw)[1]
+        np.testing.assert_allclose(hf, p * h1 + (1 - p) * h0, rtol=1e-12, atol=1e-15)
+
+
+def test_focal_exact_hessian_can_be_negative_and_policies():
+    z = np.linspace(-8, 8, 401)
+    t = np.ones_like(z)
+    h = fl.sigmoid_focal.grad_hess(z, t, gamma=2.0, alpha=None)[1]
+    assert h.min() < 0  # the documented negative region (z < about -1.6 for t = 1)
+    hc = fl.sigmoid_focal.grad_hess(z, t, gamma=2.0, alpha=None, hessian="clip",
+                                    hess_floor=1e-3)[1]
+    np.testing.assert_array_equal(hc, np.maximum(h, 1e-3))
+    ha = fl.sigmoid_focal.grad_hess(z, t, gamma=2.0, alpha=None, hessian="abs")[1]
+    np.testing.assert_array_equal(ha, np.abs(h))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_logits_finite(dtype):
+    z = np.array([-1e4, -1e3, -100, -30, -1, 0, 1, 30, 100, 1e3, 1e4], dtype=dtype)
+    for t in (np.zeros_like(z), np.ones_like(z), np.full_like(z, 0.3)):
+        for gamma in (0.0, 0.5, 2.0, 5.0):
+            for hess in ("exact", "fisher"):
+                v = fl.sigmoid_focal(z, t, gamma=gamma)
+                g, h = fl.sigmoid_focal.grad_hess(z, t, gamma=gamma, hessian=hess)
+                assert np.isfinite(v).all() and np.isfinite(g).all() and np.isfinite(h).all()
+        for n in (0.5, 1.0, 4.0):
+            v = fl.sigmoid_power_cross_entropy(z, t, n=n)
+            for hess in ("exact", "fisher"):
+                g, h = fl.sigmoid_power_cross_entropy.grad_hess(z, t, n=n, hessian=hess)
+                assert np.isfinite(v).all() and np.isfinite(g).all() and np.isfinite(h).all()
+            assert v.dtype == dtype
+
+
+# -- sigmoid_power_cross_entropy ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0.5, 1.0, 2.0, 3.7, 10.0])
+@pytest.mark.parametrize("soft", [False, True])
+def test_power_derivatives_fd(n, soft):
+    z, t = binary_data(soft=soft)
+    g, h = fl.sigmoid_power_cross_entropy.grad_hess(z, t, n=n)
+    f = lambda v: fl.sigmoid_power_cross_entropy(v, t, n=n)  # noqa: E731
+    np.testing.assert_allclose(g, fd_grad(f, z), rtol=1e-6, atol=1e-8)
+    gf = lambda v: fl.sigmoid_power_cross_entropy.grad(v, t, n=n)  # noqa: E731
+    np.testing.assert_allclose(h, fd_grad(gf, z), rtol=1e-6, atol=1e-8)
+
+
+def test_power_value_formula_and_identities():
+    z, t = binary_data(soft=True)
+    p = 1 / (1 + np.exp(-z))
+    for n in (0.5, 2.0, 3.7):
+        pn = p ** n
+        expect = -t * np.log(pn) - (1 - t) * np.log1p(-pn)
+        np.testing.assert_allclose(fl.sigmoid_power_cross_entropy(z, t, n=n), expect, rtol=1e-10)
+    # n = 1 is the cross-entropy, with its derivatives.
+    for a, b in zip(fl.sigmoid_power_cross_entropy.grad_hess(z, t, n=1.0),
+                    fl.sigmoid_cross_entropy.grad_hess(z, t)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fl.sigmoid_power_cross_entropy(z, t, n=1.0),
+                               fl.sigmoid_cross_entropy(z, t), rtol=1e-12)
+
+
+def test_power_tails_accurate():
+    # Large positive logits, t = 0: -log(1 - p^n) ~ z - log(n); negative logits, t = 1: n
+    # softplus(-z); small losses keep their relative accuracy.
+    z = np.array([40.0, 200.0, 1e4])
+    np.testing.assert_allclose(fl.sigmoid_power_cross_entropy(z, np.zeros(3), n=3.0),
+                               z - np.log(3.0), rtol=1e-12)
+    z = np.array([5.0, 12.0, 20.0])  # -log(-expm1(n log s)) in float64, Maechler's form
+    np.testing.assert_allclose(fl.sigmoid_power_cross_entropy(z, np.zeros(3), n=3.0),
+                               -np.log(-np.expm1(-3.0 * np.log1p(np.exp(-z)))), rtol=1e-12)
+    z = np.array([-10.0, -30.0])
+    v = fl.sigmoid_power_cross_entropy(z, np.zeros(2), n=2.0)
+    np.testing.assert_allclose(v, -np.log1p(-np.exp(2 * (-np.log1p(np.exp(-z))))), rtol=1e-12)
+    np.testing.assert_allclose(v, np.exp(2 * z), rtol=1e-3)  # ~ p^2, p ~ e^z
+
+
+def test_power_fisher():
+    z, _ = binary_data()
+    for n in (0.5, 2.0, 3.7):
+        pn = (1 / (1 + np.exp(-z))) ** n
+        h1 = fl.sigmoid_power_cross_entropy.grad_hess(z, np.ones_like(z), n=n)[1]
+        h0 = fl.sigmoid_power_cross_entropy.grad_hess(z, np.zeros_like(z), n=n)[1]
+        hf = fl.sigmoid_power_cross_entropy.grad_hess(z, z * 0, n=n, hessian="fisher")[1]
+        np.testing.assert_allclose(hf, pn * h1 + (1 - pn) * h0, rtol=1e-10, atol=1e-15)
+        assert (hf >= 0).all()
+
+
+def test_power_float32_close_to_float64():
+    z, t = binary_data(4096, soft=True)
+    z = z * 5
+    for n in (0.5, 2.0, 3.7):
+        v64, g64 = fl.sigmoid_power_cross_entropy.value_and_grad(z, t, n=n)
+        v32, g32 = fl.sigmoid_power_cross_entropy.value_and_grad(z.astype(np.float32),
+                                                                  t.astype(np.float32), n=n)
+        np.testing.assert_allclose(v32, v64, rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(g32, g64, rtol=2e-5, atol=1e-6)
+
+
+# -- softmax_focal ------------------------------------------------------------------------
+
+
+def softmax_data(n=9, k=5, scale=3.0):
+    x = RNG.standard_normal((n, k)) * scale
+    y = RNG.integers(0, k, n)
+    q = RNG.dirichlet(np.ones(k), n)
+    return x, y, q
+
+
+def fd_rows(fn, x, h=1e-6):
+    """Finite differences of a per-row function w.r.t. each logit (all rows at once)."""
+    out = np.empty_like(x)
+    for j in range(x.shape[-1]):
+        xp, xm = x.copy(), x.copy()
+        xp[..., j] += h
+        xm[..., j] -= h
+        out[..., j] = (fn(xp) - fn(xm)) / (2 * h)
+    return out
+
+
+def fd_diag(gradfn, x, h=1e-6):
+    out = np.empty_like(x)
+    for j in range(x.shape[-1]):
+        xp, xm = x.copy(), x.copy()
+        xp[..., j] += h
+        xm[..., j] -= h
+        out[..., j] = (gradfn(xp)[..., j] - gradfn(xm)[..., j]) / (2 * h)
+    return out
+
+
+SMF_OPTIONS = [
+    {},
+    {"alpha": 0.25},
+    {"alpha": np.array([0.1, 0.5, 1.0, 2.0, 0.3])},
+    {"class_weight": np.array([1.0, 2.0, 0.5, 1.5, 3.0])},
+    {"label_smoothing": 0.1},
+    {"label_smoothing": 0.2, "alpha": np.array([0.1, 0.5, 1.0, 2.0, 0.3]),
+     "class_weight": np.array([1.0, 2.0, 0.5, 1.5, 3.0])},
+]
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("opts", range(len(SMF_OPTIONS)))
+@pytest.mark.parametrize("target", ["index", "prob"])
+def test_softmax_focal_derivatives_fd(gamma, opts, target):
+    x, y, q = softmax_data()
+    tgt = y if target == "index" else q
+    kw = dict(gamma=gamma, **SMF_OPTIONS[opts])
+    g, h = fl.softmax_focal.grad_hess(x, tgt, **kw)
+    np.testing.assert_allclose(g, fd_rows(lambda v: fl.softmax_focal(v, tgt, **kw), x),
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(h, fd_diag(lambda v: fl.softmax_focal.grad(v, tgt, **kw), x),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_softmax_focal_value_formula():
+    x, y, q = softmax_data()
+    p = np.exp(x - x.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    alpha = np.array([0.1, 0.5, 1.0, 2.0, 0.3])
+    for gamma in (0.5, 2.0):
+        expect = -(alpha * q * (1 - p) ** gamma * np.log(p)).sum(1)
+        np.testing.assert_allclose(fl.softmax_focal(x, q, gamma=gamma, alpha=alpha), expect,
+                                   rtol=1e-12)
+        onehot = np.eye(5)[y]
+        expect = -(onehot * (1 - p) ** gamma * np.log(p)).sum(1)
+        np.testing.assert_allclose(fl.softmax_focal(x, y, gamma=gamma), expect, rtol=1e-12)
+
+
+def test_softmax_focal_gamma0_is_cross_entropy():
+    x, y, q = softmax_data()
+    cw = np.array([1.0, 2.0, 0.5, 1.5, 3.0])
+    for tgt in (y, q):
+        for kw in ({}, {"class_weight": cw}, {"label_smoothing": 0.1, "class_weight": cw}):
+            for red in ("none", "mean", "sum"):
+                a = fl.softmax_focal.value_and_grad(x, tgt, gamma=0.0, reduction=red, **kw)
+                b = fl.softmax_cross_entropy.value_and_grad(x, tgt, reduction=red, **kw)
+                np.testing.assert_allclose(a[0], b[0], rtol=1e-12)
+                np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=1e-15)
+            ha = fl.softmax_focal.grad_hess(x, tgt, gamma=0.0, **kw)[1]
+            hb = fl.softmax_cross_entropy.grad_hess(x, tgt, **kw)[1]
+            np.testing.assert_allclose(ha, hb, rtol=1e-12, atol=1e-15)
+
+
+def test_softmax_focal_alpha_forms():
+    x, _, _ = softmax_data()
+    y = np.array([0, 1, 2, 3, 4, 0, 0, 1, 3])
+    a = np.array([0.1, 0.5, 1.0, 2.0, 0.3])
+    # An index target's alpha_y scales its loss; a scalar alpha scales every row.
+    np.testing.assert_allclose(fl.softmax_focal(x, y, alpha=a), a[y] * fl.softmax_focal(x, y),
+                               rtol=1e-12)
+    np.testing.assert_allclose(fl.softmax_focal(x, y, alpha=0.25), 0.25 * fl.softmax_focal(x, y),
+                               rtol=1e-12)
+    # "balanced" is scikit-learn's n / (K n_c) of the target's classes.
+    bal = y.size / (5 * np.bincount(y, minlength=5).astype(float))
+    np.testing.assert_allclose(fl.softmax_focal(x, y, alpha="balanced"),
+                               bal[y] * fl.softmax_focal(x, y), rtol=1e-12)
+    # alpha is part of the loss: the mean divides by the number of rows.
+    assert fl.softmax_focal(x, y, alpha=a, reduction="mean") == pytest.approx(
+        fl.softmax_focal(x, y, alpha=a).sum() / y.size, rel=1e-13)
+    with pytest.raises(ValueError, match="alpha='balanced' is undefined: class 4"):
+        fl.softmax_focal(x[:4], y[:4], alpha="balanced")
+
+
+def test_softmax_focal_ignore_index_and_weights():
+    x, y, _ = softmax_data(12)
+    y[[1, 5]] = -100
+    w = RNG.uniform(0.5, 2, 12)
+    v = fl.softmax_focal(x, y, sample_weight=w)
+    assert v[1] == 0 and v[5] == 0
+    keep = y != -100
+    full = fl.softmax_focal(x[keep], y[keep], sample_weight=w[keep])
+    np.testing.assert_allclose(v[keep], full, rtol=1e-13)
+    m = fl.softmax_focal(x, y, sample_weight=w, reduction="mean")
+    assert m == pytest.approx(full.sum() / w[keep].sum(), rel=1e-13)
+    g = fl.softmax_focal.grad(x, y, sample_weight=w, reduction="mean")
+    assert (g[~keep] == 0).all()
+
+
+def test_softmax_focal_fisher_is_hessian_at_model_target():
+    x, y, _ = softmax_data()
+    p = np.exp(x - x.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    for gamma in (0.5, 2.0):
+        hf = fl.softmax_focal.grad_hess(x, y, gamma=gamma, hessian="fisher")[1]
+        hp = fl.softmax_focal.grad_hess(x, p, gamma=gamma)[1]
+        np.testing.assert_allclose(hf, hp, rtol=1e-12, atol=1e-15)
+        # The gradient stays that of the given target.
+        np.testing.assert_allclose(
+            fl.softmax_focal.grad_hess(x, y, gamma=gamma, hessian="fisher")[0],
+            fl.softmax_focal.grad(x, y, gamma=gamma), rtol=1e-14, atol=1e-300)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+def test_softmax_focal_extreme_logits(dtype, gamma):
+    x = np.array([[1e4, -1e4, 0.0, 3.0], [-1e4, -1e4, 1e4, 1e4], [0.0, 0.0, 0.0, 0.0],
+                  [-1e4, 0.0, 1e4, -5.0]], dtype=dtype)
+    for tgt in (np.array([0, 1, 2, 3]), np.full((4, 4), 0.25, dtype=dtype)):
+        for hess in ("exact", "fisher"):
+            v = fl.softmax_focal(x, tgt, gamma=gamma, label_smoothing=0.1)
+            g, h = fl.softmax_focal.grad_hess(x, tgt, gamma=gamma, hessian=hess)
+            assert np.isfinite(v).all() and np.isfinite(g).all() and np.isfinite(h).all()
+            assert g.dtype == dtype
+
+
+def test_softmax_focal_float32_and_large_k():
+    x = RNG.standard_normal((6, 5000)) * 4
+    y = RNG.integers(0, 5000, 6)
+    for kw in ({}, {"label_smoothing": 0.1}):
+        v64, g64 = fl.softmax_focal.value_and_grad(x, y, gamma=1.5, **kw)
+        v32, g32 = fl.softmax_focal.value_and_grad(x.astype(np.float32), y, gamma=1.5, **kw)
+        np.testing.assert_allclose(v32, v64, rtol=1e-4)
+        np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-6)
+    # Rows spanning several softmax chunks agree with the formula.
+    p = np.exp(x - x.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    py = p[np.arange(6), y]
+    np.testing.assert_allclose(fl.softmax_focal(x, y, gamma=1.5),
+                               -(1 - py) ** 1.5 * np.log(py), rtol=1e-11)
+
+
+@pytest.mark.parametrize("bad, exc, word", [
+    ({"gamma": -1.0}, ValueError, "gamma"),
+    ({"gamma": float("nan")}, ValueError, "gamma"),
+    ({"alpha": 1.5}, ValueError, "alpha"),
+    ({"alpha": "x"}, (TypeError, ValueError), "alpha"),
+    ({"from_logits": 1}, TypeError, "from_logits"),
+    ({"delta": 1.0}, TypeError, "delta"),
+])
+def test_sigmoid_focal_bad_params(bad, exc, word):
+    with pytest.raises(exc, match=word):
+        fl.sigmoid_focal(np.zeros(3), np.zeros(3), **bad)
+
+
+@pytest.mark.parametrize("bad, exc, word", [
+    ({"gamma": -0.5}, ValueError, "gamma"),
+    ({"alpha": np.ones(4)}, ValueError, "alpha"),
+    ({"alpha": np.array([1.0, -1, 1, 1, 1])}, ValueError, "alpha"),
+    ({"alpha": "auto"}, ValueError, "alpha"),
+    ({"alpha": 2.0}, ValueError, "alpha"),
+    ({"label_smoothing": 2.0}, ValueError, "label_smoothing"),
+    ({"n": 2.0}, TypeError, "'n'"),
+])
+def test_softmax_focal_bad_params(bad, exc, word):
+    with pytest.raises(exc, match=word):
+        fl.softmax_focal(np.zeros((2, 5)), np.array([0, 1]), **bad)
+
+
+@pytest.mark.parametrize("n", [0.0, -1.0, float("inf")])
+def test_power_bad_n(n):
+    with pytest.raises(ValueError, match="n must"):
+        fl.sigmoid_power_cross_entropy(np.zeros(3), np.zeros(3), n=n)
+
+
+def test_targets_outside_unit_interval_raise():
+    with pytest.raises(ValueError, match="target"):
+        fl.sigmoid_focal(np.zeros(3), np.array([0.0, 1.5, 1.0]))
+    with pytest.raises(ValueError, match="target"):
+        fl.sigmoid_power_cross_entropy(np.zeros(3), np.array([0.0, -0.5, 1.0]))
+    with pytest.raises(ValueError, match="pred"):
+        fl.sigmoid_focal(np.array([0.5, 1.5]), np.zeros(2), from_logits=False)
+
+
+# -- oracles ------------------------------------------------------------------------------
+
+
+def test_sigmoid_focal_matches_torchvision_formula():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    z, t = binary_data(200, soft=True)
+    for gamma, alpha in ((2.0, 0.25), (0.5, None), (3.7, 0.6)):
+        zt = torch.tensor(z, requires_grad=True)
+        tt = torch.tensor(t)
+        # torchvision.ops.sigmoid_focal_loss, written out with torch ops.
+        p = torch.sigmoid(zt)
+        ce = F.binary_cross_entropy_with_logits(zt, tt, reduction="none")
+        p_t = p * tt + (1 - p) * (1 - tt)
+        loss = ce * (1 - p_t) ** gamma
+        if alpha is not None:
+            loss = (alpha * tt + (1 - alpha) * (1 - tt)) * loss
+        loss.mean().backward()
+        v, g = fl.sigmoid_focal.value_and_grad(z, t, gamma=gamma, alpha=alpha, reduction="mean")
+        assert v == pytest.approx(loss.mean().item(), rel=1e-12)
+        np.testing.assert_allclose(g, zt.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_sigmoid_focal_matches_optax():
+    optax = pytest.importorskip("optax")
+    jnp = pytest.importorskip("jax.numpy")
+    z, t = binary_data(200)
+    for gamma, alpha in ((2.0, 0.25), (0.5, None), (1.0, 0.75)):
+        ref = np.asarray(optax.sigmoid_focal_loss(jnp.asarray(z, dtype=jnp.float32),
+                                                  jnp.asarray(t, dtype=jnp.float32),
+                                                  alpha=alpha, gamma=gamma))
+        got = fl.sigmoid_focal(z.astype(np.float32), t.astype(np.float32), gamma=gamma,
+                               alpha=alpha)
+        np.testing.assert_allclose(got, ref, rtol=2e-5, atol=1e-6)
+
+
+def test_softmax_focal_matches_torch_autograd():
+    torch = pytest.importorskip("torch")
+    x, y, q = softmax_data(20, 6)
+    a = RNG.uniform(0.2, 1.0, 6)
+    for tgt in (y, q):
+        xt = torch.tensor(x, requires_grad=True)
+        logp = torch.log_softmax(xt, dim=-1)
+        qt = torch.tensor(np.eye(6)[tgt] if tgt.ndim == 1 else tgt)
+        loss = -(torch.tensor(a) * qt * (1 - logp.exp()) ** 2.5 * logp).sum(-1)
+        loss.sum().backward()
+        v, g = fl.softmax_focal.value_and_grad(x, tgt, gamma=2.5, alpha=a, reduction="sum")
+        assert v == pytest.approx(loss.sum().item(), rel=1e-12)
+        np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-10, atol=1e-14)
