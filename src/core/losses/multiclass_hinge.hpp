@@ -55,25 +55,37 @@ struct MulticlassHinge {
       const VI yv = iset1<V>(static_cast<I>(y));
       VI nanm{};
       if (!ww) {
+        // Running maximum of the wrong scores and, per lane, the first index holding it.
         V vmax = set1<V>(ninf);
+        VI vidx = iset1<V>(-1);
         for (std::int64_t k = 0; k < K; k += W) {
           const int n = (K - k < W) ? static_cast<int>(K - k) : W;
           const VI live = lane_index<V>() < n;
           const V v = load_live<V>(x + k, live);
           nanm |= (v != v) & live;
-          const VI keep = live & ((lane_index<V>() + iset1<V>(static_cast<I>(k))) != yv);
-          vmax = select(keep & (v > vmax), v, vmax);
+          const VI idx = lane_index<V>() + iset1<V>(static_cast<I>(k));
+          const VI better = live & (idx != yv) & (v > vmax);
+          vmax = select(better, v, vmax);
+          vidx = (vidx & ~better) | (idx & better);
         }
-        const T mx = hmax(vmax);
+        // Across lanes: the largest value, the smallest index among equal ones.
+        T mx = ninf;
+        std::int64_t c = -1;
+        for (int l = 0; l < W; ++l) {
+          const std::int64_t il = static_cast<std::int64_t>(vidx[l]);
+          if (il < 0) continue;
+          if (c < 0 || vmax[l] > mx || (vmax[l] == mx && il < c)) {
+            mx = vmax[l];
+            c = il;
+          }
+        }
         const double z = static_cast<double>(m) + static_cast<double>(mx) - static_cast<double>(x[y]);
         value = (z > 0.0 ? z : 0.0) * w;
         const double ds = w * b.gscale;
         if constexpr (kG) {
           fill_row<T>(g, K, T(0));
           if (z > 0.0) {
-            std::int64_t c = 0;
-            while (c < K && (c == y || x[c] != mx)) ++c;
-            if (c < K) g[c] = static_cast<T>(ds);
+            if (c >= 0) g[c] = static_cast<T>(ds);
             g[y] = static_cast<T>(-ds);
           }
         }
