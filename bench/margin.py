@@ -189,45 +189,53 @@ def peer_numba(case, a, b, threads):
                     g[i, y[i]] = -1.0 / n
             return acc / n
 
+        @nb.njit
+        def ww_row(x, y, g, i, scale):
+            k = x.shape[1]
+            sy = x[i, y]
+            cnt = 0.0
+            row = 0.0
+            for j in range(k):
+                z = 1.0 - sy + x[i, j]
+                if j != y and z > 0:
+                    row += z
+                    cnt += 1.0
+                    g[i, j] = scale
+                else:
+                    g[i, j] = 0.0
+            g[i, y] = -cnt * scale
+            return row
+
         @nb.njit(parallel=True)
         def ww_vg(x, y, g):
             n, k = x.shape
-            acc = 0.0
             scale = 1.0 / (n * k)
+            rows = np.empty(n)
             for i in nb.prange(n):
-                sy = x[i, y[i]]
-                cnt = 0.0
-                row = 0.0
-                for j in range(k):
-                    z = 1.0 - sy + x[i, j]
-                    if j != y[i] and z > 0:
-                        row += z
-                        cnt += 1.0
-                        g[i, j] = scale
-                    else:
-                        g[i, j] = 0.0
-                g[i, y[i]] = -cnt * scale
-                acc += row
-            return acc * scale
+                rows[i] = ww_row(x, y[i], g, i, scale)
+            return rows.sum() * scale
+
+        @nb.njit
+        def pair_group(s, r, g, o, m):
+            tot = 0.0
+            for i in range(m):
+                g[o + i] = 0.0
+            for i in range(m):
+                for j in range(m):
+                    if r[o + i] > r[o + j]:
+                        d = s[o + i] - s[o + j]
+                        e = np.exp(-abs(d))
+                        tot += max(-d, 0.0) + np.log1p(e)
+                        sg = e / (1.0 + e) if d >= 0 else 1.0 / (1.0 + e)
+                        g[o + i] -= sg
+                        g[o + j] += sg
+            return tot
 
         @nb.njit(parallel=True)
         def pair_vg(s, r, g, ng, m):
-            acc = np.zeros(ng)
+            acc = np.empty(ng)
             for q in nb.prange(ng):
-                o = q * m
-                tot = 0.0
-                for i in range(m):
-                    g[o + i] = 0.0
-                for i in range(m):
-                    for j in range(m):
-                        if r[o + i] > r[o + j]:
-                            d = s[o + i] - s[o + j]
-                            e = np.exp(-abs(d))
-                            tot += max(-d, 0.0) + np.log1p(e)
-                            sg = e / (1.0 + e) if d >= 0 else 1.0 / (1.0 + e)
-                            g[o + i] -= sg
-                            g[o + j] += sg
-                acc[q] = tot
+                acc[q] = pair_group(s, r, g, q * m, m)
             return acc.sum()
 
         _NUMBA.update(hinge=hinge_vg, cs=cs_vg, ww=ww_vg, pair=pair_vg)
@@ -404,8 +412,14 @@ def main(argv=None) -> int:
                     continue
                 v, g = fn()
                 scale = 1.0 / (a.shape[0] if case != "hinge" else a.size)
+                gg = np.asarray(g, dtype=np.float64).reshape(ref[1].shape)
+                keep = slice(None)
+                if case == "hinge":
+                    # On the kink (y f == 1 exactly) PyTorch's clamp passes the slope and JAX
+                    # half of it; fastloss gives 0 (docs/losses.md). Compared elsewhere.
+                    keep = (1 - (2 * b.astype(np.float64) - 1) * a) != 0
                 ok = bool(np.isclose(v, ref[0], rtol=1e-3) and np.allclose(
-                    np.asarray(g, dtype=np.float64).reshape(ref[1].shape), ref[1], rtol=1e-2,
+                    gg[keep], ref[1][keep], rtol=1e-2,
                     atol=1e-5 * (scale if case != "pairwise" else 1.0)))
                 t = median_time(fn, args.repeat)
                 best_peer = t if best_peer is None else min(best_peer, t)
