@@ -24,6 +24,7 @@ import fastloss as fl
 import numpy as np
 import pytest
 import reference as ref
+import reference_margin as ref_margin
 
 THREAD_COUNTS = (1, 2, 7)
 DTYPES = (np.float32, np.float64)
@@ -43,6 +44,28 @@ def regression_args(rng, shape, dtype):
     return pred, target
 
 
+def hinge_args(rng, shape, dtype):
+    """scores ~ N(0, 2^2), labels in {-1, +1}; every seventh score sits on the kink y f = 1."""
+    scores = rng.normal(0.0, 2.0, size=shape).astype(dtype)
+    target = rng.choice(np.array([-1.0, 1.0]), size=shape).astype(dtype)
+    if scores.size:
+        scores.reshape(-1)[::7] = target.reshape(-1)[::7]
+    return scores, target
+
+
+def hinge_args01(rng, shape, dtype):
+    """As hinge_args with 0/1 labels (0 is read as -1), kinks at y f = 0.5 (margin 0.5)."""
+    scores = rng.normal(0.0, 2.0, size=shape).astype(dtype)
+    target = rng.integers(0, 2, size=shape).astype(dtype)
+    if scores.size:
+        scores.reshape(-1)[::7] = 0.5 * (2 * target.reshape(-1)[::7] - 1)
+    return scores, target
+
+
+# The references of all elementwise losses in the matrix.
+REFERENCES = {**ref.REFERENCE, **ref_margin.REFERENCE}
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     name: str
@@ -60,7 +83,7 @@ class Case:
 
     @property
     def reference(self):
-        return ref.REFERENCE[self.name]
+        return REFERENCES[self.name]
 
 
 # One row per loss (and per interesting parameter setting).
@@ -70,6 +93,10 @@ CASES = [
     Case("huber", regression_args, {"delta": 1.0}),
     Case("huber", regression_args, {"delta": 0.5}),
     Case("log_cosh", regression_args),
+    Case("hinge", hinge_args),
+    Case("hinge", hinge_args01, {"margin": 0.5}),
+    Case("squared_hinge", hinge_args),
+    Case("squared_hinge", hinge_args01, {"margin": 0.5}),
 ]
 REGRESSION_NAMES = ("squared_error", "absolute_error", "huber", "log_cosh")
 REGRESSION = [c for c in CASES if c.name in REGRESSION_NAMES]

@@ -18,8 +18,13 @@ from ._focal import LOSSES as _FOCAL
 from ._focal import ROW_LOSSES as _FOCAL_ROWS
 from ._focal import sigmoid_focal, sigmoid_power_cross_entropy, softmax_focal
 from ._loss import Loss
+from ._margin import LOSSES as _MARGIN
+from ._margin import (crcnn_predict, crcnn_ranking, hinge, margin_ranking, multiclass_hinge,
+                      multilabel_softmax_cross_entropy, squared_hinge)
 from ._multiclass import LOSSES as _MULTICLASS
 from ._multiclass import softmax_cross_entropy
+from ._ranking import LOSSES as _RANKING
+from ._ranking import pairwise_hinge, pairwise_logistic
 from ._regression import LOSSES as _REGRESSION
 from ._regression import absolute_error, huber, log_cosh, squared_error
 from ._weights import ClassCounts, class_weight
@@ -29,7 +34,8 @@ __version__ = _core.__version__
 _apply_env_isa()
 
 losses = MappingProxyType({loss.name: loss for loss in
-                           _REGRESSION + _BINARY + _FOCAL + _MULTICLASS + _FOCAL_ROWS})
+                           _REGRESSION + _BINARY + _FOCAL + _MULTICLASS + _FOCAL_ROWS +
+                           _MARGIN + _RANKING})
 """Every registered loss, by name."""
 
 __all__ = [
@@ -37,4 +43,6 @@ __all__ = [
     "squared_error", "absolute_error", "huber", "log_cosh", "sigmoid_cross_entropy",
     "softmax_cross_entropy", "sigmoid_focal", "sigmoid_power_cross_entropy", "softmax_focal",
     "class_weight", "ClassCounts", "__version__",
+    "hinge", "squared_hinge", "margin_ranking", "multiclass_hinge", "crcnn_ranking",
+    "crcnn_predict", "multilabel_softmax_cross_entropy", "pairwise_logistic", "pairwise_hinge",
 ]

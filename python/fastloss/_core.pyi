@@ -10,6 +10,8 @@ serial_threshold: int
 compiler: str
 elementwise_losses: Tuple[str, ...]
 rowwise_losses: Tuple[str, ...]
+pairwise_losses: Tuple[str, ...]
+pair_block: int
 
 def compiled_isas() -> list[str]: ...
 def supported_isas() -> list[str]: ...
@@ -43,6 +45,8 @@ def elementwise(
     hess_policy: int,
     hess_floor: float,
     nan_policy: int,
+    pred_name: str = ...,
+    target_name: str = ...,
 ) -> Tuple[object, Optional[np.ndarray], Optional[np.ndarray]]: ...
 def rowwise(
     loss: int,
@@ -65,5 +69,23 @@ def rowwise(
     class_aux: Optional[np.ndarray] = ...,
     class_aux_name: str = ...,
 ) -> Tuple[object, Optional[np.ndarray], Optional[np.ndarray]]: ...
+def pairwise(
+    loss: int,
+    scores: np.ndarray,
+    relevance: np.ndarray,
+    offsets: np.ndarray,
+    order: Optional[np.ndarray],
+    group_weight: Optional[np.ndarray],
+    params: Sequence[float],
+    mode: int,
+    value_per_doc: bool,
+    out: Optional[np.ndarray],
+    grad_out: Optional[np.ndarray],
+    hess_out: Optional[np.ndarray],
+    gscale: float,
+    hess_policy: int,
+    hess_floor: float,
+    omit_nan: bool,
+) -> float: ...
 def vecmath(name: str, x: np.ndarray, isa: str) -> np.ndarray: ...
 def stream(kind: str, a: np.ndarray, b: Optional[np.ndarray] = ..., out: Optional[np.ndarray] = ...) -> float: ...

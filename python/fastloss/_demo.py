@@ -171,6 +171,59 @@ def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, **defaults: A
     return value, grad
 
 
+@numpy_reference("hinge")
+def _hinge(scores: np.ndarray, target: np.ndarray, *, margin: float = 1.0
+           ) -> tuple[np.ndarray, np.ndarray]:
+    y = np.where(target > 0, 1.0, -1.0)
+    z = margin - y * scores
+    return np.maximum(z, 0.0), np.where(z > 0, -y, 0.0)
+
+
+@numpy_reference("squared_hinge")
+def _squared_hinge(scores: np.ndarray, target: np.ndarray, *, margin: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    y = np.where(target > 0, 1.0, -1.0)
+    z = np.maximum(margin - y * scores, 0.0)
+    return z * z, -2.0 * y * z
+
+
+@numpy_reference("multiclass_hinge")
+def _multiclass_hinge(scores: np.ndarray, labels: np.ndarray, *, margin: float = 1.0,
+                      **defaults: Any) -> tuple[np.ndarray, np.ndarray]:
+    # The default kind, Crammer-Singer: max(0, margin + max_{j != y} s_j - s_y).
+    rows = np.arange(scores.shape[0])
+    others = scores.astype(np.float64)
+    others[rows, labels] = -np.inf
+    c = np.argmax(others, axis=1)
+    z = margin + others[rows, c] - scores[rows, labels]
+    grad = np.zeros(scores.shape)
+    active = (z > 0).astype(np.float64)
+    grad[rows, c] += active
+    grad[rows, labels] -= active
+    return np.maximum(z, 0.0), grad
+
+
+@data_generator("multilabel")
+def _multilabel_inputs(rng: np.random.Generator, size: int, dtype: np.dtype) -> DemoInputs:
+    # ``size`` scores: size // K rows of K = 10 classes, about 2 positive labels per row.
+    rows = max(1, size // DEMO_CLASSES)
+    scores = rng.standard_normal((rows, DEMO_CLASSES), dtype=dtype) * 2.0
+    labels = (rng.random((rows, DEMO_CLASSES)) < 0.2).astype(dtype)
+    return DemoInputs((scores, labels))
+
+
+@numpy_reference("multilabel_softmax_cross_entropy")
+def _multilabel_softmax_ce(scores: np.ndarray, target: np.ndarray, **defaults: Any
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    # log(1 + sum_neg e^s) + log(1 + sum_pos e^-s), written directly (fine for |s| < 700).
+    s = scores.astype(np.float64)
+    ea = np.where(target == 0, np.exp(s), 0.0)
+    eb = np.where(target == 1, np.exp(-s), 0.0)
+    a = 1.0 + ea.sum(axis=1)
+    b = 1.0 + eb.sum(axis=1)
+    return np.log(a) + np.log(b), ea / a[:, None] - eb / b[:, None]
+
+
 def _numpy_mean_value_and_grad(
     reference: NumpyReference, inputs: DemoInputs, params: dict[str, Any]
 ) -> tuple[float, np.ndarray]:

@@ -61,7 +61,9 @@ class Loss:
 
     def __init__(self, name: str, *, family: str, kernel_id: int, params: Mapping[str, Any],
                  parse: Optional[ParamParser] = None, prepare: Optional[Callable] = None,
-                 has_fisher: bool, formula: str, doc: str = "", kind: str = "elementwise"):
+                 has_fisher: bool, formula: str, doc: str = "", kind: str = "elementwise",
+                 hessians: Optional[Mapping[str, int]] = None,
+                 arg_names: Sequence[str] = ("pred", "target")):
         self.name = name
         self.family = family
         self.params = dict(params)
@@ -75,6 +77,11 @@ class Loss:
         # for losses whose parameters depend on the data (class weights, per-element arrays).
         self._prepare = prepare
         self.kind = kind  # "elementwise" or "rowwise" (logits [..., K], one value per row)
+        # The hessian= names this loss accepts, when not the family's full set, mapped to the
+        # kernel's policy code (hinge maps "xgboost" onto the loss's second Hessian slot).
+        self._hessians = None if hessians is None else dict(hessians)
+        # The names of the positional arguments, as error messages and integrations use them.
+        self.arg_names = tuple(arg_names)
         self.__doc__ = doc or formula
         self.__name__ = name
         self.__qualname__ = name
@@ -125,8 +132,9 @@ class Loss:
         if self.kind == "rowwise":
             return self._run_rows(pred, target, want, red, sample_weight, nan, params, out,
                                   grad_out, hess_out, hessian, hess_floor, grad_name)
-        policy = _code(_HESSIANS, hessian, "hessian")
-        if policy == 3 and not self.has_fisher:
+        policy = _code(_HESSIANS if self._hessians is None else self._hessians, hessian,
+                       "hessian")
+        if hessian == "fisher" and not self.has_fisher:
             raise ValueError(f"hessian='fisher' is not defined for {self.name}; "
                              "use 'exact', 'clip' or 'abs'")
         floor = finite_param(hess_floor, "hess_floor") if policy == 1 else 0.0
@@ -138,13 +146,15 @@ class Loss:
             aux, aux_name, factor = None, "", False
         v, g, h = _core.elementwise(self._kernel_id, pred, target, sample_weight, aux, aux_name,
                                     factor, values, red, want, out, grad_out, grad_name, hess_out,
-                                    policy, floor, nan)
+                                    policy, floor, nan, self.arg_names[0], self.arg_names[1])
         if red and v is not None:
             v = np.float64(v)
         return v, g, h
 
     def _run_rows(self, logits, target, want, red, sample_weight, nan, params, out, grad_out,
                   hess_out, hessian, hess_floor, grad_name):
+        if self._hessians is not None:
+            _code(self._hessians, hessian, "hessian")
         code = _code(_ROW_HESSIANS, hessian, "hessian")
         floor = finite_param(hess_floor, "hess_floor") if code == 1 else 0.0
         if not isinstance(logits, np.ndarray):
@@ -155,11 +165,16 @@ class Loss:
             # Before the parameter checks look at the shape: a TypeError naming the argument.
             raise TypeError("logits must hold real numbers (bool, integer or float), got dtype "
                             f"{logits.dtype}")
-        # prepare -> (values, class_weight, ignore_index[, (class_aux, class_aux_name)]):
-        # class_aux is a per-class parameter array of the loss (e.g. softmax_focal's alpha).
+        # prepare -> (values, class_weight, ignore_index[, (class_aux, class_aux_name)
+        # [, target]]): class_aux is a per-class parameter array of the loss (e.g.
+        # softmax_focal's alpha); a loss may also hand the kernels a converted target
+        # (multilabel_softmax_cross_entropy folds its mask into the target).
         prepared = self._prepare(logits, target, sample_weight, params, omit_nan=nan == 2)
         values, class_w, ignore_index = prepared[:3]
-        class_aux, class_aux_name = prepared[3] if len(prepared) > 3 else (None, "class_aux")
+        aux = prepared[3] if len(prepared) > 3 else None
+        class_aux, class_aux_name = aux if aux is not None else (None, "class_aux")
+        if len(prepared) > 4:
+            target = prepared[4]
         if code in (4, 5) and not bool(params.get("from_logits", True)):
             raise ValueError(f"hessian={hessian!r} is a convention for logits; "
                              "it is not defined with from_logits=False")

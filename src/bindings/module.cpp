@@ -11,5 +11,6 @@ PYBIND11_MODULE(_core, m, pybind11::mod_gil_not_used()) {
   fastloss::bind::register_config(m);
   fastloss::bind::register_elementwise(m);
   fastloss::bind::register_rowwise(m);
+  fastloss::bind::register_pairwise(m);
   fastloss::bind::register_testing(m);
 }

@@ -62,31 +62,47 @@ py::object reduce_to(const py::array& full, const py::array& like) {
   throw py::value_error("an input contains NaN and nan_policy='raise'");
 }
 
-// A target outside [0, 1] (the domain of the probability-target losses): name its position.
-[[noreturn]] void raise_outside(const py::array& target, const char* name) {
+// A target outside the loss's domain (probabilities in [0, 1], or hinge labels in
+// {-1, 0, +1}): name its position.
+[[noreturn]] void raise_outside(const py::array& target, const char* name, int domain) {
   auto np = py::module_::import("numpy");
   py::object t = target.attr("astype")("float64", py::arg("copy") = false);
-  py::object bad = np.attr("logical_or")(np.attr("less")(t, 0.0), np.attr("greater")(t, 1.0));
+  py::object bad;
+  std::string what;
+  if (domain == kDomainSign) {
+    py::object ok = np.attr("isin")(t, py::make_tuple(-1.0, 0.0, 1.0));
+    bad = np.attr("logical_and")(np.attr("logical_not")(ok),
+                                 np.attr("logical_not")(np.attr("isnan")(t)));
+    what = " must hold labels in {-1, +1} or {0, 1}; got ";
+  } else {
+    bad = np.attr("logical_or")(np.attr("less")(t, 0.0), np.attr("greater")(t, 1.0));
+    what = " must hold probabilities in [0, 1]; got ";
+  }
   py::tuple where = np.attr("unravel_index")(np.attr("argmax")(bad), target.attr("shape"));
   std::vector<std::int64_t> idx;
   for (auto v : where) idx.push_back(v.cast<std::int64_t>());
   const double v = py::float_(t.attr("__getitem__")(where));
-  throw py::value_error(std::string(name) + " must hold probabilities in [0, 1]; got " +
-                        std::string(py::str(py::float_(v))) + " at index " + shape_str(idx));
+  throw py::value_error(std::string(name) + what + std::string(py::str(py::float_(v))) +
+                        " at index " + shape_str(idx));
 }
 
 py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::handle weight_o,
                       py::handle aux_o, const char* aux_name, bool factor_active,
                       const std::vector<double>& params, int reduction, int want, py::handle out_o,
                       py::handle grad_out_o, const std::string& grad_name, py::handle hess_out_o, int hess_policy,
-                      double hess_floor, int nan_policy) {
+                      double hess_floor, int nan_policy, const std::string& pred_name_s,
+                      const std::string& target_name_s) {
   if (loss < 0 || loss >= kNumElementwise) throw py::value_error("unknown loss id");
+  // The names the messages use for the first two arguments ("pred", "target" unless the loss
+  // names them otherwise, as margin_ranking's x1 and y).
+  const char* pred_name = pred_name_s.c_str();
+  const char* target_name = target_name_s.c_str();
   if (params.size() > static_cast<std::size_t>(kMaxParams)) throw py::value_error("too many parameters");
-  py::array pred = as_array(pred_o, "pred");
-  py::array target = as_array(target_o, "target");
-  const DType dtype = compute_dtype(pred, "pred");
-  source_type(target, "target");
-  auto shape = broadcast_shapes(pred, "pred", target, "target");
+  py::array pred = as_array(pred_o, pred_name);
+  py::array target = as_array(target_o, target_name);
+  const DType dtype = compute_dtype(pred, pred_name);
+  source_type(target, target_name);
+  auto shape = broadcast_shapes(pred, pred_name, target, target_name);
   py::array weight = null_array();
   if (!weight_o.is_none()) {
     weight = as_array(weight_o, "sample_weight");
@@ -102,7 +118,7 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
   }
   const std::int64_t n = product(shape);
   const int nd = static_cast<int>(shape.size());
-  if (nd > kMaxDims) throw py::value_error("pred has too many dimensions");
+  if (nd > kMaxDims) throw py::value_error(std::string(pred_name) + " has too many dimensions");
 
   ElemCall c;
   c.table = &active_table();
@@ -111,13 +127,13 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
   c.n = n;
   c.ndim = nd;
   for (int d = 0; d < nd; ++d) c.shape[d] = shape[d];
-  set_operand(c.pred, pred, shape, "pred");
-  set_operand(c.target, target, shape, "target");
+  set_operand(c.pred, pred, shape, pred_name);
+  set_operand(c.target, target, shape, target_name);
   if (weight) set_operand(c.weight, weight, shape, "sample_weight");
   if (aux) set_operand(c.aux, aux, shape, aux_name);
 
   std::vector<std::pair<py::array, const char*>> taken = {
-      {pred, "pred"}, {target, "target"}, {weight, "sample_weight"}, {aux, aux_name}};
+      {pred, pred_name}, {target, target_name}, {weight, "sample_weight"}, {aux, aux_name}};
 
   // Outputs.
   py::array value = null_array(), grad = null_array(), hess = null_array();
@@ -178,8 +194,13 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
       run_elementwise(c);
     }
   }
-  if (has_nan) raise_nan({{pred, "pred"}, {target, "target"}, {weight, "sample_weight"}});
-  if (c.bad_target) raise_outside(target, "target");
+  if (has_nan) {
+    std::vector<std::pair<py::array, const char*>> ins = {
+        {pred, pred_name}, {target, target_name}, {weight, "sample_weight"}};
+    if (aux && active_table().aux_is_input[loss]) ins.emplace_back(aux, aux_name);
+    raise_nan(ins);
+  }
+  if (c.bad_target) raise_outside(target, target_name, active_table().target_domain[loss]);
 
   py::object v = py::none();
   if (want & kWantValue) {
@@ -207,7 +228,8 @@ void register_elementwise(py::module_& m) {
         py::arg("sample_weight"), py::arg("aux"), py::arg("aux_name"), py::arg("factor_active"),
         py::arg("params"), py::arg("reduction"), py::arg("want"),
         py::arg("out"), py::arg("grad_out"), py::arg("grad_name"), py::arg("hess_out"), py::arg("hess_policy"),
-        py::arg("hess_floor"), py::arg("nan_policy"),
+        py::arg("hess_floor"), py::arg("nan_policy"), py::arg("pred_name") = "pred",
+        py::arg("target_name") = "target",
         "Run an elementwise loss kernel (internal; use the fastloss.Loss objects).");
   py::list names;
 #define FASTLOSS_NAME(name, S) names.append(#name);

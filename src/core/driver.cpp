@@ -391,7 +391,8 @@ WeightResult weight_typed(const ElemCall& c, bool omit_nan) {
       blk.pred = run.input(tbase, 0, start, count);
       blk.target = run.input(tbase, 1, start, count);
       blk.weight = run.input(tbase, 2, start, count);
-      blk.aux = nullptr;
+      // An aux operand that is data (margin_ranking's x2) takes part in the NaN check.
+      blk.aux = c.table->aux_is_input[c.loss] ? run.input(tbase, 3, start, count) : nullptr;
       blk.n = count;
       blk.params = c.params;
       blk.omit_nan = omit_nan;

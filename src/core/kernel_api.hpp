@@ -30,6 +30,12 @@ enum HessPolicy : int { kHessExact = 0, kHessClip = 1, kHessAbs = 2, kHessFisher
 
 constexpr int kMaxParams = 8;
 
+// The domain an elementwise loss checks its targets against (for the error message).
+enum TargetDomain : int {
+  kDomainUnit = 0,  // probabilities in [0, 1]
+  kDomainSign = 1,  // labels in {-1, +1} or {0, 1}
+};
+
 template <class T>
 struct ElemBlock {
   const T* pred;
@@ -87,8 +93,35 @@ struct RowBlock {
   unsigned char* bad_target;  // out: set to 1 when a probability target lies outside [0, 1]
 };
 
+// A block of whole groups of a pairwise ranking loss: documents by position, groups as
+// offsets into `order` (the documents of group g are order[offsets[g] .. offsets[g+1]), or
+// those positions themselves when order is null).
+template <class T>
+struct GroupBlock {
+  const T* scores;
+  const T* rel;
+  const std::int64_t* offsets;
+  const std::int64_t* order;  // or null
+  std::int64_t g0, g1;        // the groups of this block
+  const T* gweight;           // per group, or null
+  T* value;                   // per group, or per document (value_per_doc), when kValueArray
+  bool value_per_doc;
+  T* grad;                    // per document, when kGrad
+  T* hess;                    // per document, when kHess
+  const double* params;
+  double gscale;
+  int hess_policy;
+  double hess_floor;
+  bool omit_nan;
+  double* value_sum;
+  T* scratch;                 // 6 * scratch_cap values, the calling thread's
+  std::int64_t scratch_cap;   // >= the largest group
+};
+
 template <class T>
 using ElemFn = void (*)(const ElemBlock<T>&) noexcept;
+template <class T>
+using GroupFn = void (*)(const GroupBlock<T>&) noexcept;
 template <class T>
 using RowFn = void (*)(const RowBlock<T>&) noexcept;
 template <class T>
@@ -97,6 +130,7 @@ using WeightFn = void (*)(const WeightBlock<T>&) noexcept;
 #define FASTLOSS_COUNT_LOSS(name, S) +1
 constexpr int kNumElementwise = 0 FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_COUNT_LOSS);
 constexpr int kNumRowwise = 0 FASTLOSS_ROWWISE_LOSSES(FASTLOSS_COUNT_LOSS);
+constexpr int kNumPairwise = 0 FASTLOSS_PAIRWISE_LOSSES(FASTLOSS_COUNT_LOSS);
 constexpr int kRowModes = 16;  // kValueArray | kValueSum | kGrad | kHess
 #undef FASTLOSS_COUNT_LOSS
 
@@ -115,8 +149,12 @@ struct KernelTable {
   WeightFn<double> weight_f64[kNumElementwise];
   bool has_weight_factor[kNumElementwise];
   bool has_aux[kNumElementwise];
+  int target_domain[kNumElementwise];
+  bool aux_is_input[kNumElementwise];
   RowFn<float> row_f32[kNumRowwise][kRowModes];
   RowFn<double> row_f64[kNumRowwise][kRowModes];
+  GroupFn<float> group_f32[kNumPairwise][kRowModes];
+  GroupFn<double> group_f64[kNumPairwise][kRowModes];
   void (*math_f32[kNumMathFn])(const float*, float*, std::int64_t) noexcept;
   void (*math_f64[kNumMathFn])(const double*, double*, std::int64_t) noexcept;
 };

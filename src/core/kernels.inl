@@ -81,6 +81,7 @@ struct ElemStep {
     if constexpr (kOmit) {
       auto valid = (f == f) & (y == y);
       if constexpr (kWIn) valid = valid & (w == w);
+      if constexpr (Loss::aux_is_input) valid = valid & (a == a);
       if constexpr (kVal) l = select(valid, l, V{});
       if constexpr (kG) g = select(valid, g, V{});
       if constexpr (kH) h = select(valid, h, V{});
@@ -152,9 +153,14 @@ void weight_kernel(const WeightBlock<T>& b) noexcept {
   typename Tr::Acc sum{}, cnt{};
   const V one = set1<V>(T(1));
   const typename Loss::template Params<T> p(b.params);
-  auto accumulate = [&](V f, V y, V w, typename Tr::VI live) {
+  auto accumulate = [&](V f, V y, V w, V a, typename Tr::VI live) {
     auto valid = live;
     if (b.omit_nan) valid = valid & (f == f) & (y == y) & (w == w);
+    if constexpr (Loss::aux_is_input) {
+      if (b.omit_nan) valid = valid & (a == a);
+    } else {
+      (void)a;
+    }
     if constexpr (Loss::has_weight_factor) w = w * Loss::weight_factor(p, y);
     sum += to_acc(select(valid, w, V{}));
     cnt += to_acc(select(valid, one, V{}));
@@ -163,21 +169,25 @@ void weight_kernel(const WeightBlock<T>& b) noexcept {
   const auto all = iset1<V>(-1);
   for (; i + W <= b.n; i += W) {
     accumulate(load<V>(b.pred + i), load<V>(b.target + i),
-               b.weight ? load<V>(b.weight + i) : one, all);
+               b.weight ? load<V>(b.weight + i) : one,
+               Loss::aux_is_input ? load<V>(b.aux + i) : V{}, all);
   }
   const int rem = static_cast<int>(b.n - i);
   if (rem > 0) {
-    T fb[W] = {}, yb[W] = {}, wb[W] = {};
+    T fb[W] = {}, yb[W] = {}, wb[W] = {}, ab[W] = {};
     for (int k = 0; k < rem; ++k) {
       fb[k] = b.pred[i + k];
       yb[k] = b.target[i + k];
       wb[k] = b.weight ? b.weight[i + k] : T(1);
+      if constexpr (Loss::aux_is_input) ab[k] = b.aux[i + k];
     }
-    accumulate(load<V>(fb), load<V>(yb), load<V>(wb), lane_index<V>() < rem);
+    accumulate(load<V>(fb), load<V>(yb), load<V>(wb), load<V>(ab), lane_index<V>() < rem);
   }
   *b.weight_sum = hsum(sum);
   *b.n_valid = static_cast<std::int64_t>(hsum(cnt));
 }
+
+#include "pairwise_kernels.inl"
 
 template <int FN, class V>
 FL_INLINE V apply_math(V x) {
@@ -215,6 +225,11 @@ void fill_row_modes(RowFn<T>* row, std::integer_sequence<int, M...>) {
   ((row[M] = &Loss::template rows<M, T>), ...);
 }
 
+template <class Loss, class T, int... M>
+void fill_group_modes(GroupFn<T>* row, std::integer_sequence<int, M...>) {
+  ((row[M] = &group_kernel<Loss, T, M>), ...);
+}
+
 template <class T, int... F>
 void fill_math(void (**row)(const T*, T*, std::int64_t) noexcept, std::integer_sequence<int, F...>) {
   ((row[F] = &math_kernel<F, T>), ...);
@@ -232,6 +247,8 @@ KernelTable make_table() {
   t.weight_f64[id] = &weight_kernel<S, double>;                                        \
   t.has_weight_factor[id] = S::has_weight_factor;                                      \
   t.has_aux[id] = S::has_aux;                                                          \
+  t.target_domain[id] = S::target_domain;                                              \
+  t.aux_is_input[id] = S::aux_is_input;                                                \
   ++id;
   FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_FILL_LOSS)
 #undef FASTLOSS_FILL_LOSS
@@ -242,6 +259,13 @@ KernelTable make_table() {
   ++id;
   FASTLOSS_ROWWISE_LOSSES(FASTLOSS_FILL_ROW_LOSS)
 #undef FASTLOSS_FILL_ROW_LOSS
+  id = 0;
+#define FASTLOSS_FILL_GROUP_LOSS(name, S)                                                    \
+  fill_group_modes<S, float>(t.group_f32[id], std::make_integer_sequence<int, kRowModes>{});  \
+  fill_group_modes<S, double>(t.group_f64[id], std::make_integer_sequence<int, kRowModes>{}); \
+  ++id;
+  FASTLOSS_PAIRWISE_LOSSES(FASTLOSS_FILL_GROUP_LOSS)
+#undef FASTLOSS_FILL_GROUP_LOSS
   fill_math<float>(t.math_f32, std::make_integer_sequence<int, kNumMathFn>{});
   fill_math<double>(t.math_f64, std::make_integer_sequence<int, kNumMathFn>{});
   return t;

@@ -16,13 +16,25 @@
   X(log_cosh, LogCosh)                 \
   X(sigmoid_cross_entropy, SigmoidCrossEntropy) \
   X(sigmoid_focal, SigmoidFocal)                 \
-  X(sigmoid_power_cross_entropy, SigmoidPowerCrossEntropy)
+  X(sigmoid_power_cross_entropy, SigmoidPowerCrossEntropy) \
+  X(hinge, Hinge)                               \
+  X(squared_hinge, SquaredHinge)                \
+  X(margin_ranking, MarginRanking)
 
 // Multiclass losses take logits [..., K] and a target per row (class index or probability
 // row) and give one value per row, a gradient and a diagonal Hessian per logit.
-#define FASTLOSS_ROWWISE_LOSSES(X) \
+#define FASTLOSS_ROWWISE_LOSSES(X)                \
   X(softmax_cross_entropy, SoftmaxCrossEntropy) \
-  X(softmax_focal, SoftmaxFocal)
+  X(softmax_focal, SoftmaxFocal)                \
+  X(multiclass_hinge, MulticlassHinge)          \
+  X(crcnn_ranking, CrcnnRanking)                \
+  X(multilabel_softmax_cross_entropy, MultilabelSoftmaxCrossEntropy)
+
+// Pairwise ranking losses take scores and relevances of documents in groups (queries) and
+// sum a pair loss over the pairs of each group; a gradient and Hessian per document.
+#define FASTLOSS_PAIRWISE_LOSSES(X)       \
+  X(pairwise_logistic, PairwiseLogistic) \
+  X(pairwise_hinge, PairwiseHinge)
 
 #endif  // FASTLOSS_REGISTRY_HPP
 
@@ -38,7 +50,14 @@
 #include "losses/sigmoid_cross_entropy.hpp"
 #include "losses/sigmoid_focal.hpp"
 #include "losses/sigmoid_power_cross_entropy.hpp"
+#include "losses/hinge.hpp"
+#include "losses/margin_ranking.hpp"
 #include "losses/softmax_rows.hpp"
 #include "losses/softmax_cross_entropy.hpp"
 #include "losses/softmax_focal.hpp"
+#include "losses/row_common.hpp"
+#include "losses/multiclass_hinge.hpp"
+#include "losses/crcnn_ranking.hpp"
+#include "losses/multilabel_softmax_cross_entropy.hpp"
+#include "losses/pairwise.hpp"
 #endif

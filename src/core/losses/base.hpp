@@ -12,8 +12,13 @@
 //                       mean's denominator alike
 //   checks_target       target_outside(y) marks targets outside the loss's domain (e.g. a
 //                       probability outside [0, 1]); the call then raises ValueError
+//   target_domain       which domain that is (TargetDomain), for the error message
+//   aux_is_input        the per-element array is data (margin_ranking's x2), not a parameter:
+//                       nan_policy treats a NaN there as a missing value
 struct ElementwiseLoss {
   static constexpr bool has_aux = false;
+  static constexpr bool aux_is_input = false;
+  static constexpr int target_domain = kDomainUnit;
   static constexpr bool has_weight_factor = false;
   static constexpr bool checks_target = false;
   template <class V>

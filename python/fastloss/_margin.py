@@ -1,0 +1,367 @@
+"""Margin losses: hinge, squared_hinge and margin_ranking (elementwise); multiclass_hinge,
+crcnn_ranking and multilabel_softmax_cross_entropy (one value per row of [..., K] scores).
+
+Formulas, derivatives, Hessian policies and the conventions chosen where libraries differ:
+docs/losses.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._binary import check_keys, compute_dtype
+from ._loss import _NAN_POLICIES, _REDUCTIONS, Loss, _code, finite_param, make_parser
+from ._multiclass import check_ignore_index, class_counts
+from ._weights import resolve_class_weight
+
+_IDS = {name: i for i, name in enumerate(_core.elementwise_losses)}
+_ROW_IDS = {name: i for i, name in enumerate(_core.rowwise_losses)}
+_WANT_VALUE, _WANT_GRAD, _WANT_HESS = 1, 2, 4
+# Piecewise-linear and piecewise-quadratic losses: no expected Hessian. hinge also offers
+# XGBoost's binary:hinge convention (kernel slot 3).
+_PIECEWISE_HESSIANS = {"exact": 0, "clip": 1, "abs": 2}
+_HINGE_HESSIANS = {"exact": 0, "clip": 1, "abs": 2, "xgboost": 3}
+
+
+def _margin(value) -> float:
+    return finite_param(value, "margin")
+
+
+hinge = Loss(
+    "hinge", family="binary", kernel_id=_IDS["hinge"], params={"margin": 1.0},
+    parse=make_parser("hinge", {"margin": _margin}, {"margin": 1.0}), has_fisher=False,
+    hessians=_HINGE_HESSIANS, arg_names=("scores", "target"),
+    formula="max(0, m - y f), y = +-1; grad -y [y f < m]; hess 0 (xgboost: 1 or FLT_MIN)",
+    doc="""Hinge loss max(0, margin - y f) of scores f against labels in {-1, +1} or {0, 1}
+(0 is read as -1).
+
+Gradient -y where y f < margin, else 0 (also at y f == margin). The exact Hessian is 0;
+hessian="clip" gives hess_floor, hessian="xgboost" XGBoost's binary:hinge convention (1 where
+y f < margin, else FLT_MIN). Labels outside {-1, 0, +1} raise ValueError.""")
+
+squared_hinge = Loss(
+    "squared_hinge", family="binary", kernel_id=_IDS["squared_hinge"], params={"margin": 1.0},
+    parse=make_parser("squared_hinge", {"margin": _margin}, {"margin": 1.0}), has_fisher=False,
+    hessians=_PIECEWISE_HESSIANS, arg_names=("scores", "target"),
+    formula="max(0, m - y f)^2, y = +-1; grad -2 y max(0, m - y f); hess 2 [y f < m]",
+    doc="""Squared hinge loss max(0, margin - y f)^2 of scores f against labels in {-1, +1}
+or {0, 1} (0 is read as -1), as Keras' squared_hinge (per element).
+
+Gradient -2 y max(0, margin - y f); Hessian 2 where y f < margin, else 0.""")
+
+
+def _sum_to(full: np.ndarray, shape) -> np.ndarray:
+    """The gradient of a sum w.r.t. an operand of `shape` broadcast to full.shape."""
+    if full.shape == tuple(shape):
+        return full
+    off = full.ndim - len(shape)
+    axes = tuple(d for d in range(full.ndim)
+                 if d < off or (shape[d - off] == 1 and full.shape[d] != 1))
+    return full.sum(axis=axes).reshape(shape)
+
+
+def _pair_out(obj, name):
+    if obj is None:
+        return None, None
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
+        raise TypeError(f"{name} must be a pair of arrays (one per input) or None, "
+                        f"got {type(obj).__name__}")
+    return obj[0], obj[1]
+
+
+class MarginRankingLoss(Loss):
+    """margin_ranking(x1, x2, y): two differentiated inputs; gradients come as a pair."""
+
+    def __call__(self, x1, x2, y, *, reduction="none", sample_weight=None,
+                 nan_policy="propagate", out=None, **params):
+        v, _, _ = self._run3(x1, x2, y, _WANT_VALUE, reduction, sample_weight, nan_policy,
+                             params, out, None, None, "exact", 0.0)
+        return v
+
+    def grad(self, x1, x2, y, *, reduction="none", sample_weight=None, nan_policy="propagate",
+             out=None, **params):
+        """(d loss / d x1, d loss / d x2)."""
+        _, g, _ = self._run3(x1, x2, y, _WANT_GRAD, reduction, sample_weight, nan_policy,
+                             params, None, out, None, "exact", 0.0, grad_name="out")
+        return g
+
+    def value_and_grad(self, x1, x2, y, *, reduction="none", sample_weight=None,
+                       nan_policy="propagate", out=None, grad_out=None, **params):
+        v, g, _ = self._run3(x1, x2, y, _WANT_VALUE | _WANT_GRAD, reduction, sample_weight,
+                             nan_policy, params, out, grad_out, None, "exact", 0.0)
+        return v, g
+
+    def grad_hess(self, x1, x2, y, *, reduction="none", sample_weight=None,
+                  nan_policy="propagate", hessian="exact", hess_floor=1e-6, grad_out=None,
+                  hess_out=None, **params):
+        """((g1, g2), (h1, h2)): the diagonal Hessians w.r.t. x1 and x2 (equal: 0 exactly)."""
+        _, g, h = self._run3(x1, x2, y, _WANT_GRAD | _WANT_HESS, reduction, sample_weight,
+                             nan_policy, params, None, grad_out, hess_out, hessian, hess_floor)
+        return g, h
+
+    def _run3(self, x1, x2, y, want, reduction, sample_weight, nan_policy, params, out,
+              grad_out, hess_out, hessian, hess_floor, grad_name="grad_out"):
+        red = _code(_REDUCTIONS, reduction, "reduction")
+        nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
+        policy = _code(self._hessians, hessian, "hessian")
+        floor = finite_param(hess_floor, "hess_floor") if policy == 1 else 0.0
+        margin = (self._parse(params) if params else self._default_values)[0]
+        x1 = x1 if isinstance(x1, np.ndarray) else np.asarray(x1)
+        x2 = x2 if isinstance(x2, np.ndarray) else np.asarray(x2)
+        y = y if isinstance(y, np.ndarray) else np.asarray(y)
+        try:
+            full = np.broadcast_shapes(x1.shape, x2.shape, y.shape)
+        except ValueError:
+            raise ValueError(f"x1 {x1.shape}, x2 {x2.shape} and y {y.shape} do not broadcast "
+                             "together") from None
+        pred = x1 if x1.shape == full else np.broadcast_to(x1, full)
+        g1_out, g2_out = _pair_out(grad_out, grad_name)
+        h1_out, h2_out = _pair_out(hess_out, "hess_out")
+        # Outputs go straight to the kernels when no input was broadcast; otherwise the
+        # results are summed over the broadcast axes and copied.
+        direct = x1.shape == full and x2.shape == full
+        v = g = h = None
+        if want & _WANT_GRAD:
+            # One pass writes both gradients: dl/dx2 = -dl/dx1 comes out of the Hessian slot.
+            v, ga, gb = _core.elementwise(
+                self._kernel_id, pred, y, sample_weight, x2, "x2", False, [margin, 1.0], red,
+                (want & _WANT_VALUE) | _WANT_GRAD | _WANT_HESS, out,
+                g1_out if direct else None, grad_name, g2_out if direct else None, 0, 0.0, nan,
+                "x1", "y")
+            g = (_fill(_sum_to(ga, x1.shape), g1_out), _fill(_sum_to(gb, x2.shape), g2_out))
+        if want & _WANT_HESS:
+            _, _, hh = _core.elementwise(
+                self._kernel_id, pred, y, sample_weight, x2, "x2", False, [margin, 0.0], red,
+                _WANT_HESS, None, None, grad_name, h1_out if direct else None, policy, floor,
+                nan, "x1", "y")
+            h2 = hh.copy() if h2_out is None else hh
+            h = (_fill(_sum_to(hh, x1.shape), h1_out), _fill(_sum_to(h2, x2.shape), h2_out))
+        elif want & _WANT_VALUE and not (want & _WANT_GRAD):
+            v, _, _ = _core.elementwise(
+                self._kernel_id, pred, y, sample_weight, x2, "x2", False, [margin, 0.0], red,
+                _WANT_VALUE, out, None, grad_name, None, 0, 0.0, nan, "x1", "y")
+        if red and v is not None:
+            v = np.float64(v)
+        return v, g, h
+
+
+def _fill(result: np.ndarray, user):
+    """result, copied into the caller's array when one was given (and is not result)."""
+    if user is None or user is result:
+        return result
+    if not isinstance(user, np.ndarray):
+        raise TypeError(f"output arrays must be numpy.ndarray, got {type(user).__name__}")
+    if user.shape != result.shape or user.dtype != result.dtype:
+        raise ValueError(f"output array must have shape {result.shape} and dtype "
+                         f"{result.dtype}, got {user.shape} {user.dtype}")
+    np.copyto(user, result)
+    return user
+
+
+margin_ranking = MarginRankingLoss(
+    "margin_ranking", family="ranking", kernel_id=_IDS["margin_ranking"], params={"margin": 0.0},
+    parse=make_parser("margin_ranking", {"margin": _margin}, {"margin": 0.0}), has_fisher=False,
+    hessians=_PIECEWISE_HESSIANS, kind="margin_ranking", arg_names=("x1", "x2", "y"),
+    formula="max(0, margin - y (x1 - x2)); grads (-y, +y) [y (x1 - x2) < margin]; hess 0",
+    doc="""Margin ranking loss max(0, margin - y (x1 - x2)), as PyTorch's MarginRankingLoss;
+y in {-1, +1} (or {0, 1}, 0 read as -1): y = 1 asks for x1 > x2 by at least margin.
+
+x1, x2 and y broadcast together. .grad and .value_and_grad return the pair
+(d/dx1, d/dx2) = (-y, +y) where the margin is violated (0 elsewhere, and at the kink);
+grad_out= takes a pair of arrays. .grad_hess returns ((g1, g2), (h1, h2)); the exact
+Hessians are 0.""")
+
+
+# -- one value per row of scores [..., K] ---------------------------------------------------
+
+def _index_target(loss_name: str, target) -> None:
+    t = target if isinstance(target, np.ndarray) else np.asarray(target)
+    if t.dtype.kind not in "biu":
+        raise TypeError(f"target of {loss_name} must hold integer class indices, got dtype "
+                        f"{t.dtype}")
+
+
+def _scores_ndim(logits) -> int:
+    if logits.ndim < 1:
+        raise ValueError("scores must have at least one dimension (the classes on the last axis)")
+    return logits.shape[-1]
+
+
+_MCH_KINDS = {"crammer_singer": 0, "weston_watkins": 1}
+_MCH_PARAMS = {"kind": "crammer_singer", "margin": 1.0, "p": 1, "class_weight": None,
+               "ignore_index": -100}
+
+
+def _prepare_multiclass_hinge(logits, target, sample_weight, params, omit_nan=False):
+    check_keys("multiclass_hinge", params, _MCH_PARAMS)
+    kind = _code(_MCH_KINDS, params.get("kind", "crammer_singer"), "kind")
+    margin = _margin(params.get("margin", 1.0))
+    p = params.get("p", 1)
+    if isinstance(p, (bool, np.bool_)) or p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    if p == 2 and kind == 0:
+        raise ValueError("p=2 is defined for kind='weston_watkins' only")
+    ignore_index = check_ignore_index(params.get("ignore_index", -100))
+    _index_target("multiclass_hinge", target)
+    k = _scores_ndim(logits)
+    cw = resolve_class_weight(
+        params.get("class_weight"), k, ignore_index=ignore_index,
+        counts=lambda: class_counts(logits, target, sample_weight, ignore_index, omit_nan))
+    return [margin, 0.0, 0.0, float(kind), float(p)], cw, ignore_index
+
+
+multiclass_hinge = Loss(
+    "multiclass_hinge", family="multiclass", kind="rowwise", kernel_id=_ROW_IDS["multiclass_hinge"],
+    params=_MCH_PARAMS, prepare=_prepare_multiclass_hinge, has_fisher=False,
+    hessians=_PIECEWISE_HESSIANS, arg_names=("scores", "target"),
+    formula="crammer_singer: max(0, m + max_{j != y} s_j - s_y); "
+            "weston_watkins: sum_{j != y} max(0, m - s_y + s_j)^p / K",
+    doc="""Multiclass hinge loss of scores s[..., K] against class indices [...].
+
+kind="crammer_singer" (default; scikit-learn's hinge_loss, optax's multiclass_hinge_loss):
+max(0, margin + max_{j != y} s_j - s_y); gradient +1 at the largest wrong score (the first
+one on ties), -1 at s_y where the margin is violated.
+kind="weston_watkins" (PyTorch's multi_margin_loss): sum_{j != y} max(0, margin - s_y +
+s_j)^p / K, p in {1, 2}.
+class_weight (None, "balanced", "auto", a dict or an array of K) multiplies a row by the
+weight of its class and enters the mean's denominator; ignore_index (default -100) drops
+rows. Hessian: 0 (p = 1 and crammer_singer), 2 [z_j > 0] / K for p = 2.""")
+
+
+_CRCNN_PARAMS = {"gamma": 2.0, "m_pos": 2.5, "m_neg": 0.5, "other_class": None,
+                 "class_weight": None, "ignore_index": -100}
+
+
+def _check_class(value, k: int, name: str):
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if not 0 <= int(value) < k:
+        raise ValueError(f"{name} must be a class in [0, {k}), got {value!r}")
+    return int(value)
+
+
+def _prepare_crcnn(logits, target, sample_weight, params, omit_nan=False):
+    check_keys("crcnn_ranking", params, _CRCNN_PARAMS)
+    gamma = finite_param(params.get("gamma", 2.0), "gamma", low=0.0, low_open=True)
+    m_pos = finite_param(params.get("m_pos", 2.5), "m_pos")
+    m_neg = finite_param(params.get("m_neg", 0.5), "m_neg")
+    ignore_index = check_ignore_index(params.get("ignore_index", -100))
+    _index_target("crcnn_ranking", target)
+    k = _scores_ndim(logits)
+    other = _check_class(params.get("other_class"), k, "other_class")
+    cw = resolve_class_weight(
+        params.get("class_weight"), k, ignore_index=ignore_index,
+        counts=lambda: class_counts(logits, target, sample_weight, ignore_index, omit_nan))
+    values = [gamma, 0.0, 0.0, m_pos, m_neg, 0.0 if other is None else 1.0,
+              0.0 if other is None else float(other)]
+    return values, cw, ignore_index
+
+
+crcnn_ranking = Loss(
+    "crcnn_ranking", family="ranking", kind="rowwise", kernel_id=_ROW_IDS["crcnn_ranking"],
+    params=_CRCNN_PARAMS, prepare=_prepare_crcnn, has_fisher=False,
+    hessians=_PIECEWISE_HESSIANS, arg_names=("scores", "target"),
+    formula="softplus(gamma (m_pos - s_y)) + softplus(gamma (m_neg + s_c)), "
+            "c = the best-scoring wrong class",
+    doc="""The ranking loss of dos Santos, Xiang and Zhou (ACL 2015, "Classifying Relations by
+Ranking with Convolutional Neural Networks") on scores s[..., K] and class indices [...]:
+
+log(1 + exp(gamma (m_pos - s_y))) + log(1 + exp(gamma (m_neg + s_c))), c the highest-scoring
+wrong class (the first on ties). With other_class set, rows of that class keep only the
+second term and the Other column never competes as c (predict with fl.crcnn_predict).
+class_weight and ignore_index as multiclass_hinge.""")
+
+
+def crcnn_predict(scores, other_class=None):
+    """Class predictions for crcnn_ranking scores [..., K]: the highest-scoring class (the
+    first on ties); with other_class set, the Other column is left out and Other is predicted
+    where every other score is negative (dos Santos et al., 2015)."""
+    s = scores if isinstance(scores, np.ndarray) else np.asarray(scores)
+    if s.dtype.kind not in "biuf":
+        raise TypeError(f"scores must be a real array, got dtype {s.dtype}")
+    k = _scores_ndim(s)
+    if k == 0:
+        raise ValueError("scores must have at least one class on the last axis, got 0")
+    other = _check_class(other_class, k, "other_class")
+    if other is None:
+        return np.argmax(s, axis=-1)
+    if k == 1:
+        return np.full(s.shape[:-1], other, dtype=np.intp)
+    # The best class without the Other column, from the two slices on either side of it
+    # (no copy of the scores).
+    parts = []
+    if other > 0:
+        lo = s[..., :other]
+        parts.append((np.max(lo, axis=-1), np.argmax(lo, axis=-1)))
+    if other < k - 1:
+        hi = s[..., other + 1:]
+        parts.append((np.max(hi, axis=-1), np.argmax(hi, axis=-1) + other + 1))
+    best, idx = parts[0]
+    if len(parts) == 2:
+        take_hi = parts[1][0] > best  # ties keep the lower index
+        best = np.where(take_hi, parts[1][0], best)
+        idx = np.where(take_hi, parts[1][1], idx)
+    return np.where(best < 0, other, idx).astype(np.intp, copy=False)
+
+
+_MLSCE_PARAMS = {"mask": None}
+
+
+def _prepare_multilabel(logits, target, sample_weight, params, omit_nan=False):
+    check_keys("multilabel_softmax_cross_entropy", params, _MLSCE_PARAMS)
+    _scores_ndim(logits)
+    t = target if isinstance(target, np.ndarray) else np.asarray(target)
+    if t.dtype.kind not in "biuf":
+        raise TypeError(f"target must be a real array of 0/1 labels or probabilities, got dtype "
+                        f"{t.dtype}")
+    if t.shape != logits.shape:
+        raise ValueError(f"target must have the shape of scores {logits.shape} (one label per "
+                         f"class), got {t.shape}")
+    cdt = compute_dtype(logits)
+    if t.dtype != cdt:
+        t = t.astype(cdt)
+    mask = params.get("mask")
+    class_w = None
+    if mask is not None:
+        mk = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
+        if mk.dtype.kind != "b":
+            raise TypeError(f"mask must be a boolean array, got dtype {mk.dtype}")
+        try:
+            np.broadcast_shapes(mk.shape, logits.shape)
+        except ValueError:
+            raise ValueError(f"mask with shape {mk.shape} does not broadcast to the shape of "
+                             f"scores {logits.shape}") from None
+        if np.broadcast_shapes(mk.shape, logits.shape) != logits.shape:
+            raise ValueError(f"mask with shape {mk.shape} would enlarge scores {logits.shape}")
+        if t.size:
+            lo, hi = np.min(t), np.max(t)
+            if lo < 0 or hi > 1:
+                bad = np.argmin(t) if lo < 0 else np.argmax(t)
+                where = tuple(int(i) for i in np.unravel_index(bad, t.shape))
+                raise ValueError(f"target must hold probabilities in [0, 1]; got {t.flat[bad]!r} "
+                                 f"at index {where}")
+        # An absent class is a target of -1 for the kernels.
+        t = np.where(mk, t, cdt.type(-1))
+    return [0.0] * 7, class_w, None, None, t
+
+
+multilabel_softmax_cross_entropy = Loss(
+    "multilabel_softmax_cross_entropy", family="multilabel", kind="rowwise",
+    kernel_id=_ROW_IDS["multilabel_softmax_cross_entropy"], params=_MLSCE_PARAMS,
+    prepare=_prepare_multilabel, has_fisher=False, hessians=_PIECEWISE_HESSIANS,
+    arg_names=("scores", "target"),
+    formula="log(1 + sum_k (1 - t_k) e^{s_k}) + log(1 + sum_k t_k e^{-s_k})",
+    doc="""Multi-label softmax cross-entropy on raw scores s[..., K] and 0/1 (or soft)
+targets t[..., K]: log(1 + sum_{negatives} e^{s_i}) + log(1 + sum_{positives} e^{-s_j}).
+
+A class is predicted present where its score is > 0. Soft targets t in [0, 1] weight each
+class's two terms by 1 - t and t. mask (bool, broadcast to the scores' shape): False marks
+classes that are absent from a row (no label): they take part in neither term and get 0
+gradient and Hessian. Gradient u - v, Hessian u (1 - u) + v (1 - v) with
+u = (1 - t) e^{s} / (1 + sum (1 - t) e^{s}), v = t e^{-s} / (1 + sum t e^{-s}).""")
+
+LOSSES = [hinge, squared_hinge, margin_ranking, multiclass_hinge, crcnn_ranking,
+          multilabel_softmax_cross_entropy]
