@@ -38,8 +38,17 @@ NAN = float("nan")
 INF = float("inf")
 
 
+# Losses whose argument kinds the generators here do not model yet (labels -1/+1, two
+# differentiated inputs, groups, multi-label rows); each has its own bad-input tests in
+# test_margin.py / test_ranking.py. A loss missing from both sets fails
+# test_every_loss_has_a_known_kind.
+NOT_GENERATED = frozenset({
+    "hinge", "squared_hinge", "margin_ranking", "multiclass_hinge", "crcnn_ranking",
+    "multilabel_softmax_cross_entropy", "pairwise_logistic", "pairwise_hinge"})
+
+
 def loss_names(fl):
-    return sorted(fl.losses)
+    return sorted(set(fl.losses) - NOT_GENERATED)
 
 
 def first_name(loss) -> str:

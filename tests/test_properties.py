@@ -184,6 +184,8 @@ def test_properties(name, data):
     ref = lc.reference_for(name)
     if ref is None or not (np.all(np.isfinite(f64)) and np.all(np.abs(f64) <= REF_RANGE)):
         return
+    if name == "softmax_focal" and (np.size(first) == 0 or np.ndim(first) != 2):
+        return  # its reference takes non-empty [N, K] logits only
     rf = lc.rounded(first, cdt)
     rt = lc.rounded(target, cdt) if loss.kind == "elementwise" else np.asarray(target)
     rw = None if weight is None else lc.rounded(weight, cdt)
