@@ -47,6 +47,8 @@ def inputs(name, dtype, rng):
         pytest.skip(f"no data generator for family {loss.family!r}")
     if loss.kind == "rowwise":
         pred = (rng.standard_normal((N, K)) * 2).astype(dtype)
+        if loss.family == "multilabel":  # 0/1 per class
+            return pred, (rng.uniform(size=(N, K)) < 0.3).astype(dtype)
         target = rng.integers(0, K, N)
         return pred, target
     args = gen(rng, N, np.dtype(dtype)).args
