@@ -24,6 +24,7 @@ import fastloss as fl
 import numpy as np
 import pytest
 import reference as ref
+import reference_focal as ref_focal
 import reference_margin as ref_margin
 
 THREAD_COUNTS = (1, 2, 7)
@@ -62,8 +63,24 @@ def hinge_args01(rng, shape, dtype):
     return scores, target
 
 
+def binary_args(rng, shape, dtype):
+    """logits ~ N(0, 3^2); targets 0/1 for half the elements, soft in [0, 1] for the rest."""
+    logits = rng.normal(0.0, 3.0, size=shape).astype(dtype)
+    hard = (rng.uniform(size=shape) < 0.3).astype(np.float64)
+    target = np.where(rng.uniform(size=shape) < 0.5, hard, rng.uniform(size=shape)).astype(dtype)
+    return logits, target
+
+
+def _focal_entry(fn):
+    # "fisher" of these losses depends on the logit (see test_focal_reference.py), not a
+    # constant: the matrix runs exact, clip and abs for them.
+    return {"fn": fn, "params": {}, "kind": "elementwise", "fisher": None, "kink_distance": None}
+
+
 # The references of all elementwise losses in the matrix.
-REFERENCES = {**ref.REFERENCE, **ref_margin.REFERENCE}
+REFERENCES = {**ref.REFERENCE, **ref_margin.REFERENCE,
+              "sigmoid_focal": _focal_entry(ref_focal.sigmoid_focal_terms),
+              "sigmoid_power_cross_entropy": _focal_entry(ref_focal.sigmoid_power_terms)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +114,9 @@ CASES = [
     Case("hinge", hinge_args01, {"margin": 0.5}),
     Case("squared_hinge", hinge_args),
     Case("squared_hinge", hinge_args01, {"margin": 0.5}),
+    Case("sigmoid_focal", binary_args),
+    Case("sigmoid_focal", binary_args, {"gamma": 0.5, "alpha": None}),
+    Case("sigmoid_power_cross_entropy", binary_args, {"n": 3.7}),
 ]
 REGRESSION_NAMES = ("squared_error", "absolute_error", "huber", "log_cosh")
 REGRESSION = [c for c in CASES if c.name in REGRESSION_NAMES]
