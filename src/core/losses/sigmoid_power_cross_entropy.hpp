@@ -95,7 +95,6 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
 
   template <class V>
   static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V z, V, V) {
-    using T = typename Traits<V>::T;
     V e, r, l1;
     vlogistic(z, e, r, l1);
     auto neg = z < V{};
