@@ -444,3 +444,45 @@ def test_peak_rss_of_a_reduction_stays_small():
     for line in proc.stdout.strip().splitlines():
         name, grown, size = line.split()
         assert int(grown) < int(size) // 8, line
+
+
+# --------------------------------------------------------------------------
+# reduction="mean" with weights whose total is subnormal
+# --------------------------------------------------------------------------
+# The mean is unchanged when every weight is scaled alike, so weights summing to 1e-311 (whose
+# reciprocal overflows float64) must give the numbers of the same weights scaled up.
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_mean_with_subnormal_total_weight(name, dtype):
+    loss = fl.losses[name]
+    rng = np.random.default_rng(5)
+    first, target, weight = lc.make_inputs(loss, rng, rows_for(loss, 37), dtype, weighted=True)
+    weight = np.abs(np.asarray(weight, dtype=np.float64)) + 0.5
+    tiny_exp = -140 if dtype == np.float32 else -1060
+    tiny = np.ldexp(weight, tiny_exp).astype(dtype)
+    assert 0 < float(np.sum(tiny, dtype=np.float64)) < 2.0 ** (tiny_exp + 10)
+    plain = np.ldexp(tiny.astype(np.float64), -tiny_exp).astype(dtype)  # the same bits, scaled
+    with np.errstate(all="ignore"):
+        got = loss.grad_hess(first, target, sample_weight=tiny, reduction="mean")
+        got_v = loss(first, target, sample_weight=tiny, reduction="mean")
+        want = loss.grad_hess(first, target, sample_weight=plain, reduction="mean")
+        want_v = loss(first, target, sample_weight=plain, reduction="mean")
+    for g, w in zip(got, want):
+        assert np.all(np.isfinite(g))
+        np.testing.assert_allclose(g, w, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(got_v, want_v, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_pairwise_mean_with_subnormal_total_weight():
+    rng = np.random.default_rng(6)
+    scores = rng.normal(size=9)
+    rel = rng.integers(0, 3, size=9).astype(np.float64)
+    w = np.array([1.0, 3.0, 2.0])
+    for loss in (fl.pairwise_logistic, fl.pairwise_hinge):
+        want = loss.grad_hess(scores, rel, group=[3, 3, 3], sample_weight=w, reduction="mean")
+        got = loss.grad_hess(scores, rel, group=[3, 3, 3], sample_weight=np.ldexp(w, -1070),
+                             reduction="mean")
+        for g, e in zip(got, want):
+            np.testing.assert_allclose(g, e, rtol=1e-12)

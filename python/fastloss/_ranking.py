@@ -8,6 +8,8 @@ come as sizes (``group=``, LightGBM's and XGBoost's ``group``) or as a query id 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _core
@@ -139,6 +141,13 @@ class PairwiseLoss(Loss):
                 denom = float(ng)
             else:
                 denom = float(np.sum(w[~np.isnan(w)] if nan == 2 else w, dtype=np.float64))
+                # A total so small that 1/denom overflows: the mean is unchanged by scaling
+                # every weight by the same power of two, so scale them (exactly) to near 1.
+                tiny = 2.0 ** (-100 if cdt == np.float32 else -1000)
+                if 0.0 < denom < tiny:
+                    k = -math.frexp(denom)[1] + 1
+                    w = np.ldexp(w.astype(np.float64), k).astype(cdt)
+                    denom = float(np.sum(w[~np.isnan(w)] if nan == 2 else w, dtype=np.float64))
             gscale = 0.0 if denom == 0.0 else 1.0 / denom
         else:
             gscale = 1.0

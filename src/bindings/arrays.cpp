@@ -2,6 +2,7 @@
 #include "arrays.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace fastloss::bind {
 
@@ -188,6 +189,22 @@ py::array new_array(const std::vector<std::int64_t>& shape, DType dtype) {
 void set_out_operand(OutOperand& op, const py::array& a, int ndim) {
   op.data = static_cast<char*>(const_cast<void*>(a.data()));
   for (int d = 0; d < ndim; ++d) op.strides[d] = a.strides(d);
+}
+
+int mean_rescale_exponent(double denom, DType dtype) {
+  // Thresholds well inside each dtype's range, so that 1/denom and w/denom stay finite.
+  const double tiny = dtype == DType::f32 ? std::ldexp(1.0, -100) : std::ldexp(1.0, -1000);
+  if (!(denom > 0.0) || !(std::fabs(denom) < tiny)) return 0;
+  return -std::ilogb(denom);
+}
+
+py::array scaled_weight(const py::array& weight, int k, DType dtype) {
+  auto np = py::module_::import("numpy");
+  const char* name = dtype == DType::f32 ? "float32" : "float64";
+  py::object w = weight ? py::object(weight) : py::object(py::float_(1.0));
+  // ldexp in float64 (2**k itself may exceed float64: k reaches 1074), then the compute dtype.
+  py::object r = np.attr("ldexp")(np.attr("asarray")(w, py::arg("dtype") = "float64"), k);
+  return np.attr("asarray")(r, py::arg("dtype") = name);
 }
 
 }  // namespace fastloss::bind

@@ -55,4 +55,12 @@ py::array new_array(const std::vector<std::int64_t>& shape, DType dtype);
 
 void set_out_operand(OutOperand& op, const py::array& a, int ndim);
 
+// reduction="mean" divides by the total weight; a total so small that its reciprocal would
+// overflow the compute dtype (weights summing to a subnormal number) would make every
+// derivative inf. The mean does not change when all weights are scaled alike, so such a call
+// is rerun with weights scaled by 2**k (exact): mean_rescale_exponent gives k (0: no rescale),
+// scaled_weight the scaled weights (`weight` may be null: unit weights).
+int mean_rescale_exponent(double denom, DType dtype);
+py::array scaled_weight(const py::array& weight, int k, DType dtype);
+
 }  // namespace fastloss::bind

@@ -184,15 +184,25 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
     if (nan_policy == kRaise) {
       has_nan = run_weight_pass(c, true).n_valid < n;
     }
-    if (!has_nan) {
-      if (reduction == kMean && (weight || nan_policy == kOmit || factor_active)) {
-        denom = run_weight_pass(c, nan_policy == kOmit).weight_sum;
-      }
-      // No weight at all (every sample ignored or weighted 0): the mean is NaN and the
-      // derivatives are 0, as PyTorch gives for an all-ignored batch.
-      if (reduction == kMean) c.gscale = denom == 0.0 ? 0.0 : 1.0 / denom;
-      run_elementwise(c);
+    if (!has_nan && reduction == kMean && (weight || nan_policy == kOmit || factor_active)) {
+      denom = run_weight_pass(c, nan_policy == kOmit).weight_sum;
     }
+  }
+  if (!has_nan && reduction == kMean) {
+    if (const int k = mean_rescale_exponent(denom, dtype)) {
+      weight = scaled_weight(weight, k, dtype);
+      set_operand(c.weight, weight, shape, "sample_weight");
+      c.mode |= kWeighted;
+      py::gil_scoped_release nogil;
+      denom = run_weight_pass(c, nan_policy == kOmit).weight_sum;
+    }
+    // No weight at all (every sample ignored or weighted 0): the mean is NaN and the
+    // derivatives are 0, as PyTorch gives for an all-ignored batch.
+    c.gscale = denom == 0.0 ? 0.0 : 1.0 / denom;
+  }
+  if (!has_nan) {
+    py::gil_scoped_release nogil;
+    run_elementwise(c);
   }
   if (has_nan) {
     std::vector<std::pair<py::array, const char*>> ins = {

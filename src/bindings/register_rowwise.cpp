@@ -266,7 +266,7 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
 
   std::string error;
   double denom = 0.0;
-  {
+  auto prepare = [&] {
     py::gil_scoped_release nogil;
     if (dtype == DType::f32) {
       auto r = prepare_rows<float>(c, rows_shape, has_ig, ig, nan_policy);
@@ -277,12 +277,23 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
       error = r.error;
       denom = r.denom;
     }
-    if (error.empty()) {
-      // No weight at all (every sample ignored or weighted 0): the mean is NaN and the
-      // derivatives are 0, as PyTorch gives for an all-ignored batch.
-      if (reduction == kMean) c.gscale = denom == 0.0 ? 0.0 : 1.0 / denom;
-      run_rowwise(c);
+  };
+  prepare();
+  if (error.empty() && reduction == kMean) {
+    if (const int k = mean_rescale_exponent(denom, dtype)) {
+      py::array w = np.attr("broadcast_to")(scaled_weight(weight, k, dtype),
+                                            py::tuple(py::cast(rows_shape)));
+      weight = contiguous(w, dtype);
+      c.weight = weight.data();
+      prepare();
     }
+    // No weight at all (every sample ignored or weighted 0): the mean is NaN and the
+    // derivatives are 0, as PyTorch gives for an all-ignored batch.
+    c.gscale = denom == 0.0 ? 0.0 : 1.0 / denom;
+  }
+  if (error.empty()) {
+    py::gil_scoped_release nogil;
+    run_rowwise(c);
   }
   if (!error.empty()) throw py::value_error(error);
   if (c.bad_target) {
