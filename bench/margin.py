@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # they slow NumPy down; see README
     os.environ.pop(_var, None)
@@ -39,18 +38,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import fastloss as fl
 import numpy as np
 
+from cross_entropy import bandwidth, median_time  # same directory
+
 ALL_PEERS = ("numpy", "numba", "torch", "jax")
 N_GROUPS, GROUP = 10_000, 100
-
-
-def median_time(fn, repeat: int) -> float:
-    fn()  # warm-up (JIT compilation, first-touch of outputs)
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def make_inputs(case: str, dtype, rng):
@@ -333,17 +324,6 @@ def peer_jax(case, a, b, threads):
 
 
 PEERS = {"numpy": peer_numpy, "numba": peer_numba, "torch": peer_torch, "jax": peer_jax}
-
-
-def bandwidth(kind: str, threads: int, repeat: int) -> float:
-    n = 20_000_000
-    a = np.ones(n, np.float32)
-    b = np.ones(n, np.float32)
-    o = np.empty(n, np.float32)
-    nbytes = {"copy": 8 * n, "triad": 12 * n}[kind]
-    with fl.threads(threads):
-        t = median_time(lambda: fl._core.stream(kind, a, b if kind == "triad" else None, o), repeat)
-    return nbytes / t / 1e9
 
 
 def main(argv=None) -> int:

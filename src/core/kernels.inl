@@ -39,7 +39,7 @@ struct ElemStep {
   static constexpr bool kW = kWIn || Loss::has_weight_factor;
   static constexpr bool kOmit = (MODE & kOmitNaN) != 0;
 
-  const typename Loss::template Params<T> p;
+  typename Loss::template Params<T> p;  // not const: elem_kernel fixes its split flag
   const V gs;
   const V floor;
   const typename Tr::VI abs_mask;  // clears the sign bit when hessian="abs"
@@ -89,54 +89,78 @@ struct ElemStep {
   }
 };
 
+template <class Loss, int K, class P, class F>
+FL_INLINE void run_split(int v, P& p, F& f) {
+  if constexpr (K > 0) {
+    if (v == K) {
+      Loss::set_split(p, K);
+      f();
+      return;
+    }
+    run_split<Loss, K - 1>(v, p, f);
+  } else {
+    Loss::set_split(p, 0);
+    f();
+  }
+}
+
 template <class Loss, class T, int MODE>
 void elem_kernel(const ElemBlock<T>& b) noexcept {
   using S = ElemStep<Loss, T, MODE>;
   using V = typename S::V;
   using Tr = typename S::Tr;
   constexpr int W = Tr::W;
-  const S step(b);
+  S step(b);
   typename Tr::Acc acc{};
   V l{}, g{}, h{}, w{}, a{};
   typename Tr::VI outside{};
   const std::int64_t n = b.n;
   std::int64_t i = 0;
-  for (; i + W <= n; i += W) {
-    V f = load<V>(b.pred + i);
-    V y = load<V>(b.target + i);
-    if constexpr (Loss::checks_target) outside |= Loss::target_outside(y);
-    if constexpr (S::kWIn) w = load<V>(b.weight + i);
-    if constexpr (Loss::has_aux) a = load<V>(b.aux + i);
-    step(f, y, w, a, l, g, h);
-    if constexpr (S::kVArr) store(b.value + i, l);
-    if constexpr (S::kVSum) acc += to_acc(l);
-    if constexpr (S::kG) store(b.grad + i, g);
-    if constexpr (S::kH) store(b.hess + i, h);
-  }
-  const int rem = static_cast<int>(n - i);
-  if (rem > 0) {
-    T fb[W] = {}, yb[W] = {}, wb[W] = {}, ab[W] = {}, lb[W], gb[W], hb[W];
-    for (int k = 0; k < rem; ++k) {
-      fb[k] = b.pred[i + k];
-      yb[k] = b.target[i + k];
-      if constexpr (S::kWIn) wb[k] = b.weight[i + k];
-      if constexpr (Loss::has_aux) ab[k] = b.aux[i + k];
+  // Full vectors (the value sum in float64, per vector: DESIGN's "accumulated in float64"),
+  // then one padded vector for the tail, through the same code (so that an element gives the
+  // same bits wherever it falls).
+  auto all = [&]() __attribute__((always_inline)) {
+    for (; i + W <= n; i += W) {
+      V f = load<V>(b.pred + i);
+      V y = load<V>(b.target + i);
+      if constexpr (Loss::checks_target) outside |= Loss::target_outside(y);
+      if constexpr (S::kWIn) w = load<V>(b.weight + i);
+      if constexpr (Loss::has_aux) a = load<V>(b.aux + i);
+      step(f, y, w, a, l, g, h);
+      if constexpr (S::kVArr) store(b.value + i, l);
+      if constexpr (S::kVSum) acc += to_acc(l);
+      if constexpr (S::kG) store(b.grad + i, g);
+      if constexpr (S::kH) store(b.hess + i, h);
     }
-    if constexpr (Loss::checks_target) outside |= Loss::target_outside(load<V>(yb));
-    step(load<V>(fb), load<V>(yb), load<V>(wb), load<V>(ab), l, g, h);
-    if constexpr (S::kVSum) {
-      auto live = lane_index<V>() < rem;
-      acc += to_acc(select(live, l, V{}));
+    const int rem = static_cast<int>(n - i);
+    if (rem > 0) {
+      T fb[W] = {}, yb[W] = {}, wb[W] = {}, ab[W] = {}, lb[W], gb[W], hb[W];
+      for (int k = 0; k < rem; ++k) {
+        fb[k] = b.pred[i + k];
+        yb[k] = b.target[i + k];
+        if constexpr (S::kWIn) wb[k] = b.weight[i + k];
+        if constexpr (Loss::has_aux) ab[k] = b.aux[i + k];
+      }
+      if constexpr (Loss::checks_target) outside |= Loss::target_outside(load<V>(yb));
+      step(load<V>(fb), load<V>(yb), load<V>(wb), load<V>(ab), l, g, h);
+      if constexpr (S::kVSum) {
+        auto live = lane_index<V>() < rem;
+        acc += to_acc(select(live, l, V{}));
+      }
+      store(lb, l);
+      store(gb, g);
+      store(hb, h);
+      for (int k = 0; k < rem; ++k) {
+        if constexpr (S::kVArr) b.value[i + k] = lb[k];
+        if constexpr (S::kG) b.grad[i + k] = gb[k];
+        if constexpr (S::kH) b.hess[i + k] = hb[k];
+      }
     }
-    store(lb, l);
-    store(gb, g);
-    store(hb, h);
-    for (int k = 0; k < rem; ++k) {
-      if constexpr (S::kVArr) b.value[i + k] = lb[k];
-      if constexpr (S::kG) b.grad[i + k] = gb[k];
-      if constexpr (S::kH) b.hess[i + k] = hb[k];
-    }
-  }
+  };
+  // Parameters that switch the whole formula (from_logits, a special exponent) are fixed to
+  // constants in one copy of the loop per combination, so that eval's branches on them are
+  // decided outside the loop.
+  run_split<Loss, Loss::n_split - 1>(Loss::split(step.p), step.p, all);
   if constexpr (S::kVSum) *b.value_sum = hsum(acc);
   if constexpr (Loss::checks_target) {
     if (b.bad_target && any_lane(outside)) *b.bad_target = 1;

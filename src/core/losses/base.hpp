@@ -15,6 +15,10 @@
 //   target_domain       which domain that is (TargetDomain), for the error message
 //   aux_is_input        the per-element array is data (margin_ranking's x2), not a parameter:
 //                       nan_policy treats a NaN there as a missing value
+//   n_split, split,     parameters that switch the whole formula (from_logits, gamma = 2):
+//   set_split           split(p) in [0, n_split) names the combination; the kernel runs one
+//                       copy of its loop per combination, in which set_split(p, k) has made
+//                       them constants, so that eval's branches on them leave the loop
 struct ElementwiseLoss {
   static constexpr bool has_aux = false;
   static constexpr bool aux_is_input = false;
@@ -29,4 +33,11 @@ struct ElementwiseLoss {
   static FL_INLINE V weight_factor(const P&, V) {
     return set1<V>(1);
   }
+  static constexpr int n_split = 1;
+  template <class P>
+  static FL_INLINE int split(const P&) {
+    return 0;
+  }
+  template <class P>
+  static FL_INLINE void set_split(P&, int) {}
 };

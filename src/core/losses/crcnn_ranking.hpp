@@ -21,8 +21,6 @@ struct CrcnnRanking {
     using V = typename VecOf<T>::V;
     using Tr = Traits<V>;
     using VI = typename Tr::VI;
-    using I = typename Tr::I;
-    constexpr int W = Tr::W;
     constexpr bool kVArr = (MODE & kValueArray) != 0, kVSum = (MODE & kValueSum) != 0;
     constexpr bool kG = (MODE & kGrad) != 0, kH = (MODE & kHess) != 0;
 
@@ -33,8 +31,6 @@ struct CrcnnRanking {
     const double m_pos = b.params[3], m_neg = b.params[4];
     const bool has_other = b.params[5] != 0.0;
     const auto other = static_cast<std::int64_t>(b.params[6]);
-    const T ninf = -static_cast<T>(__builtin_huge_val());
-    const T qnan = static_cast<T>(__builtin_nan(""));
     const double h0 = clip_hess(0.0, b.hess_policy, b.hess_floor);
     double vsum = 0.0;
 
@@ -53,29 +49,13 @@ struct CrcnnRanking {
       const double w = sw * (b.class_w ? static_cast<double>(b.class_w[y]) : 1.0);
       const bool is_other = has_other && y == other;
       // The largest wrong score, over j != y and j != other_class.
-      const VI yv = iset1<V>(static_cast<I>(y));
-      const VI ov = iset1<V>(static_cast<I>(has_other ? other : -1));
-      V vmax = set1<V>(ninf);
       VI nanm{};
-      for (std::int64_t k = 0; k < K; k += W) {
-        const int n = (K - k < W) ? static_cast<int>(K - k) : W;
-        const VI live = lane_index<V>() < n;
-        const V v = load_live<V>(x + k, live);
-        nanm |= (v != v) & live;
-        const VI idx = lane_index<V>() + iset1<V>(static_cast<I>(k));
-        const VI keep = live & (idx != yv) & (idx != ov);
-        vmax = select(keep & (v > vmax), v, vmax);
-      }
+      T mx;
       const std::int64_t ncand = K - 1 - ((has_other && other != y) ? 1 : 0);
-      std::int64_t c = -1;
-      if (ncand > 0) {
-        const T mx = hmax(vmax);
+      std::int64_t c = row_argmax_except<T>(x, K, y, has_other ? other : -1, mx, nanm);
+      if (c < 0 && ncand > 0) {  // every wrong score is -inf (or NaN): the first candidate
         c = 0;
-        while (c < K && (c == y || (has_other && c == other) || x[c] != mx)) ++c;
-        if (c == K) {  // every wrong score is -inf (or NaN): take the first candidate
-          c = 0;
-          while (c == y || (has_other && c == other)) ++c;
-        }
+        while (c == y || (has_other && c == other)) ++c;
       }
       double value = 0.0, gy = 0.0, hy = 0.0, gc = 0.0, hc = 0.0;
       if (!is_other) {
@@ -104,12 +84,7 @@ struct CrcnnRanking {
         h[y] = static_cast<T>(clip_hess(hy, b.hess_policy, b.hess_floor) * ds);
         if (c >= 0) h[c] = static_cast<T>(clip_hess(hc, b.hess_policy, b.hess_floor) * ds);
       }
-      if (any_lane(nanm) || w != w) {
-        const T fillv = b.omit_nan ? T(0) : qnan;
-        value = static_cast<double>(fillv);
-        if constexpr (kG) fill_row<T>(g, K, fillv);
-        if constexpr (kH) fill_row<T>(h, K, fillv);
-      }
+      if (any_lane(nanm) || w != w) nan_row<T>(g, h, K, b.omit_nan, value);
       if constexpr (kVArr) b.value[i] = static_cast<T>(value);
       if constexpr (kVSum) vsum += value;
     }

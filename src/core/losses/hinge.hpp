@@ -26,7 +26,8 @@ FL_INLINE typename Traits<V>::VI sign_label_outside(V t) {
   return (t == t) & (t != T(1)) & (t != V{}) & (t != T(-1));
 }
 
-struct Hinge : ElementwiseLoss {
+// What the two binary margin losses share: the margin parameter and the label domain.
+struct SignMarginLoss : ElementwiseLoss {
   static constexpr int n_params = 1;
   static constexpr bool checks_target = true;
   static constexpr int target_domain = kDomainSign;
@@ -38,6 +39,9 @@ struct Hinge : ElementwiseLoss {
     T margin;
     explicit Params(const double* p) : margin(static_cast<T>(p[0])) {}
   };
+};
+
+struct Hinge : SignMarginLoss {
   template <bool VAL, bool GRAD, bool HESS, class V>
   static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V f, V t, V, V& l, V& g,
                              V& h) {
@@ -57,18 +61,7 @@ struct Hinge : ElementwiseLoss {
   }
 };
 
-struct SquaredHinge : ElementwiseLoss {
-  static constexpr int n_params = 1;
-  static constexpr bool checks_target = true;
-  static constexpr int target_domain = kDomainSign;
-  template <class V>
-  static FL_INLINE typename Traits<V>::VI target_outside(V t) {
-    return sign_label_outside(t);
-  }
-  template <class T> struct Params {
-    T margin;
-    explicit Params(const double* p) : margin(static_cast<T>(p[0])) {}
-  };
+struct SquaredHinge : SignMarginLoss {
   template <bool VAL, bool GRAD, bool HESS, class V>
   static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V f, V t, V, V& l, V& g,
                              V& h) {

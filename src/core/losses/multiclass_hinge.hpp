@@ -34,8 +34,6 @@ struct MulticlassHinge {
     const bool clip = b.hess_policy == kHessClip;
     const V vfloor = set1<V>(clip ? static_cast<T>(b.hess_floor)
                                   : -static_cast<T>(__builtin_huge_val()));
-    const T ninf = -static_cast<T>(__builtin_huge_val());
-    const T qnan = static_cast<T>(__builtin_nan(""));
     double vsum = 0.0;
 
     for (std::int64_t i = 0; i < b.rows; ++i) {
@@ -55,30 +53,9 @@ struct MulticlassHinge {
       const VI yv = iset1<V>(static_cast<I>(y));
       VI nanm{};
       if (!ww) {
-        // Running maximum of the wrong scores and, per lane, the first index holding it.
-        V vmax = set1<V>(ninf);
-        VI vidx = iset1<V>(-1);
-        for (std::int64_t k = 0; k < K; k += W) {
-          const int n = (K - k < W) ? static_cast<int>(K - k) : W;
-          const VI live = lane_index<V>() < n;
-          const V v = load_live<V>(x + k, live);
-          nanm |= (v != v) & live;
-          const VI idx = lane_index<V>() + iset1<V>(static_cast<I>(k));
-          const VI better = live & (idx != yv) & (v > vmax);
-          vmax = select(better, v, vmax);
-          vidx = (vidx & ~better) | (idx & better);
-        }
-        // Across lanes: the largest value, the smallest index among equal ones.
-        T mx = ninf;
-        std::int64_t c = -1;
-        for (int l = 0; l < W; ++l) {
-          const std::int64_t il = static_cast<std::int64_t>(vidx[l]);
-          if (il < 0) continue;
-          if (c < 0 || vmax[l] > mx || (vmax[l] == mx && il < c)) {
-            mx = vmax[l];
-            c = il;
-          }
-        }
+        // The largest wrong score and the first class holding it.
+        T mx;
+        const std::int64_t c = row_argmax_except<T>(x, K, y, -1, mx, nanm);
         const double z = static_cast<double>(m) + static_cast<double>(mx) - static_cast<double>(x[y]);
         value = (z > 0.0 ? z : 0.0) * w;
         const double ds = w * b.gscale;
@@ -100,31 +77,53 @@ struct MulticlassHinge {
         typename Tr::Acc vacc{}, gacc{}, cacc{};
         const V one = set1<V>(T(1));
         const V two_k = set1<V>(static_cast<T>(2.0 * invK));
-        for (std::int64_t k = 0; k < K; k += W) {
-          const int n = (K - k < W) ? static_cast<int>(K - k) : W;
-          const VI live = lane_index<V>() < n;
-          const V v = load_live<V>(x + k, live);
+        // One vector: the row sums in va, ga, ca (compute type); the outputs in gv, hv.
+        auto body = [&](V v, VI live, VI idx, V& va, V& ga, V& ca, V& gv, V& hv) {
           nanm |= (v != v) & live;
           const V z = base + v;
-          const VI act = live & ((lane_index<V>() + iset1<V>(static_cast<I>(k))) != yv) & (z > V{});
+          const VI act = live & (idx != yv) & (z > V{});
           const V zz = select(act, z, V{});
-          V gv;
           if (sq) {
-            vacc += to_acc(zz * zz);
+            va += zz * zz;
             gv = T(2) * zz;
           } else {
-            vacc += to_acc(zz);
+            va += zz;
             gv = select(act, one, V{});
           }
-          if constexpr (kG) {
-            gacc += to_acc(gv);
-            store_n(g, k, gv * vk * vds, n, true);
-          }
+          if constexpr (kG) ga += gv;
+          gv = gv * vk * vds;
           if constexpr (kH) {
-            cacc += to_acc(select(act, one, V{}));
-            const V hv = sq ? select(act, two_k, V{}) : V{};
-            store_n(h, k, max_nan1(hv, vfloor) * vds, n, true);
+            ca += select(act, one, V{});
+            hv = max_nan1(sq ? select(act, two_k, V{}) : V{}, vfloor) * vds;
           }
+        };
+        const VI all = iset1<V>(-1), step = iset1<V>(static_cast<I>(W));
+        VI idx = lane_index<V>();
+        std::int64_t k = 0;
+        // Full vectors in runs of at most 32 (sums of 32 terms per lane in the compute type,
+        // then float64), then the partial tail.
+        while (k + W <= K) {
+          V va{}, ga{}, ca{}, gv{}, hv{};
+          const std::int64_t kend = (K - k < 32 * W) ? K : k + 32 * W;
+          for (; k + W <= kend; k += W, idx += step) {
+            body(load<V>(x + k), all, idx, va, ga, ca, gv, hv);
+            if constexpr (kG) store(g + k, gv);
+            if constexpr (kH) store(h + k, hv);
+          }
+          vacc += to_acc(va);
+          if constexpr (kG) gacc += to_acc(ga);
+          if constexpr (kH) cacc += to_acc(ca);
+        }
+        if (k < K) {
+          const int n = static_cast<int>(K - k);
+          const VI live = lane_index<V>() < n;
+          V va{}, ga{}, ca{}, gv{}, hv{};
+          body(load_live<V>(x + k, live), live, idx, va, ga, ca, gv, hv);
+          store_n(g, k, gv, n, kG);
+          store_n(h, k, hv, n, kH);
+          vacc += to_acc(va);
+          if constexpr (kG) gacc += to_acc(ga);
+          if constexpr (kH) cacc += to_acc(ca);
         }
         value = hsum(vacc) * w * invK;
         if constexpr (kG) g[y] = static_cast<T>(-hsum(gacc) * invK * ds);
@@ -133,12 +132,7 @@ struct MulticlassHinge {
           h[y] = static_cast<T>(clip_hess(hy, b.hess_policy, b.hess_floor) * ds);
         }
       }
-      if (any_lane(nanm) || w != w) {
-        const T fillv = b.omit_nan ? T(0) : qnan;
-        value = static_cast<double>(fillv);
-        if constexpr (kG) fill_row<T>(g, K, fillv);
-        if constexpr (kH) fill_row<T>(h, K, fillv);
-      }
+      if (any_lane(nanm) || w != w) nan_row<T>(g, h, K, b.omit_nan, value);
       if constexpr (kVArr) b.value[i] = static_cast<T>(value);
       if constexpr (kVSum) vsum += value;
     }

@@ -28,3 +28,61 @@ FL_INLINE double sigmoid_d(double a) {
 FL_INLINE double clip_hess(double h, int policy, double floor) {
   return (policy == kHessClip && !(h >= floor) && h == h) ? floor : h;
 }
+
+// The largest score of row x over the classes other than ex1 and ex2 (-1: none excluded), in
+// mx, and the first class holding it, returned (-1 when every such score is -inf or there is
+// none). Lanes holding NaN are or-ed into nanm; a NaN is never the maximum.
+template <class T>
+FL_INLINE std::int64_t row_argmax_except(const T* x, std::int64_t K, std::int64_t ex1,
+                                         std::int64_t ex2, T& mx,
+                                         typename Traits<typename VecOf<T>::V>::VI& nanm) {
+  using V = typename VecOf<T>::V;
+  using Tr = Traits<V>;
+  using VI = typename Tr::VI;
+  using I = typename Tr::I;
+  constexpr int W = Tr::W;
+  const T ninf = -static_cast<T>(__builtin_huge_val());
+  const VI e1 = iset1<V>(static_cast<I>(ex1)), e2 = iset1<V>(static_cast<I>(ex2));
+  V vmax = set1<V>(ninf);
+  VI vidx = iset1<V>(-1);
+  VI idx = lane_index<V>();
+  const VI step = iset1<V>(static_cast<I>(W));
+  std::int64_t k = 0;
+  for (; k + W <= K; k += W, idx += step) {  // full vectors: plain loads
+    const V v = load<V>(x + k);
+    nanm |= (v != v);
+    const VI better = (idx != e1) & (idx != e2) & (v > vmax);
+    vmax = select(better, v, vmax);
+    vidx = (vidx & ~better) | (idx & better);
+  }
+  if (k < K) {
+    const VI live = lane_index<V>() < static_cast<int>(K - k);
+    const V v = load_live<V>(x + k, live);
+    nanm |= (v != v) & live;
+    const VI better = live & (idx != e1) & (idx != e2) & (v > vmax);
+    vmax = select(better, v, vmax);
+    vidx = (vidx & ~better) | (idx & better);
+  }
+  // Across lanes: the largest value, the smallest index among equal ones.
+  mx = ninf;
+  std::int64_t c = -1;
+  for (int l = 0; l < W; ++l) {
+    const auto il = static_cast<std::int64_t>(vidx[l]);
+    if (il < 0) continue;
+    if (c < 0 || vmax[l] > mx || (vmax[l] == mx && il < c)) {
+      mx = vmax[l];
+      c = il;
+    }
+  }
+  return c;
+}
+
+// A row that holds NaN (in its scores or weight): NaN value, gradient and Hessian rows, or
+// zeros under nan_policy="omit".
+template <class T>
+FL_INLINE void nan_row(T* g, T* h, std::int64_t K, bool omit, double& value) {
+  const T fillv = omit ? T(0) : static_cast<T>(__builtin_nan(""));
+  value = static_cast<double>(fillv);
+  if (g) fill_row<T>(g, K, fillv);
+  if (h) fill_row<T>(h, K, fillv);
+}

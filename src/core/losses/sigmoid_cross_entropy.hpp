@@ -37,6 +37,15 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
         : w_neg(static_cast<T>(p[0])), w_pos(static_cast<T>(p[1])), eps(static_cast<T>(p[2])),
           clip(static_cast<T>(p[4])), scale(static_cast<T>(p[5])), from_logits(p[3] != 0.0) {}
   };
+  static constexpr int n_split = 2;  // from_logits
+  template <class P>
+  static FL_INLINE int split(const P& p) {
+    return p.from_logits ? 1 : 0;
+  }
+  template <class P>
+  static FL_INLINE void set_split(P& p, int k) {
+    p.from_logits = k != 0;
+  }
 
   template <class P, class V>
   static FL_INLINE V weight_factor(const P& p, V t) {

@@ -44,6 +44,16 @@ struct SigmoidFocal : ElementwiseLoss {
           kind(p[0] == 0.0 ? 0 : (p[0] == 2.0 ? 2 : 1)), alpha_on(p[1] >= 0.0),
           from_logits(p[2] != 0.0) {}
   };
+  static constexpr int n_split = 4;  // from_logits, gamma = 2
+  template <class P>
+  static FL_INLINE int split(const P& p) {
+    return (p.from_logits ? 1 : 0) + (p.kind == 2 ? 2 : 0);
+  }
+  template <class P>
+  static FL_INLINE void set_split(P& p, int k) {
+    p.from_logits = (k & 1) != 0;
+    if (k & 2) p.kind = 2;  // (otherwise kind stays 0 or 1, decided per vector)
+  }
 
   template <bool VAL, bool GRAD, bool HESS, class V>
   static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V, V& l, V& g,

@@ -23,7 +23,10 @@
 // left out); the gradient stays that of the given target.
 //
 // Index targets without label smoothing take a short path: only a_y is non-zero, so S and T
-// are scalars from x_y and the row is read twice (softmax statistics, then the output).
+// are scalars from x_y (in float64) and the row is read once: pass 1 leaves exp(x - m_c) in
+// the gradient (or Hessian) row, and the output pass scales it in place, as
+// softmax_cross_entropy does (one exp per logit; 1 - p of the one class that may exceed 1/2
+// is recomputed through expm1).
 // Otherwise a second pass computes the per-class terms, keeping a_j phi_j and
 // a_j p_j phi'_j in the gradient / Hessian rows, and a third writes the outputs.
 //
@@ -74,7 +77,8 @@ struct SoftmaxFocal {
       return;
     }
     const double oc = om < om_min ? om_min : om;
-    const double pw = __builtin_pow(oc, g), pw1 = pw / oc, pw2 = pw1 / oc;
+    const double pw = g == 2.0 ? oc * oc : (g == 1.0 ? oc : __builtin_pow(oc, g));
+    const double pw1 = pw / oc, pw2 = pw1 / oc;
     f = pw * lp;
     phi = pw - g * lp * p * pw1;
     dphi = -2.0 * g * pw1 - g * lp * pw1 + (g - 1.0) * g * lp * p * pw2;
@@ -120,8 +124,14 @@ struct SoftmaxFocal {
       const bool ignored = has_ig && (b.labels ? y == ig : t[ig] == T(1));
       double value = 0.0;
       bool bad = false;
+      // Index targets without smoothing (the short path, below) whose outputs are not the
+      // Fisher Hessian: pass 1 leaves exp(x - m_c) in an output row and the output pass
+      // scales it, as softmax_cross_entropy does (one exp per logit).
+      const bool fast = b.labels && eps == T(0);
+      const bool reuse = fast && (kG || kH) && !(kH && fisher);
+      T* e_row = reuse ? (kG ? g : h) : nullptr;
       if (!ignored) {
-        softmax_pass1<T>(x, K, static_cast<T*>(nullptr), st, [](V, VI, std::int64_t) {});
+        softmax_pass1<T>(x, K, e_row, st, [](V, VI, std::int64_t) {});
         bad = st.nan;
         const V vM = set1<V>(static_cast<T>(st.M));
         const V vls = set1<V>(static_cast<T>(st.log_s));
@@ -188,12 +198,12 @@ struct SoftmaxFocal {
         };
 
         double Sg = 0.0, Sh = 0.0, Tlo = 0.0, Thi = 0.0;
-        const bool fast = b.labels && eps == T(0);
         double gy = 0.0, hy = 0.0;  // the short path's outputs at y (before scaling)
         bool stored_g = false, stored_h = false;
         if (fast) {
           const double lpy = (static_cast<double>(x[y]) - st.M) - st.log_s;
-          const double py = __builtin_exp(lpy), omy = -__builtin_expm1(lpy);
+          const double py = __builtin_exp(lpy);
+          const double omy = py < 0.5 ? 1.0 - py : -__builtin_expm1(lpy);  // 1 - p accurately
           double ay = b.class_aux ? static_cast<double>(b.class_aux[y]) : static_cast<double>(alpha);
           if (b.class_w) ay *= static_cast<double>(b.class_w[y]);
           double f, phi, dphi;
@@ -221,7 +231,51 @@ struct SoftmaxFocal {
           const V vds = set1<V>(static_cast<T>(ds));
           const V vSg = set1<V>(static_cast<T>(Sg)), vSh = set1<V>(static_cast<T>(Sh));
           const V vTlo = set1<V>(static_cast<T>(Tlo)), vThi = set1<V>(static_cast<T>(Thi));
-          for (std::int64_t k = 0; k < K; k += W) {
+          // The short path's classes other than y: a_k = 0, so g_k = p_k S and
+          // h_k = p_k (1 - p_k) S - p_k^2 T with T = a_y p_y phi'_y (= Tlo).
+          auto short_out = [&](std::int64_t k, V p) {
+            V om = T(1) - p;
+            if (any_lane(p > T(0.5))) {  // at most one class per row: 1 - p from expm1
+              V lp;
+              probs(k, iset1<V>(-1), p, om, lp);
+            }
+            if constexpr (kG) store(g + k, p * vSg * vds);
+            if constexpr (kH) {
+              V hv = (p * om * vSh - p * p * vTlo) * hf;
+              if (clip) hv = max_nan1(hv, floor);
+              if (habs) hv = abs(hv);
+              store(h + k, hv * vds);
+            }
+          };
+          for (int c = 0; reuse && c < st.nchunks; ++c) {
+            const std::int64_t k0 = c * st.chunk;
+            const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
+            const V r = set1<V>(static_cast<T>(st.r[c]));
+            // A chunk whose length is not a multiple of W ends with one vector overlapping the
+            // previous one; its exps are read before the loop overwrites them.
+            const bool overlap = (n % W) != 0 && n >= W;
+            const std::int64_t kt = k0 + n - W;
+            const V et = overlap ? load<V>(e_row + kt) : V{};
+            std::int64_t j = 0;
+            for (; j + W <= n; j += W) short_out(k0 + j, load<V>(e_row + k0 + j) * r);
+            if (overlap) {
+              short_out(kt, et * r);
+            } else {
+              for (; j < n; ++j) {  // a row shorter than one vector
+                const std::int64_t k = k0 + j;
+                const double lp = (static_cast<double>(x[k]) - st.M) - st.log_s;
+                const double p = __builtin_exp(lp), om = -__builtin_expm1(lp);
+                if constexpr (kG) g[k] = static_cast<T>(p * Sg * ds);
+                if constexpr (kH) {
+                  double hv = (p * om * Sh - p * p * Tlo) * b.hess_factor;
+                  if (clip && !(hv >= b.hess_floor)) hv = hv != hv ? hv : b.hess_floor;
+                  if (habs) hv = hv < 0 ? -hv : hv;
+                  h[k] = static_cast<T>(hv * ds);
+                }
+              }
+            }
+          }
+          for (std::int64_t k = 0; !reuse && k < K; k += W) {
             const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
             const VI live = lane_index<V>() < live_n;
             V p, om, lp;
