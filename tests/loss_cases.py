@@ -64,9 +64,9 @@ def loss_names(fl, kinds=KINDS):
 
 
 def first_name(loss) -> str:
-    """The name every message uses for the (first) differentiated argument."""
-    # The row kernels name their scores "logits" whatever the loss calls them.
-    return "logits" if loss.kind == "rowwise" else loss.arg_names[0]
+    """The name every message uses for the (first) differentiated argument: the loss's own
+    ("logits", "scores", "pred", ...)."""
+    return loss.arg_names[0]
 
 
 def n_classes(loss) -> int:
@@ -372,6 +372,30 @@ def flatten(results):
     return flat
 
 
+def assert_within_ulp(a, b, what="", ulp=4, atol=0.0):
+    """Same dtypes and shapes; NaN and inf where the other has them; finite entries within
+    `ulp` units in the last place of the larger, or within atol (a difference of terms of
+    that scale: FMA rounds p - q once where p and q are rounded apart). The entry points'
+    FMA contraction may differ: docs/design.md, Determinism."""
+    fa, fb = flatten(a), flatten(b)
+    assert len(fa) == len(fb), what
+    for i, (x, y) in enumerate(zip(fa, fb)):
+        assert x.dtype == y.dtype, (what, i, x.dtype, y.dtype)
+        assert x.shape == y.shape, (what, i, x.shape, y.shape)
+        if x.dtype.kind != "f":
+            assert x.tobytes() == y.tobytes(), (what, i, x, y)
+            continue
+        xn, yn = np.isnan(x), np.isnan(y)
+        assert np.array_equal(xn, yn), (what, i, x, y)
+        fin = np.isfinite(x) & np.isfinite(y)
+        assert np.array_equal(x[~fin & ~xn], y[~fin & ~yn]), (what, i, x, y)
+        big = np.maximum(np.abs(x[fin]), np.abs(y[fin]))
+        spacing = np.spacing(big.astype(x.dtype))
+        bad = np.abs(x[fin].astype(np.float64) - y[fin].astype(np.float64)) > np.maximum(
+            ulp * spacing, atol)
+        assert not np.any(bad), (what, i, x[fin][bad], y[fin][bad])
+
+
 def assert_bit_identical(a, b, what=""):
     fa, fb = flatten(a), flatten(b)
     assert len(fa) == len(fb), what
@@ -485,31 +509,8 @@ def is_neutral(loss, param, value) -> bool:
 # Library bugs the generated cases found: (loss, parameter, value) -> reason (xfail strict)
 # --------------------------------------------------------------------------
 
-_SCORES_0D = ("{}: 0-d scores raise ValueError('scores must have at least one dimension') "
-              "from _margin._scores_ndim, while every other message of the loss (dtype, NaN, "
-              "shapes, from the compiled core) names the same argument 'logits'")
-KNOWN_BUGS = {
-    ("test_invalid_parameter", "multiclass_hinge", "p", "'1'"):
-        "multiclass_hinge: p='1' (a str) raises ValueError('p must be 1 or 2'), not the "
-        "TypeError every other parameter gives for a value of the wrong type",
-    ("test_invalid_parameter", "multiclass_hinge", "p", "True"):
-        "multiclass_hinge: p=True (a bool) raises ValueError('p must be 1 or 2'), not the "
-        "TypeError that ignore_index/other_class/finite parameters give for a bool",
-    ("test_properties", "multilabel_softmax_cross_entropy", "soft"):
-        "multilabel_softmax_cross_entropy with soft targets: the gradient of .grad_hess differs "
-        "from that of .grad/.value_and_grad in the last bit (scores (1,)*5, targets 0.8125: "
-        "1.4e-17 apart), where the entry points must agree bit for bit",
-    # Found by the property draws (reproduced alone in test_properties.py).
-    ("test_properties", "softmax_cross_entropy", "hard"):
-        "softmax_cross_entropy, reduction='mean', one row (logits (5,) float32, 0-d label) and a "
-        "0-d sample_weight of 3.4e-35 (the subnormal-total rescaling path) raises NumPy's "
-        "ValueError 'cannot broadcast a non-scalar to a scalar array' instead of computing",
-    ("test_properties", "sigmoid_focal", "hard"):
-        "sigmoid_focal, gamma=3.0, int32 pred [[-32], [0], [0], [0]] against a 0-d target 0.0: "
-        ".grad gives 7.716628117926781e-56 at [0, 0] and .grad_hess 7.71662811792678e-56; the "
-        "entry points must agree bit for bit",
-    **{("test_bad_shape", n, "logits_0d"): _SCORES_0D.format(n)
-       for n in ("multiclass_hinge", "crcnn_ranking", "multilabel_softmax_cross_entropy")},
+KNOWN_BUGS: dict = {
+    # (test, loss, case id...) -> the library bug that fails the case, marked xfail(strict).
 }
 
 

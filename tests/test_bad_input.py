@@ -160,9 +160,9 @@ def shape_cases(loss):
     if loss.kind == "rowwise":
         k = lc.K_CLASSES
         cases += [
-            ("logits_0d", np.float64(1.0), np.int64(0), None, "logits"),
+            ("logits_0d", np.float64(1.0), np.int64(0), None, lc.first_name(loss)),
             ("zero_classes", np.zeros((6, 0)), target[..., :0] if target.ndim == 2 else target,
-             None, "logits"),
+             None, lc.first_name(loss)),
         ]
     if lc.index_targets(loss):
         cases.append(("labels_with_class_axis", first, np.zeros((6, k), np.int64), None,
@@ -802,7 +802,7 @@ def test_valid_parameter(name, param, value):
     value_, grad = lc.call(loss, "value_and_grad", first, target, sample_weight=weight, **kw)
     g2, hess = lc.call(loss, "grad_hess", first, target, sample_weight=weight, **kw)
     assert all(np.all(np.isfinite(a)) for a in lc.flatten([value_, grad, hess]))
-    lc.assert_bit_identical([grad], [g2])
+    lc.assert_within_ulp([grad], [g2])  # separate kernels: docs/design.md, Determinism
     # The per-sample values or the mean change with the parameter (a parameter that is not
     # read would pass the checks above).
     if not lc.is_neutral(loss, param, value):

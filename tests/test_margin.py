@@ -389,7 +389,7 @@ def test_multiclass_hinge_ignore_index_and_nan(rng):
     v, g = fl.multiclass_hinge.value_and_grad(s, y, nan_policy="omit", reduction="mean")
     assert v == pytest.approx(np.mean(np.delete(fl.multiclass_hinge(s, y), 5)), rel=1e-14)
     assert np.all(g[5] == 0)
-    with pytest.raises(ValueError, match=r"logits contains NaN \(first at index \(5, 2\)\)"):
+    with pytest.raises(ValueError, match=r"scores contains NaN \(first at index \(5, 2\)\)"):
         fl.multiclass_hinge(s, y, nan_policy="raise")
 
 

@@ -68,6 +68,7 @@ def rowwise(
     nan_policy: int,
     class_aux: Optional[np.ndarray] = ...,
     class_aux_name: str = ...,
+    logits_name: str = ...,
 ) -> Tuple[object, Optional[np.ndarray], Optional[np.ndarray]]: ...
 def pairwise(
     loss: int,

@@ -63,7 +63,7 @@ class Loss:
                  parse: Optional[ParamParser] = None, prepare: Optional[Callable] = None,
                  has_fisher: bool, formula: str, doc: str = "", kind: str = "elementwise",
                  hessians: Optional[Mapping[str, int]] = None,
-                 arg_names: Sequence[str] = ("pred", "target")):
+                 arg_names: Optional[Sequence[str]] = None):
         self.name = name
         self.family = family
         self.params = dict(params)
@@ -81,6 +81,8 @@ class Loss:
         # kernel's policy code (hinge maps "xgboost" onto the loss's second Hessian slot).
         self._hessians = None if hessians is None else dict(hessians)
         # The names of the positional arguments, as error messages and integrations use them.
+        if arg_names is None:
+            arg_names = ("logits", "target") if kind == "rowwise" else ("pred", "target")
         self.arg_names = tuple(arg_names)
         self.__doc__ = doc or formula
         self.__name__ = name
@@ -159,12 +161,12 @@ class Loss:
         floor = finite_param(hess_floor, "hess_floor") if code == 1 else 0.0
         if not isinstance(logits, np.ndarray):
             if logits is None:
-                raise TypeError("logits must be an array, got None")
+                raise TypeError(f"{self.arg_names[0]} must be an array, got None")
             logits = np.asarray(logits)
         if logits.dtype.kind not in "biuf":
             # Before the parameter checks look at the shape: a TypeError naming the argument.
-            raise TypeError("logits must hold real numbers (bool, integer or float), got dtype "
-                            f"{logits.dtype}")
+            raise TypeError(f"{self.arg_names[0]} must hold real numbers (bool, integer or "
+                            f"float), got dtype {logits.dtype}")
         # prepare -> (values, class_weight, ignore_index[, (class_aux, class_aux_name)
         # [, target]]): class_aux is a per-class parameter array of the loss (e.g.
         # softmax_focal's alpha); a loss may also hand the kernels a converted target
@@ -190,7 +192,7 @@ class Loss:
         v, g, h = _core.rowwise(self._kernel_id, logits, target, sample_weight, class_w,
                                 ignore_index, values, red, want, out, grad_out, grad_name,
                                 hess_out, policy, floor, factor, nan, class_aux,
-                                class_aux_name)
+                                class_aux_name, self.arg_names[0])
         if red and v is not None:
             v = np.float64(v)
         return v, g, h

@@ -198,7 +198,10 @@ def _prepare_multiclass_hinge(logits, target, sample_weight, params, omit_nan=Fa
     kind = _code(_MCH_KINDS, params.get("kind", "crammer_singer"), "kind")
     margin = _margin(params.get("margin", 1.0))
     p = params.get("p", 1)
-    if isinstance(p, (bool, np.bool_)) or p not in (1, 2):
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer,
+                                                             np.floating)):
+        raise TypeError(f"p must be the number 1 or 2, got {type(p).__name__} {p!r}")
+    if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
     if p == 2 and kind == 0:
         raise ValueError("p=2 is defined for kind='weston_watkins' only")

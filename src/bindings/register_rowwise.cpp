@@ -57,7 +57,7 @@ struct RowPrep {
 
 template <class T>
 RowPrep<T> prepare_rows(const RowCall& c, const std::vector<std::int64_t>& rows_shape,
-                        bool has_ig, std::int64_t ig, int nan_policy) {
+                        bool has_ig, std::int64_t ig, int nan_policy, const char* logits_name) {
   RowPrep<T> r;
   const T* x = static_cast<const T*>(c.logits);
   const T* t = static_cast<const T*>(c.tprob);
@@ -88,7 +88,7 @@ RowPrep<T> prepare_rows(const RowCall& c, const std::vector<std::int64_t>& rows_
       const char* name = nullptr;
       std::int64_t flat = 0;
       if (has_nan(x + i * K, K, where)) {
-        name = "logits";
+        name = logits_name;
         flat = i * K + where;
       } else if (t && has_nan(t + i * K, K, where)) {
         name = "target";
@@ -118,16 +118,18 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
                   const std::vector<double>& params, int reduction, int want, py::handle out_o,
                   py::handle grad_out_o, const std::string& grad_name, py::handle hess_out_o, int hess_policy, double hess_floor,
                   double hess_factor, int nan_policy, py::handle class_aux_o,
-                  const std::string& class_aux_name) {
+                  const std::string& class_aux_name, const std::string& logits_name_s) {
   if (loss < 0 || loss >= kNumRowwise) throw py::value_error("unknown loss id");
+  // The name messages use for the first argument ("logits", or the loss's own, as "scores").
+  const char* logits_name = logits_name_s.c_str();
   if (params.size() > static_cast<std::size_t>(kMaxParams)) throw py::value_error("too many parameters");
-  py::array logits = as_array(logits_o, "logits");
-  const DType dtype = compute_dtype(logits, "logits");
+  py::array logits = as_array(logits_o, logits_name);
+  const DType dtype = compute_dtype(logits, logits_name);
   if (logits.ndim() < 1) {
-    throw py::value_error("logits must have at least one dimension (the classes on the last axis)");
+    throw py::value_error(logits_name_s + " must have at least one dimension (the classes on the last axis)");
   }
   const std::int64_t K = logits.shape(logits.ndim() - 1);
-  if (K < 1) throw py::value_error("logits must have at least one class on the last axis, got 0");
+  if (K < 1) throw py::value_error(logits_name_s + " must have at least one class on the last axis, got 0");
   std::vector<std::int64_t> full(logits.shape(), logits.shape() + logits.ndim());
   std::vector<std::int64_t> rows_shape(full.begin(), full.end() - 1);
   std::int64_t rows = 1;
@@ -212,7 +214,7 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
   py::array x = logits_ok ? logits : contiguous(logits, dtype);
 
   std::vector<std::pair<py::array, const char*>> taken = {
-      {logits, "logits"}, {target, "target"}};
+      {logits, logits_name}, {target, "target"}};
   if (!weight_o.is_none() && py::isinstance<py::array>(weight_o))
     taken.emplace_back(py::reinterpret_borrow<py::array>(weight_o), "sample_weight");
 
@@ -269,11 +271,11 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
   auto prepare = [&] {
     py::gil_scoped_release nogil;
     if (dtype == DType::f32) {
-      auto r = prepare_rows<float>(c, rows_shape, has_ig, ig, nan_policy);
+      auto r = prepare_rows<float>(c, rows_shape, has_ig, ig, nan_policy, logits_name);
       error = r.error;
       denom = r.denom;
     } else {
-      auto r = prepare_rows<double>(c, rows_shape, has_ig, ig, nan_policy);
+      auto r = prepare_rows<double>(c, rows_shape, has_ig, ig, nan_policy, logits_name);
       error = r.error;
       denom = r.denom;
     }
@@ -281,8 +283,10 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
   prepare();
   if (error.empty() && reduction == kMean) {
     if (const int k = mean_rescale_exponent(denom, dtype)) {
-      py::array w = np.attr("broadcast_to")(scaled_weight(weight, k, dtype),
-                                            py::tuple(py::cast(rows_shape)));
+      // The weights keep their layout (one per row); unit weights become an array of rows.
+      py::array w = weight ? scaled_weight(weight, k, dtype)
+                           : py::array(np.attr("broadcast_to")(scaled_weight(weight, k, dtype),
+                                                               py::tuple(py::cast(rows_shape))));
       weight = contiguous(w, dtype);
       c.weight = weight.data();
       prepare();
@@ -329,7 +333,7 @@ void register_rowwise(py::module_& m) {
         py::arg("params"), py::arg("reduction"), py::arg("want"), py::arg("out"),
         py::arg("grad_out"), py::arg("grad_name"), py::arg("hess_out"), py::arg("hess_policy"), py::arg("hess_floor"),
         py::arg("hess_factor"), py::arg("nan_policy"), py::arg("class_aux") = py::none(),
-        py::arg("class_aux_name") = "class_aux",
+        py::arg("class_aux_name") = "class_aux", py::arg("logits_name") = "logits",
         "Run a multiclass loss kernel (internal; use the fastloss.Loss objects).");
   py::list names;
 #define FASTLOSS_NAME(name, S) names.append(#name);
