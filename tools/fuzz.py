@@ -124,12 +124,15 @@ def build_call(src, fl, lc, names):
     for name, choices in OPTIONS.items():
         if src.int(3) == 0 and (name not in ("hessian", "hess_floor") or method == "grad_hess"):
             kw[name] = src.pick(choices)
+    valid = lc.valid_param_values(loss)
+    invalid = lc.invalid_param_values(loss)
     for name in loss.params:
         if src.int(3) == 0:
-            spec = lc.PARAMS.get(name)
-            pool = [] if spec is None else list(spec.valid) + [v for v, _ in spec.invalid]
-            pool += [object(), -1.0, 2.5, "balanced"]
-            kw[name] = lc.resolve(src.pick(pool), loss)
+            # The table's valid and invalid values of this parameter for this loss, or junk.
+            pool = [lc.param_kw(loss, p, v) for p, v, _ in valid if p == name]
+            pool += [{name: lc.resolve(v, loss)} for p, v, _ in invalid if p == name]
+            pool += [{name: v} for v in (object(), -1.0, 2.5, "balanced")]
+            kw.update(src.pick(pool))
     if src.int(4) == 0:
         out_name = {"__call__": "out", "grad": "out", "value_and_grad": src.pick(["out", "grad_out"]),
                     "grad_hess": src.pick(["grad_out", "hess_out"])}[method]
