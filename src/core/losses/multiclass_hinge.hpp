@@ -55,12 +55,11 @@ struct MulticlassHinge {
       if (!ww) {
         // The largest wrong score and the first class holding it.
         T mx;
-        const std::int64_t c = row_argmax_except<T>(x, K, y, -1, mx, nanm);
+        const std::int64_t c = row_argmax_except<T>(x, K, y, -1, mx, nanm, kG ? g : nullptr);
         const double z = static_cast<double>(m) + static_cast<double>(mx) - static_cast<double>(x[y]);
         value = (z > 0.0 ? z : 0.0) * w;
         const double ds = w * b.gscale;
-        if constexpr (kG) {
-          fill_row<T>(g, K, T(0));
+        if constexpr (kG) {  // (zero-filled by the max pass)
           if (z > 0.0) {
             if (c >= 0) g[c] = static_cast<T>(ds);
             g[y] = static_cast<T>(-ds);

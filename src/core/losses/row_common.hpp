@@ -31,11 +31,13 @@ FL_INLINE double clip_hess(double h, int policy, double floor) {
 
 // The largest score of row x over the classes other than ex1 and ex2 (-1: none excluded), in
 // mx, and the first class holding it, returned (-1 when every such score is -inf or there is
-// none). Lanes holding NaN are or-ed into nanm; a NaN is never the maximum.
+// none). Lanes holding NaN are or-ed into nanm; a NaN is never the maximum. A non-null
+// zero_row is zero-filled in the same pass (a gradient row that gets two entries after).
 template <class T>
 FL_INLINE std::int64_t row_argmax_except(const T* x, std::int64_t K, std::int64_t ex1,
                                          std::int64_t ex2, T& mx,
-                                         typename Traits<typename VecOf<T>::V>::VI& nanm) {
+                                         typename Traits<typename VecOf<T>::V>::VI& nanm,
+                                         T* zero_row = nullptr) {
   using V = typename VecOf<T>::V;
   using Tr = Traits<V>;
   using VI = typename Tr::VI;
@@ -50,6 +52,7 @@ FL_INLINE std::int64_t row_argmax_except(const T* x, std::int64_t K, std::int64_
   std::int64_t k = 0;
   for (; k + W <= K; k += W, idx += step) {  // full vectors: plain loads
     const V v = load<V>(x + k);
+    if (zero_row) store(zero_row + k, V{});
     nanm |= (v != v);
     const VI better = (idx != e1) & (idx != e2) & (v > vmax);
     vmax = select(better, v, vmax);
@@ -58,6 +61,8 @@ FL_INLINE std::int64_t row_argmax_except(const T* x, std::int64_t K, std::int64_
   if (k < K) {
     const VI live = lane_index<V>() < static_cast<int>(K - k);
     const V v = load_live<V>(x + k, live);
+    if (zero_row)
+      for (std::int64_t j = k; j < K; ++j) zero_row[j] = T(0);
     nanm |= (v != v) & live;
     const VI better = live & (idx != e1) & (idx != e2) & (v > vmax);
     vmax = select(better, v, vmax);
