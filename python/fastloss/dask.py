@@ -189,9 +189,10 @@ class DaskLoss:
                 sw = da.broadcast_to(sw, shape, chunks=chunks)
             ind = string.ascii_lowercase[: len(shape)]
             return full, target, sw, (ind, ind, ind), ind, shape
+        first = self.loss.arg_names[0]  # "logits", or the loss's own name ("scores")
         if pred.ndim < 1:
-            raise ValueError("logits must have at least one dimension (the classes on the last "
-                             "axis)")
+            raise ValueError(f"{first} must have at least one dimension (the classes on the "
+                             "last axis)")
         if len(pred.chunks[-1]) > 1:
             pred = pred.rechunk({pred.ndim - 1: -1})  # one row per block, whole
         rows = pred.shape[:-1]
@@ -200,7 +201,7 @@ class DaskLoss:
         if kind_t == "f":
             if target.shape != pred.shape:
                 raise ValueError(f"probability target of shape {target.shape} must have the "
-                                 f"logits' shape {pred.shape}")
+                                 f"{first}' shape {pred.shape}")
             target = target.rechunk(pred.chunks)
             tind = rind + "z"
         else:
@@ -209,14 +210,14 @@ class DaskLoss:
                     target = da.broadcast_to(target, rows, chunks=pred.chunks[:-1])
                 except ValueError:
                     raise ValueError(f"target of shape {target.shape} does not match the "
-                                     f"logits' rows {rows}") from None
+                                     f"{first}' rows {rows}") from None
             tind = rind
         if sw is not None and sw.shape != rows:
             try:
                 sw = da.broadcast_to(sw, rows, chunks=pred.chunks[:-1])
             except ValueError:
                 raise ValueError(f"sample_weight of shape {sw.shape} does not broadcast to the "
-                                 f"logits' rows {rows}") from None
+                                 f"{first}' rows {rows}") from None
         return pred, target, sw, (rind + "z", tind, rind), rind, pred.shape
 
     def _resolve_params(self, pred, target, sw, inds, params, omit):
