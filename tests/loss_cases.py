@@ -109,7 +109,12 @@ def make_target(loss, rng, shape, dtype=np.float64):
     # Every class present where the shape allows it ("balanced" class weights need them).
     size = int(np.prod(shape))
     if loss.kind == "pairwise":
-        return rng.permutation(np.arange(size) % 4).astype(dtype)  # relevance grades 0..3
+        # Relevance grades 0..3; the first group (4 documents) holds all four, so that
+        # every pair weighting changes its value.
+        t = rng.permutation(np.arange(size) % 4)
+        if size >= GROUP_PATTERN[0]:
+            t[:4] = rng.permutation(4)
+        return t.astype(dtype)
     if loss.kind == "margin_ranking":
         # y in {-1, +1}, and 0 (read as -1).
         return rng.permutation(np.array([1.0, -1.0, 0.0])[np.arange(size) % 3]).astype(
