@@ -175,6 +175,9 @@ def shape_cases(loss):
         cases += [
             ("prob_target_k_mismatch", first, np.full((6, k + 1), 1.0 / (k + 1)), None, "target"),
             ("prob_target_rows_mismatch", first, np.full((5, k), 1.0 / k), None, "target"),
+            # NumPy would broadcast this one; probability rows must match logits exactly.
+            ("prob_target_broadcastable", np.stack([first, first]), np.full((6, k), 1.0 / k),
+             None, "target"),
         ]
     return cases
 
@@ -215,6 +218,21 @@ def test_bad_shape(name, case, method):
     _, first, target, weight, fault = next(c for c in shape_cases(loss) if c[0] == case)
     with pytest.raises(ValueError, match=named(fault)):
         lc.method_of(loss, method)(first, target, sample_weight=weight)
+
+
+COUNTED_SHAPE = [(n, m, c[0]) for n, m in COUNTED for c in shape_cases(fl.losses[n])]
+
+
+@pytest.mark.parametrize("name, mode, case", COUNTED_SHAPE,
+                         ids=[f"{n}-{m}-{c}" for n, m, c in COUNTED_SHAPE])
+def test_bad_shape_with_counted_class_weight(name, mode, case):
+    # The class counts are taken before the compiled core sees the arrays: same errors.
+    loss = fl.losses[name]
+    _, first, target, weight, fault = next(c for c in shape_cases(loss) if c[0] == case)
+    for nan_policy in ("propagate", "omit"):
+        with pytest.raises(ValueError, match=named(fault)):
+            loss.value_and_grad(first, target, sample_weight=weight, class_weight=mode,
+                                nan_policy=nan_policy)
 
 
 # --------------------------------------------------------------------------

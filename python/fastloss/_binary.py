@@ -59,13 +59,35 @@ def check_real(value, name: str) -> None:
         raise TypeError(f"{name} must hold real numbers (bool, integer or float), got dtype {dt}")
 
 
+def _loss_shape(pred_shape, target_shape, weight_shape):
+    """The compiled core's broadcasting rules, with its messages: pred and target broadcast
+    together; sample_weight broadcasts to their shape without enlarging it."""
+    def text(shape):
+        return str(tuple(int(v) for v in shape))
+
+    try:
+        shape = np.broadcast_shapes(pred_shape, target_shape)
+    except ValueError:
+        raise ValueError(f"target with shape {text(target_shape)} cannot be broadcast with pred "
+                         f"with shape {text(pred_shape)}") from None
+    if weight_shape != ():
+        if len(weight_shape) > len(shape):
+            raise ValueError(f"sample_weight with shape {text(weight_shape)} has more dimensions "
+                             f"than the loss shape {text(shape)}")
+        tail = shape[len(shape) - len(weight_shape):]
+        if any(w != s and w != 1 for w, s in zip(weight_shape, tail)):
+            raise ValueError(f"sample_weight with shape {text(weight_shape)} does not broadcast "
+                             f"to the loss shape {text(shape)}")
+    return shape
+
+
 def binary_counts(target, pred, sample_weight, omit_nan=False):
     """(negatives, positives) of soft or hard binary targets over the loss's shape; with
     omit_nan, samples with a NaN in pred, target or sample_weight do not count."""
     for value, name in ((pred, "pred"), (target, "target"), (sample_weight, "sample_weight")):
         check_real(value, name)
     t = np.asarray(target, dtype=np.float64)
-    shape = np.broadcast_shapes(np.shape(pred), t.shape)
+    shape = _loss_shape(np.shape(pred), t.shape, np.shape(sample_weight))
     t = np.broadcast_to(t, shape)
     w = None if sample_weight is None else np.broadcast_to(
         np.asarray(sample_weight, dtype=np.float64), shape)

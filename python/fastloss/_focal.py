@@ -9,7 +9,7 @@ import numpy as np
 from . import _core
 from ._binary import check_keys, check_probabilities, compute_dtype
 from ._loss import Loss, finite_param
-from ._multiclass import check_ignore_index, class_counts
+from ._multiclass import check_ignore_index, class_counts, n_classes_of
 from ._weights import resolve_class_weight
 
 _ELEM = {name: i for i, name in enumerate(_core.elementwise_losses)}
@@ -109,9 +109,7 @@ def _prepare_softmax_focal(logits, target, sample_weight, params, omit_nan=False
     gamma = check_gamma(params.get("gamma", 2.0))
     eps = finite_param(params.get("label_smoothing", 0.0), "label_smoothing", low=0.0, high=1.0)
     ignore_index = check_ignore_index(params.get("ignore_index", -100))
-    if logits.ndim < 1:
-        raise ValueError("logits must have at least one dimension (the classes on the last axis)")
-    k = logits.shape[-1]
+    k = n_classes_of(logits)
     counts = lambda: class_counts(logits, target, sample_weight, ignore_index, omit_nan)  # noqa: E731
     cw = resolve_class_weight(params.get("class_weight"), k, ignore_index=ignore_index,
                               counts=counts)

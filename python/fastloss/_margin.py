@@ -12,7 +12,7 @@ import numpy as np
 from . import _core
 from ._binary import check_keys, compute_dtype
 from ._loss import _NAN_POLICIES, _REDUCTIONS, Loss, _code, finite_param, make_parser
-from ._multiclass import check_ignore_index, class_counts
+from ._multiclass import check_ignore_index, class_counts, n_classes_of
 from ._weights import resolve_class_weight
 
 _IDS = {name: i for i, name in enumerate(_core.elementwise_losses)}
@@ -183,9 +183,7 @@ def _index_target(loss_name: str, target) -> None:
 
 
 def _scores_ndim(logits) -> int:
-    if logits.ndim < 1:
-        raise ValueError("scores must have at least one dimension (the classes on the last axis)")
-    return logits.shape[-1]
+    return n_classes_of(logits, "scores")
 
 
 _MCH_KINDS = {"crammer_singer": 0, "weston_watkins": 1}
@@ -286,8 +284,6 @@ def crcnn_predict(scores, other_class=None):
     if s.dtype.kind not in "biuf":
         raise TypeError(f"scores must be a real array, got dtype {s.dtype}")
     k = _scores_ndim(s)
-    if k == 0:
-        raise ValueError("scores must have at least one class on the last axis, got 0")
     other = _check_class(other_class, k, "other_class")
     if other is None:
         return np.argmax(s, axis=-1)

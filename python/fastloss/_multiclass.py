@@ -23,6 +23,48 @@ def check_ignore_index(value):
     return int(value)
 
 
+def n_classes_of(logits, name="logits"):
+    """K, the length of the class axis; at least one axis and one class are required."""
+    if logits.ndim < 1:
+        raise ValueError(f"{name} must have at least one dimension (the classes on the last axis)")
+    k = logits.shape[-1]
+    if k < 1:
+        raise ValueError(f"{name} must have at least one class on the last axis, got 0")
+    return k
+
+
+def _shape_str(shape):
+    return "(" + ", ".join(str(int(v)) for v in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_row_shapes(full, target, sample_weight):
+    """The kernel's shape rules, checked before counting classes (same messages)."""
+    rows = tuple(full[:-1])
+    if target.dtype.kind == "f":
+        if target.shape != tuple(full):
+            raise ValueError(f"target of dtype {target.dtype} holds probabilities and must have "
+                             f"the shape of logits {_shape_str(full)}, got {_shape_str(target.shape)} "
+                             f"(class indices must be an integer array of shape {_shape_str(rows)})")
+    else:
+        try:
+            ok = np.broadcast_shapes(target.shape, rows) == rows
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"target with shape {_shape_str(target.shape)} holds class indices "
+                             f"and must have the shape {_shape_str(rows)} (logits {_shape_str(full)} "
+                             f"without the class axis)")
+    if sample_weight is not None:
+        ws = np.shape(sample_weight)
+        try:
+            ok = np.broadcast_shapes(ws, rows) == rows
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"sample_weight with shape {_shape_str(ws)} does not broadcast to "
+                             f"the per-row shape {_shape_str(rows)}")
+
+
 def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):
     """Per-class (weighted) counts of index or probability targets, for 'balanced'/'auto'.
 
@@ -34,6 +76,7 @@ def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):
     k = logits.shape[-1]
     t = np.asarray(target)
     rows = logits.shape[:-1]
+    _check_row_shapes(logits.shape, t, sample_weight)
     w = None if sample_weight is None else np.broadcast_to(
         np.asarray(sample_weight, dtype=np.float64), rows).reshape(-1)
     keep = None
@@ -76,9 +119,7 @@ def _prepare_softmax_ce(logits, target, sample_weight, params, omit_nan=False):
     if not isinstance(from_logits, (bool, np.bool_)):
         raise TypeError(f"from_logits must be a bool, got {type(from_logits).__name__}")
     scale = log_scale(params.get("log_base"))
-    if logits.ndim < 1:
-        raise ValueError("logits must have at least one dimension (the classes on the last axis)")
-    k = logits.shape[-1]
+    k = n_classes_of(logits)
     cw = resolve_class_weight(
         params.get("class_weight"), k, ignore_index=ignore_index,
         counts=lambda: class_counts(logits, target, sample_weight, ignore_index, omit_nan))
