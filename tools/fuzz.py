@@ -186,6 +186,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=0,
+                    help="stop after this many inputs (0: no limit); with a seed, the same "
+                         "inputs on every machine fast enough to reach the count in time")
     ap.add_argument("--random", action="store_true", help="seeded random inputs, no atheris")
     args, rest = ap.parse_known_args(argv)
 
@@ -210,7 +213,7 @@ def main(argv=None):
         rng = random.Random(args.seed)
         deadline = time.monotonic() + args.seconds
         n = 0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and (args.runs <= 0 or n < args.runs):
             check_one(Source(rng=rng), fl, lc, names)
             n += 1
         print(f"fuzz.py: {n} random calls over {len(names)} losses, seed {args.seed}, "
@@ -231,7 +234,10 @@ def main(argv=None):
     os.makedirs(workdir, exist_ok=True)
     flags = [sys.argv[0], f"-seed={args.seed}", f"-max_total_time={int(args.seconds)}",
              "-max_len=2048", "-rss_limit_mb=4096", "-timeout=30",
-             f"-artifact_prefix={workdir}{os.sep}", "-print_final_stats=1"] + rest
+             f"-artifact_prefix={workdir}{os.sep}", "-print_final_stats=1"]
+    if args.runs > 0:
+        flags.append(f"-runs={args.runs}")
+    flags += rest
     atheris.Setup(flags, one_input)
     atheris.Fuzz()  # exits the process: 0 when the time runs out without a finding
     return 0

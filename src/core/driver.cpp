@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
@@ -462,8 +464,15 @@ void rows_typed(RowCall& c) {
 }  // namespace
 
 void run_rowwise(RowCall& c) {
+  check_mode(c.mode & (kRowModes - 1));
   if (c.dtype == DType::f32) rows_typed<float>(c);
   else rows_typed<double>(c);
+}
+
+void check_mode(int mode) {
+  if (!mode_used(mode))
+    throw std::invalid_argument("fastloss: no kernel for mode " + std::to_string(mode) +
+                                " (no output, or per-element values and their sum at once)");
 }
 
 double pairwise_sum(const double* x, std::int64_t n) {
@@ -521,6 +530,7 @@ void coalesce_dims(ElemCall& c) {
 }
 
 void run_elementwise(ElemCall& c) {
+  check_mode(c.mode);
   if (c.dtype == DType::f32) run_typed<float>(c);
   else run_typed<double>(c);
 }

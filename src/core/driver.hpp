@@ -85,6 +85,9 @@ struct RowCall {
   bool bad_target = false;
 };
 
+// Throws std::invalid_argument for a mode that has no kernel (see mode_used).
+void check_mode(int mode);
+
 // Runs a multiclass kernel over blocks of max(1, block_size / K) rows.
 void run_rowwise(RowCall& c);
 

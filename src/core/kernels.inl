@@ -239,19 +239,37 @@ void math_kernel(const T* x, T* y, std::int64_t n) noexcept {
   }
 }
 
+// Table entries: a kernel for each used mode (mode_used), null for the others, which are
+// then never instantiated.
+template <class Loss, class T, int M>
+constexpr ElemFn<T> elem_entry() {
+  if constexpr (mode_used(M)) return &elem_kernel<Loss, T, M>;
+  else return nullptr;
+}
+template <class Loss, class T, int M>
+constexpr RowFn<T> row_entry() {
+  if constexpr (mode_used(M)) return &Loss::template rows<M, T>;
+  else return nullptr;
+}
+template <class Loss, class T, int M>
+constexpr GroupFn<T> group_entry() {
+  if constexpr (mode_used(M)) return &group_kernel<Loss, T, M>;
+  else return nullptr;
+}
+
 template <class Loss, class T, int... M>
 void fill_modes(ElemFn<T>* row, std::integer_sequence<int, M...>) {
-  ((row[M] = &elem_kernel<Loss, T, M>), ...);
+  ((row[M] = elem_entry<Loss, T, M>()), ...);
 }
 
 template <class Loss, class T, int... M>
 void fill_row_modes(RowFn<T>* row, std::integer_sequence<int, M...>) {
-  ((row[M] = &Loss::template rows<M, T>), ...);
+  ((row[M] = row_entry<Loss, T, M>()), ...);
 }
 
 template <class Loss, class T, int... M>
 void fill_group_modes(GroupFn<T>* row, std::integer_sequence<int, M...>) {
-  ((row[M] = &group_kernel<Loss, T, M>), ...);
+  ((row[M] = group_entry<Loss, T, M>()), ...);
 }
 
 template <class T, int... F>

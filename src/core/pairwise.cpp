@@ -77,6 +77,7 @@ void run_typed(GroupCall& c) {
 }  // namespace
 
 void run_pairwise(GroupCall& c) {
+  check_mode(c.mode & (kRowModes - 1));
   if (c.dtype == DType::f32) run_typed<float>(c);
   else run_typed<double>(c);
 }
