@@ -354,6 +354,7 @@ void run_typed(ElemCall& c) {
       blk.hess_floor = c.hess_floor;
       blk.value_sum = partial.empty() ? nullptr : &partial[b];
       blk.bad_target = &bad[b];
+      blk.omit_nan = (c.mode & kOmitNaN) != 0;
       fn(blk);
       for (int k = 0; k < 3; ++k) run.flush(tbase, k, start, count);
     }

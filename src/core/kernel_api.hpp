@@ -22,7 +22,8 @@ enum ModeBits : int {
   kGrad = 4,        // w * g * gscale into grad
   kHess = 8,        // w * h * gscale into hess
   kWeighted = 16,   // weight points to per-element sample weights
-  kOmitNaN = 32,    // elements with a NaN operand contribute 0 everywhere
+  kOmitNaN = 32,    // elements with a NaN operand contribute 0 everywhere (passed to the
+                    // kernel as ElemBlock::omit_nan; both modes share one kernel)
   kModeCount = 64,
 };
 
@@ -52,6 +53,7 @@ struct ElemBlock {
   double hess_floor;  // for kHessClip
   double* value_sum;  // out, when kValueSum
   unsigned char* bad_target;  // out: set to 1 when a target lies outside the loss's domain
+  bool omit_nan;      // kOmitNaN: a run-time switch inside one kernel (half the instantiations)
 };
 
 // Sum of effective weights and count of valid (non-NaN) elements of one block.
@@ -135,8 +137,9 @@ constexpr int kRowModes = 16;  // kValueArray | kValueSum | kGrad | kHess
 #undef FASTLOSS_COUNT_LOSS
 
 // The modes the bindings ask for: at least one output, and per-element values or their sum,
-// never both. The others get no kernel (a null table entry, which the driver refuses), which
-// leaves out 20 of the 64 elementwise and 5 of the 16 row and group instantiations.
+// never both. The others get no kernel (a null table entry, which the driver refuses): with
+// kOmitNaN a run-time switch, 22 elementwise kernels per loss and dtype instead of 64, and 11
+// row and group kernels instead of 16.
 constexpr bool mode_used(int mode) {
   return (mode & (kValueArray | kValueSum | kGrad | kHess)) != 0 &&
          (mode & (kValueArray | kValueSum)) != (kValueArray | kValueSum);

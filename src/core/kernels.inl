@@ -37,13 +37,13 @@ struct ElemStep {
   static constexpr bool kWIn = (MODE & kWeighted) != 0;
   // A loss with a weight factor (class weights read from the target) is always weighted.
   static constexpr bool kW = kWIn || Loss::has_weight_factor;
-  static constexpr bool kOmit = (MODE & kOmitNaN) != 0;
 
   typename Loss::template Params<T> p;  // not const: elem_kernel fixes its split flag
   const V gs;
   const V floor;
   const typename Tr::VI abs_mask;  // clears the sign bit when hessian="abs"
   const bool fisher;
+  const bool omit;  // nan_policy="omit"
 
   explicit ElemStep(const ElemBlock<T>& b)
       : p(b.params),
@@ -51,7 +51,8 @@ struct ElemStep {
         floor(set1<V>(b.hess_policy == kHessClip ? static_cast<T>(b.hess_floor)
                                                  : -static_cast<T>(__builtin_huge_val()))),
         abs_mask(b.hess_policy == kHessAbs ? ~iset1<V>(Tr::sign_mask) : iset1<V>(-1)),
-        fisher(b.hess_policy == kHessFisher) {}
+        fisher(b.hess_policy == kHessFisher),
+        omit(b.omit_nan) {}
 
   FL_INLINE void operator()(V f, V y, V w, V a, V& l, V& g, V& h) const {
     if constexpr (kH) {
@@ -78,7 +79,7 @@ struct ElemStep {
       if constexpr (kG) g = g * gs;
       if constexpr (kH) h = h * gs;
     }
-    if constexpr (kOmit) {
+    if (omit) {
       auto valid = (f == f) & (y == y);
       if constexpr (kWIn) valid = valid & (w == w);
       if constexpr (Loss::aux_is_input) valid = valid & (a == a);
@@ -243,7 +244,7 @@ void math_kernel(const T* x, T* y, std::int64_t n) noexcept {
 // then never instantiated.
 template <class Loss, class T, int M>
 constexpr ElemFn<T> elem_entry() {
-  if constexpr (mode_used(M)) return &elem_kernel<Loss, T, M>;
+  if constexpr (mode_used(M)) return &elem_kernel<Loss, T, (M & ~kOmitNaN)>;
   else return nullptr;
 }
 template <class Loss, class T, int M>
