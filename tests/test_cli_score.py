@@ -58,6 +58,62 @@ def test_npy_binary_with_weights_and_per_class(binary_files):
         assert got["mean"] == pytest.approx(values[sel].sum() / w[sel].sum(), rel=1e-9)
 
 
+@pytest.mark.parametrize("loss", ["sigmoid_cross_entropy", "sigmoid_focal", "squared_error"])
+def test_per_class_of_unweighted_zero_one_labels(binary_files, loss):
+    # The one-pass per-class sums (0/1 labels, no weights) against a per-sample computation.
+    d, pred, target, _ = binary_files
+    res = score_json("--loss", loss, "--pred", str(d / "pred.npy"), "--target",
+                     str(d / "target.npy"), "--chunk-rows", "2500")
+    values = fl.losses[loss](pred, target).astype(np.float64)
+    assert res["mean"] == pytest.approx(values.mean(), rel=1e-6)
+    for c in (0, 1):
+        sel = target == c
+        got = res["per_class"][str(c)]
+        assert got["count"] == int(sel.sum())
+        assert got["mean"] == pytest.approx(values[sel].mean(), rel=1e-6)
+
+
+def test_per_class_falls_back_when_a_chunk_is_not_zero_one(tmp_path, rng):
+    # squared_error on 0/1 targets for the first chunk, then a target of 0.5: the later
+    # chunks take the general path, and no class appears for the non-integer target.
+    n = 3000
+    pred = rng.normal(size=n)
+    target = (rng.random(n) < 0.3).astype(np.float64)
+    target[2500] = 0.5
+    np.save(tmp_path / "p.npy", pred)
+    np.save(tmp_path / "t.npy", target)
+    res = score_json("--loss", "squared_error", "--pred", str(tmp_path / "p.npy"), "--target",
+                     str(tmp_path / "t.npy"), "--chunk-rows", "1000")
+    assert res["mean"] == pytest.approx(float(np.mean((pred - target) ** 2)), rel=1e-12)
+    assert res["count"] == n
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_class_split_sum_kernel(rng, dtype, threads):
+    # The kernel's 0/1 class split of the value sum, across block and vector boundaries and
+    # with a broadcast target, against the per-sample values.
+    n = 3 * 8192 + 13
+    pred = rng.normal(size=n).astype(dtype)
+    target = (rng.random(n) < 0.25).astype(dtype)
+    with fl.threads(threads):
+        s, s1, n1, other = fl.sigmoid_focal._class_split_sum(pred, target, gamma=1.5)
+    v = fl.sigmoid_focal(pred, target, gamma=1.5).astype(np.float64)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert s == pytest.approx(v.sum(), rel=rtol)
+    assert s1 == pytest.approx(v[target == 1].sum(), rel=rtol)
+    assert n1 == int((target == 1).sum()) and other is False
+    # The total is the sum reduction's, bit for bit.
+    assert s == float(fl.sigmoid_focal(pred, target, gamma=1.5, reduction="sum"))
+    p2 = pred[: 2 * 7].reshape(2, 7)
+    t2 = np.array([1, 0, 1, 1, 0, 0, 1], dtype=dtype)
+    s, s1, n1, other = fl.squared_error._class_split_sum(p2, t2)
+    v2 = (p2.astype(np.float64) - t2) ** 2
+    assert s1 == pytest.approx(v2[:, t2 == 1].sum(), rel=rtol) and n1 == 8 and not other
+    for bad in (np.array([0.0, 1.0, 0.5]), np.array([0.0, 1.0, np.nan]), np.array([2.0, 1.0, 1.0])):
+        assert fl.squared_error._class_split_sum(np.zeros(3, dtype), bad.astype(dtype))[3]
+
+
 def test_no_per_class(binary_files):
     d, pred, target, _ = binary_files
     res = score_json("--loss", "sigmoid_focal", "--pred", str(d / "pred.npy"), "--target",

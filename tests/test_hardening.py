@@ -229,18 +229,16 @@ def test_reductions_bit_identical_across_threads_and_runs(name, dtype):
 
 
 def test_reductions_identical_in_a_new_process():
+    # Python's hash of bytes is salted per process: compare SHA-256 digests.
     code = """
+        import hashlib
         import numpy as np, fastloss as fl, test_hardening as th
         for name in th.NAMES:
             for dtype in (np.float32, np.float64):
                 flat = th.lc.flatten(th.reductions(name, dtype))
-                print(name, np.dtype(dtype).name, [a.tobytes().hex() for a in flat].__hash__
-                      if False else sum(hash(a.tobytes()) % 1000003 for a in flat))
+                digest = hashlib.sha256(b"".join(a.tobytes() for a in flat)).hexdigest()
+                print(name, np.dtype(dtype).name, digest)
     """
-    # Hashes of bytes are salted per process: compare digests instead.
-    code = code.replace("sum(hash(a.tobytes()) % 1000003 for a in flat)",
-                        "__import__('hashlib').sha256(b''.join(a.tobytes() for a in flat))"
-                        ".hexdigest()")
     env = {"OMP_NUM_THREADS": "3"}
     proc = run_script(code, **env)
     assert proc.returncode == 0, proc.stderr

@@ -126,9 +126,20 @@ class Loss:
                             nan_policy, params, None, grad_out, hess_out, hessian, hess_floor)
         return g, h
 
+    def _class_split_sum(self, pred, target, **params):
+        """(sum, sum over targets equal to 1, their count, whether a target is neither 0 nor
+        1) of the unweighted loss, in one kernel pass (the per-class breakdown of 0/1 labels
+        in ``fastloss score``). Elementwise losses only."""
+        if self.kind != "elementwise":
+            raise TypeError(f"{self.name} is not an elementwise loss")
+        (s, s1, n1, other), _, _ = self._run(pred, target, _WANT_VALUE, "sum", None, "propagate",
+                                             params, None, None, None, "exact", 0.0,
+                                             class_split=True)
+        return float(s), float(s1), int(n1), bool(other)
+
     # -- shared path ----------------------------------------------------------------------
     def _run(self, pred, target, want, reduction, sample_weight, nan_policy, params, out,
-             grad_out, hess_out, hessian, hess_floor, grad_name="grad_out"):
+             grad_out, hess_out, hessian, hess_floor, grad_name="grad_out", class_split=False):
         red = _code(_REDUCTIONS, reduction, "reduction")
         nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
         if self.kind == "rowwise":
@@ -148,7 +159,10 @@ class Loss:
             aux, aux_name, factor = None, "", False
         v, g, h = _core.elementwise(self._kernel_id, pred, target, sample_weight, aux, aux_name,
                                     factor, values, red, want, out, grad_out, grad_name, hess_out,
-                                    policy, floor, nan, self.arg_names[0], self.arg_names[1])
+                                    policy, floor, nan, self.arg_names[0], self.arg_names[1],
+                                    class_split)
+        if class_split:
+            return v, g, h
         if red and v is not None:
             v = np.float64(v)
         return v, g, h

@@ -335,25 +335,29 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
         writer = _NpyWriter(per_sample)
     bar = _progress(total_rows, not progress)
     cw = None
+    split_ok = True  # 0/1 targets so far: per-class sums from one kernel pass
     try:
         for pred, target, sw in parts():
             if cw is None:
                 n = _chunks.n_counted(loss, pred.shape[-1] if pred.ndim > 1 else 1)
                 cw = _chunks.class_weights_of(loss, params, n, ignore_index)
                 cw = False if cw is None else cw
+            split = None
             if (per_class is not None and writer is None and sw is None and cw is False
-                    and loss.kind == "elementwise" and pred.shape == target.shape
-                    and _zero_one(target)):
-                # The common case, 0/1 labels without weights: two kernel passes that write
-                # nothing (the loss sum, and the sum over the positives with the labels as
-                # weights) instead of per-sample values.
+                    and split_ok and loss.kind == "elementwise" and pred.shape == target.shape
+                    and target.dtype.kind in "biuf"):
+                # The common case, 0/1 labels without weights: one kernel pass that writes
+                # nothing and sums the loss over all samples and over the positives. Other
+                # targets take the general path below (and this one is not tried again).
                 try:
-                    s_all = float(loss(pred, target, reduction="sum", **params))
-                    s_pos = float(loss(pred, target, reduction="sum", sample_weight=target,
-                                       **params))
+                    split = loss._class_split_sum(pred, target, **params)
                 except (ValueError, TypeError) as exc:
                     raise ScoreError(str(exc)) from None
-                n_pos = int(np.count_nonzero(target))
+                if split[3]:
+                    split_ok = False
+                    split = None
+            if split is not None:
+                s_all, s_pos, n_pos, _ = split
                 n_all = int(target.size)
                 total += s_all
                 denom += n_all
@@ -445,17 +449,6 @@ def _auto_chunk_rows(pred: Source) -> int:
         per_row = max(1, int(np.prod(first.shape[1:])))
         break
     return max(1, CHUNK_ELEMENTS // per_row)
-
-
-def _zero_one(target) -> bool:
-    """Whether every target is exactly 0 or 1 (no allocation beyond one boolean mask)."""
-    if target.size == 0:
-        return False
-    if target.dtype.kind == "b":
-        return True
-    if target.dtype.kind not in "iuf" or target.min() < 0 or target.max() > 1:
-        return False
-    return np.count_nonzero(target) == np.count_nonzero(target == 1)
 
 
 def _is_binary(classes) -> bool:

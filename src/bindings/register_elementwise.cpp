@@ -91,13 +91,15 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
                       const std::vector<double>& params, int reduction, int want, py::handle out_o,
                       py::handle grad_out_o, const std::string& grad_name, py::handle hess_out_o, int hess_policy,
                       double hess_floor, int nan_policy, const std::string& pred_name_s,
-                      const std::string& target_name_s) {
+                      const std::string& target_name_s, bool class_split) {
   if (loss < 0 || loss >= kNumElementwise) throw py::value_error("unknown loss id");
   // The names the messages use for the first two arguments ("pred", "target" unless the loss
   // names them otherwise, as margin_ranking's x1 and y).
   const char* pred_name = pred_name_s.c_str();
   const char* target_name = target_name_s.c_str();
   if (params.size() > static_cast<std::size_t>(kMaxParams)) throw py::value_error("too many parameters");
+  if (class_split && (reduction != kSum || want != kWantValue))
+    throw py::value_error("class_split needs reduction='sum' and the value only");
   py::array pred = as_array(pred_o, pred_name);
   py::array target = as_array(target_o, target_name);
   const DType dtype = compute_dtype(pred, pred_name);
@@ -175,6 +177,7 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
   c.hess_policy = hess_policy;
   c.hess_floor = hess_floor;
   c.nthreads = get_num_threads();
+  c.class_split = class_split;
   coalesce_dims(c);
 
   double denom = static_cast<double>(n);
@@ -215,6 +218,8 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
   py::object v = py::none();
   if (want & kWantValue) {
     if (reduction == kNone) v = value;
+    else if (class_split)
+      v = py::make_tuple(c.value_sum, c.class1_sum, c.class1_count, c.non_binary);
     else if (reduction == kSum) v = py::float_(c.value_sum);
     else v = py::float_(n == 0 ? std::nan("") : c.value_sum / denom);
   }
@@ -239,8 +244,10 @@ void register_elementwise(py::module_& m) {
         py::arg("params"), py::arg("reduction"), py::arg("want"),
         py::arg("out"), py::arg("grad_out"), py::arg("grad_name"), py::arg("hess_out"), py::arg("hess_policy"),
         py::arg("hess_floor"), py::arg("nan_policy"), py::arg("pred_name") = "pred",
-        py::arg("target_name") = "target",
-        "Run an elementwise loss kernel (internal; use the fastloss.Loss objects).");
+        py::arg("target_name") = "target", py::arg("class_split") = false,
+        "Run an elementwise loss kernel (internal; use the fastloss.Loss objects). With\n"
+        "class_split (reduction='sum', value only) the value is (sum, sum over targets\n"
+        "equal to 1, their count, whether a target is neither 0 nor 1).");
   py::list names;
 #define FASTLOSS_NAME(name, S) names.append(#name);
   FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_NAME)

@@ -325,6 +325,10 @@ void run_typed(ElemCall& c) {
   Scratch scratch(nt, run.nbuf, kBlock * sizeof(T));
   std::vector<double> partial((c.mode & kValueSum) ? nblocks : 0);
   std::vector<unsigned char> bad(nblocks, 0);
+  const bool split = c.class_split && (c.mode & kValueSum);
+  std::vector<double> split_sum(split ? nblocks : 0);
+  std::vector<std::int64_t> split_count(split ? nblocks : 0);
+  std::vector<unsigned char> split_other(split ? nblocks : 0);
   const ElemFn<T> fn = elem_fn<T>(c);
 
 #ifdef _OPENMP
@@ -355,12 +359,21 @@ void run_typed(ElemCall& c) {
       blk.value_sum = partial.empty() ? nullptr : &partial[b];
       blk.bad_target = &bad[b];
       blk.omit_nan = (c.mode & kOmitNaN) != 0;
+      blk.class1_sum = split ? &split_sum[b] : nullptr;
+      blk.class1_count = split ? &split_count[b] : nullptr;
+      blk.non_binary = split ? &split_other[b] : nullptr;
       fn(blk);
       for (int k = 0; k < 3; ++k) run.flush(tbase, k, start, count);
     }
   }
   c.value_sum = partial.empty() ? 0.0 : pairwise_sum(partial.data(), nblocks);
   c.bad_target = std::find(bad.begin(), bad.end(), 1) != bad.end();
+  if (split) {
+    c.class1_sum = pairwise_sum(split_sum.data(), nblocks);
+    c.class1_count = 0;
+    for (auto v : split_count) c.class1_count += v;
+    c.non_binary = std::find(split_other.begin(), split_other.end(), 1) != split_other.end();
+  }
 }
 
 template <class T>

@@ -52,9 +52,13 @@ struct ElemCall {
   int hess_policy = kHessExact;
   double hess_floor = 0.0;
   int nthreads = 1;
+  bool class_split = false;  // with kValueSum: also the 0/1 class split of the sum (below)
   // results
   double value_sum = 0.0;
   bool bad_target = false;  // a target outside the loss's domain was seen
+  double class1_sum = 0.0;        // class_split: the value sum over targets equal to 1
+  std::int64_t class1_count = 0;  // class_split: how many targets equal 1
+  bool non_binary = false;        // class_split: a target neither 0 nor 1 was seen
 };
 
 // A multiclass call: contiguous rows of K logits (the bindings convert when needed).

@@ -2,4 +2,5 @@
 // (set per file in CMakeLists.txt), in namespace fastloss::avx2.
 #define FASTLOSS_ISA_NAME avx2
 #define FASTLOSS_VEC_BYTES 32
+#define FASTLOSS_KERNEL_PART 0  // elementwise kernels, vector math, table()
 #include "kernels.inl"

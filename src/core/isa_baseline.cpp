@@ -3,4 +3,5 @@
 // the 16-byte vector types to what the target has), in namespace fastloss::baseline.
 #define FASTLOSS_ISA_NAME baseline
 #define FASTLOSS_VEC_BYTES 16
+#define FASTLOSS_KERNEL_PART 0  // elementwise kernels, vector math, table()
 #include "kernels.inl"

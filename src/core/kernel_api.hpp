@@ -54,6 +54,12 @@ struct ElemBlock {
   double* value_sum;  // out, when kValueSum
   unsigned char* bad_target;  // out: set to 1 when a target lies outside the loss's domain
   bool omit_nan;      // kOmitNaN: a run-time switch inside one kernel (half the instantiations)
+  // Optional, with kValueSum only (null: not wanted): the value sum over the elements whose
+  // target is exactly 1, their count, and whether any target is neither 0 nor 1 (the
+  // per-class breakdown of 0/1 labels in the same pass as the total).
+  double* class1_sum;
+  std::int64_t* class1_count;
+  unsigned char* non_binary;
 };
 
 // Sum of effective weights and count of valid (non-NaN) elements of one block.

@@ -1,11 +1,12 @@
 // fastloss — the generic kernel source, compiled once per ISA.
 //
-// An ISA translation unit (isa_baseline.cpp, isa_avx2.cpp, isa_avx512.cpp) defines
-// FASTLOSS_ISA_NAME and FASTLOSS_VEC_BYTES and includes this file; its compile flags choose
-// the instructions. Everything here lives in namespace fastloss::<ISA> so that no inline
-// function compiled with AVX-512 flags can be merged by the linker into another ISA's code;
-// nothing from the standard library is instantiated here for the same reason. Only
-// table() leaves the translation unit.
+// An ISA translation unit (isa_baseline.cpp, isa_avx2.cpp, isa_avx512.cpp, and the
+// isa_*_rows.cpp second halves) defines FASTLOSS_ISA_NAME, FASTLOSS_VEC_BYTES and
+// FASTLOSS_KERNEL_PART and includes this file; its compile flags choose the instructions.
+// Everything here lives in namespace fastloss::<ISA> so that no inline function compiled
+// with AVX-512 flags can be merged by the linker into another ISA's code; nothing from the
+// standard library is instantiated here for the same reason. Only table() and the two fill
+// functions leave the translation unit.
 //
 // Kernels see one block of contiguous values of the compute type (the driver gathers,
 // converts and broadcasts), run full vectors, then one padded partial vector for the tail.
@@ -115,6 +116,17 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
   typename Tr::Acc acc{};
   V l{}, g{}, h{}, w{}, a{};
   typename Tr::VI outside{};
+  // The 0/1 class split of the value sum (b.class1_sum): a run-time switch, off by default.
+  const bool split = S::kVSum && b.class1_sum != nullptr;
+  typename Tr::Acc acc1{};
+  typename Tr::VI n1{}, nonbin{};
+  const V one = set1<V>(T(1));
+  auto split_add = [&](V y, V l, typename Tr::VI live) __attribute__((always_inline)) {
+    const auto is1 = (y == one) & live;
+    acc1 += to_acc(select(is1, l, V{}));
+    n1 -= is1;  // true lanes are -1
+    nonbin |= live & ~is1 & (y != V{});
+  };
   const std::int64_t n = b.n;
   std::int64_t i = 0;
   // Full vectors (the value sum in float64, per vector: DESIGN's "accumulated in float64"),
@@ -129,7 +141,10 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
       if constexpr (Loss::has_aux) a = load<V>(b.aux + i);
       step(f, y, w, a, l, g, h);
       if constexpr (S::kVArr) store(b.value + i, l);
-      if constexpr (S::kVSum) acc += to_acc(l);
+      if constexpr (S::kVSum) {
+        acc += to_acc(l);
+        if (split) split_add(y, l, iset1<V>(-1));
+      }
       if constexpr (S::kG) store(b.grad + i, g);
       if constexpr (S::kH) store(b.hess + i, h);
     }
@@ -147,6 +162,7 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
       if constexpr (S::kVSum) {
         auto live = lane_index<V>() < rem;
         acc += to_acc(select(live, l, V{}));
+        if (split) split_add(load<V>(yb), l, live);
       }
       store(lb, l);
       store(gb, g);
@@ -163,6 +179,13 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
   // decided outside the loop.
   run_split<Loss, Loss::n_split - 1>(Loss::split(step.p), step.p, all);
   if constexpr (S::kVSum) *b.value_sum = hsum(acc);
+  if (split) {
+    *b.class1_sum = hsum(acc1);
+    std::int64_t c1 = 0;
+    for (int k = 0; k < W; ++k) c1 += static_cast<std::int64_t>(n1[k]);
+    *b.class1_count = c1;
+    *b.non_binary = any_lane(nonbin) ? 1 : 0;
+  }
   if constexpr (Loss::checks_target) {
     if (b.bad_target && any_lane(outside)) *b.bad_target = 1;
   }
@@ -278,8 +301,17 @@ void fill_math(void (**row)(const T*, T*, std::int64_t) noexcept, std::integer_s
   ((row[F] = &math_kernel<F, T>), ...);
 }
 
-KernelTable make_table() {
-  KernelTable t{};
+}  // namespace
+
+// The ISA's table is filled by two translation units that include this file (built in
+// parallel, and each half the size for the compiler): part 0 (isa_<name>.cpp) the
+// elementwise kernels, the weight pass and the vector math, and table(); part 1
+// (isa_<name>_rows.cpp) the row-wise and pairwise kernels.
+void fill_elementwise(KernelTable& t);
+void fill_rowwise(KernelTable& t);
+
+#if FASTLOSS_KERNEL_PART == 0
+void fill_elementwise(KernelTable& t) {
   t.isa = FASTLOSS_STRINGIFY(FASTLOSS_ISA_NAME);
   t.vec_bytes = FASTLOSS_VEC_BYTES;
   int id = 0;
@@ -295,7 +327,22 @@ KernelTable make_table() {
   ++id;
   FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_FILL_LOSS)
 #undef FASTLOSS_FILL_LOSS
-  id = 0;
+  fill_math<float>(t.math_f32, std::make_integer_sequence<int, kNumMathFn>{});
+  fill_math<double>(t.math_f64, std::make_integer_sequence<int, kNumMathFn>{});
+}
+
+const KernelTable& table() {
+  static const KernelTable t = [] {
+    KernelTable r{};
+    fill_elementwise(r);
+    fill_rowwise(r);
+    return r;
+  }();
+  return t;
+}
+#elif FASTLOSS_KERNEL_PART == 1
+void fill_rowwise(KernelTable& t) {
+  int id = 0;
 #define FASTLOSS_FILL_ROW_LOSS(name, S)                                                  \
   fill_row_modes<S, float>(t.row_f32[id], std::make_integer_sequence<int, kRowModes>{});  \
   fill_row_modes<S, double>(t.row_f64[id], std::make_integer_sequence<int, kRowModes>{}); \
@@ -309,17 +356,10 @@ KernelTable make_table() {
   ++id;
   FASTLOSS_PAIRWISE_LOSSES(FASTLOSS_FILL_GROUP_LOSS)
 #undef FASTLOSS_FILL_GROUP_LOSS
-  fill_math<float>(t.math_f32, std::make_integer_sequence<int, kNumMathFn>{});
-  fill_math<double>(t.math_f64, std::make_integer_sequence<int, kNumMathFn>{});
-  return t;
 }
-
-}  // namespace
-
-const KernelTable& table() {
-  static const KernelTable t = make_table();
-  return t;
-}
+#else
+#error "FASTLOSS_KERNEL_PART must be 0 or 1"
+#endif
 
 }  // namespace FASTLOSS_ISA_NAME
 }  // namespace fastloss

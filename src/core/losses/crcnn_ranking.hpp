@@ -39,14 +39,8 @@ struct CrcnnRanking {
       T* g = kG ? b.grad + i * K : nullptr;
       T* h = kH ? b.hess + i * K : nullptr;
       const std::int64_t y = b.labels[i];
-      if (has_ig && y == ig) {
-        if constexpr (kG) fill_row<T>(g, K, T(0));
-        if constexpr (kH) fill_row<T>(h, K, T(0));
-        if constexpr (kVArr) b.value[i] = T(0);
-        continue;
-      }
-      const double sw = b.weight ? static_cast<double>(b.weight[i]) : 1.0;
-      const double w = sw * (b.class_w ? static_cast<double>(b.class_w[y]) : 1.0);
+      if (ignored_row<kVArr, T>(y, has_ig, ig, g, h, K, kVArr ? b.value + i : nullptr)) continue;
+      const double w = row_weight(b, i, y);
       const bool is_other = has_other && y == other;
       // The largest wrong score, over j != y and j != other_class.
       VI nanm{};

@@ -42,14 +42,8 @@ struct MulticlassHinge {
       T* h = kH ? b.hess + i * K : nullptr;
       const std::int64_t y = b.labels[i];
       double value = 0.0;
-      if (has_ig && y == ig) {
-        if constexpr (kG) fill_row<T>(g, K, T(0));
-        if constexpr (kH) fill_row<T>(h, K, T(0));
-        if constexpr (kVArr) b.value[i] = T(0);
-        continue;
-      }
-      const double sw = b.weight ? static_cast<double>(b.weight[i]) : 1.0;
-      const double w = sw * (b.class_w ? static_cast<double>(b.class_w[y]) : 1.0);
+      if (ignored_row<kVArr, T>(y, has_ig, ig, g, h, K, kVArr ? b.value + i : nullptr)) continue;
+      const double w = row_weight(b, i, y);
       const VI yv = iset1<V>(static_cast<I>(y));
       VI nanm{};
       if (!ww) {

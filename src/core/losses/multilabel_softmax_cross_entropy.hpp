@@ -27,7 +27,6 @@ struct MultilabelSoftmaxCrossEntropy {
 
     const std::int64_t K = b.K;
     const T ninf = -static_cast<T>(__builtin_huge_val());
-    const T qnan = static_cast<T>(__builtin_nan(""));
     const V vfloor = set1<V>(b.hess_policy == kHessClip ? static_cast<T>(b.hess_floor) : ninf);
     const V one = set1<V>(T(1)), mone = set1<V>(T(-1));
     double vsum = 0.0;
@@ -108,12 +107,7 @@ struct MultilabelSoftmaxCrossEntropy {
           }
         }
       }
-      if (any_lane(nanm) || sw != sw) {
-        const T fillv = b.omit_nan ? T(0) : qnan;
-        value = static_cast<double>(fillv);
-        if constexpr (kG) fill_row<T>(g, K, fillv);
-        if constexpr (kH) fill_row<T>(h, K, fillv);
-      }
+      if (any_lane(nanm) || sw != sw) nan_row<T>(g, h, K, b.omit_nan, value);
       if constexpr (kVArr) b.value[i] = static_cast<T>(value);
       if constexpr (kVSum) vsum += value;
     }

@@ -82,6 +82,25 @@ FL_INLINE std::int64_t row_argmax_except(const T* x, std::int64_t K, std::int64_
   return c;
 }
 
+// A row whose label is ignore_index: value 0, zero gradient and Hessian rows (null: not
+// wanted). Returns whether the row is ignored.
+template <bool VArr, class T>
+FL_INLINE bool ignored_row(std::int64_t y, bool has_ig, std::int64_t ig, T* g, T* h,
+                           std::int64_t K, T* value_i) {
+  if (!has_ig || y != ig) return false;
+  if (g) fill_row<T>(g, K, T(0));
+  if (h) fill_row<T>(h, K, T(0));
+  if constexpr (VArr) *value_i = T(0);
+  return true;
+}
+
+// The weight of row i with label y: sample weight (1 when absent) times class weight.
+template <class T>
+FL_INLINE double row_weight(const RowBlock<T>& b, std::int64_t i, std::int64_t y) {
+  const double sw = b.weight ? static_cast<double>(b.weight[i]) : 1.0;
+  return sw * (b.class_w ? static_cast<double>(b.class_w[y]) : 1.0);
+}
+
 // A row that holds NaN (in its scores or weight): NaN value, gradient and Hessian rows, or
 // zeros under nan_policy="omit".
 template <class T>
