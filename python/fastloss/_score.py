@@ -8,7 +8,9 @@ the in-memory loss. The sum is accumulated in float64; the mean is sum(w l) / su
 whole data (see fastloss._chunks); class weights "balanced"/"auto" count the classes in a
 first pass. The per-class breakdown groups samples by their true class: the class index of
 multiclass targets (the arg-max of probability rows), the target value of integer-valued
-elementwise targets (0/1 labels, -1/+1); continuous targets have none.
+elementwise targets (0/1 labels, -1/+1); continuous targets have none. Unweighted 0/1
+labels get their per-class sums from the kernel's pass for the total (the sum over targets
+equal to 1 and their count, accumulated alongside).
 """
 
 from __future__ import annotations

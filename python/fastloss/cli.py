@@ -143,8 +143,8 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rows read and scored at a time (default: 16,777,216 prediction "
                              "values' worth of rows)")
     parser.add_argument("--no-per-class", action="store_true",
-                        help="skip the per-class breakdown (for 0/1 labels it costs a second "
-                             "pass over the data)")
+                        help="skip the per-class breakdown (free for unweighted 0/1 labels; "
+                             "other targets need per-sample values)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (shown on stderr when tqdm is installed)")
 
