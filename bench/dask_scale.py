@@ -51,7 +51,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=float, default=2e8, help="predictions (default 2e8)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--chunk", type=float, default=1e7, help="elements per dask chunk")
+    ap.add_argument("--chunk", type=float, default=2 ** 25,
+                    help="elements per dask chunk (default 2^25: 128 MiB of float32, dask's "
+                         "default chunk size)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--losses", nargs="+", default=["squared_error", "sigmoid_cross_entropy"])
     args = ap.parse_args(argv)

@@ -108,6 +108,38 @@ def _grad_scale(total):
     return np.float64(0.0 if total[1] == 0 else 1.0 / total[1])
 
 
+def _sum_parts(blocks):
+    """(sum of w l, sum of w) over the blocks' partials, summed pairwise in float64."""
+    return np.sum(np.stack([np.asarray(b).reshape(2) for b in blocks]), axis=0)
+
+
+def _apply_total(fn, blocks, *args):
+    return fn(_sum_parts(blocks), *args)
+
+
+# Up to this many blocks, the partial sums go to one final task (one scheduling round instead
+# of a tree of them); beyond it, a tree reduction of fan-in 8 bounds the final task's inputs.
+_ONE_STEP_BLOCKS = 512
+
+
+def _reduced(parts, fn, *args, ndim, shape, dtype):
+    """A dask array of one block: fn((sum of w l, sum of w), *args) over every block of parts."""
+    from dask.base import tokenize
+    from dask.core import flatten
+    from dask.highlevelgraph import HighLevelGraph
+
+    if parts.npartitions > _ONE_STEP_BLOCKS:
+        total = parts.sum(axis=tuple(range(ndim)), split_every=8)
+        return total.map_blocks(fn, *args, drop_axis=0, chunks=tuple((s,) for s in shape),
+                                dtype=dtype, meta=np.empty((0,) * len(shape), dtype))
+    name = f"fastloss-{getattr(fn, '__name__', 'reduce')}-" + tokenize(parts, fn, args)
+    key = (name,) + (0,) * len(shape)
+    dsk = {key: (_apply_total, fn, list(flatten(parts.__dask_keys__())), *args)}
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[parts])
+    return da.Array(graph, name, chunks=tuple((s,) for s in shape), dtype=dtype,
+                    meta=np.empty((0,) * len(shape), dtype))
+
+
 # -- the wrapper --------------------------------------------------------------------------------
 
 class DaskLoss:
@@ -288,11 +320,11 @@ class DaskLoss:
                 loss_name=self.name, kwargs={k: v for k, v in kwargs.items()
                                         if k not in ("hessian", "hess_floor")},
                 ndim=ndim, mean=reduction == "mean", cw=cw, ignore_index=ignore_index, omit=omit)
-            total = parts.sum(axis=tuple(range(ndim)), split_every=8)
+            total = parts
         value = None
         if what in ("value", "value_and_grad") and total is not None:
-            value = total.map_blocks(_finish, reduction == "mean", drop_axis=0, chunks=(),
-                                     dtype=np.float64, meta=np.float64(0))
+            value = _reduced(parts, _finish, reduction == "mean", ndim=ndim, shape=(),
+                             dtype=np.float64)
             if what == "value":
                 return value
 
@@ -336,8 +368,8 @@ class DaskLoss:
                                       method="grad_hess", kwargs=kwargs, pack="stack")
                 parts = (packed[..., 0], packed[..., 1])
         if reduction == "mean":
-            scale = total.map_blocks(_grad_scale, drop_axis=0, chunks=(), dtype=np.float64,
-                                     meta=np.float64(0))
+            scale = _reduced(total, _grad_scale, ndim=total.ndim - 1, shape=(),
+                             dtype=np.float64)
             # The scale in the compute dtype, as the kernels apply it.
             parts = tuple(p * scale.astype(dtype) for p in parts)
         if not row:
