@@ -4,8 +4,9 @@ The arrays are cut along the samples (the class axis of row-wise losses stays in
 each block runs the in-memory loss on a worker. Per-sample values, gradients and Hessians come
 back as dask arrays with the blocks of ``pred``. ``reduction="sum"``/``"mean"`` give a 0-d
 float64 dask array: every block contributes its float64 sum (and, for the mean, the sum of its
-effective weights), and dask adds the partial pairs in a tree, so the weighted mean is the
-in-memory ``sum(w l) / sum(w)`` over the whole array, not a mean of block means.
+effective weights), and one final task adds the partial pairs (a tree beyond 512 blocks),
+so the weighted mean is the in-memory ``sum(w l) / sum(w)`` over the whole array, not a mean
+of block means.
 ``class_weight="balanced"`` (or ``"auto"``) counts the classes over all blocks first.
 
 The wrappers are generated from ``fastloss.losses``, so a new elementwise or row-wise loss
