@@ -24,11 +24,11 @@ struct IsaEntry {
 
 #if defined(__x86_64__) || defined(_M_X64)
 // __builtin_cpu_supports also checks that the OS saves the wider registers (XGETBV).
-bool cpu_has_avx2() {
+[[maybe_unused]] bool cpu_has_avx2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
-bool cpu_has_avx512() {
+[[maybe_unused]] bool cpu_has_avx512() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
