@@ -84,16 +84,13 @@ echo "== running tests under ASan + UBSan: ${SELECTION[*]}"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_odr_violation=0:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-}"
 export FASTLOSS_SANITIZED=1
-# An editable install of fastloss in this environment (a .pth file and an import hook)
-# would win over PYTHONPATH: a sitecustomize in the sanitized site drops it.
-cat > "$site/sitecustomize.py" <<PY
-import os
+# PYTHONPATH puts the sanitized site ahead of site-packages, but an editable install of
+# fastloss in this environment adds an import hook (a meta path finder) that is asked before
+# any path: a sitecustomize in the sanitized site removes that hook, and nothing else.
+cat > "$site/sitecustomize.py" <<'PY'
 import sys
 
-site = "$site"
 sys.meta_path[:] = [f for f in sys.meta_path if "fastloss" not in type(f).__module__]
-sys.path[:] = [p for p in sys.path if p == site or p == ""
-               or not os.path.isfile(os.path.join(p, "fastloss", "__init__.py"))]
 PY
 cd "$site"   # import the sanitized build, not a source tree or another install
 PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" LD_PRELOAD="$asan_rt" \
