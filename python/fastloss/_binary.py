@@ -59,12 +59,23 @@ def check_real(value, name: str) -> None:
         raise TypeError(f"{name} must hold real numbers (bool, integer or float), got dtype {dt}")
 
 
+def shape_text(shape) -> str:
+    """A shape as the compiled core's messages write it: (3,), (2, 4)."""
+    return str(tuple(int(v) for v in shape))
+
+
+def broadcasts_to(shape, target_shape) -> bool:
+    """Whether an array of `shape` broadcasts to `target_shape` without enlarging it."""
+    try:
+        return np.broadcast_shapes(tuple(shape), tuple(target_shape)) == tuple(target_shape)
+    except ValueError:
+        return False
+
+
 def _loss_shape(pred_shape, target_shape, weight_shape):
     """The compiled core's broadcasting rules, with its messages: pred and target broadcast
     together; sample_weight broadcasts to their shape without enlarging it."""
-    def text(shape):
-        return str(tuple(int(v) for v in shape))
-
+    text = shape_text
     try:
         shape = np.broadcast_shapes(pred_shape, target_shape)
     except ValueError:
@@ -74,8 +85,7 @@ def _loss_shape(pred_shape, target_shape, weight_shape):
         if len(weight_shape) > len(shape):
             raise ValueError(f"sample_weight with shape {text(weight_shape)} has more dimensions "
                              f"than the loss shape {text(shape)}")
-        tail = shape[len(shape) - len(weight_shape):]
-        if any(w != s and w != 1 for w, s in zip(weight_shape, tail)):
+        if not broadcasts_to(weight_shape, shape):
             raise ValueError(f"sample_weight with shape {text(weight_shape)} does not broadcast "
                              f"to the loss shape {text(shape)}")
     return shape

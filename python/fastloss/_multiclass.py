@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._binary import check_keys, check_probabilities, check_real, compute_dtype, log_scale
+from ._binary import (broadcasts_to, check_keys, check_probabilities, check_real,
+                      compute_dtype, log_scale, shape_text)
 from ._loss import Loss, finite_param
 from ._weights import ClassCounts, resolve_class_weight
 
@@ -33,36 +34,22 @@ def n_classes_of(logits, name="logits"):
     return k
 
 
-def _shape_str(shape):
-    return "(" + ", ".join(str(int(v)) for v in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 def _check_row_shapes(full, target, sample_weight):
     """The kernel's shape rules, checked before counting classes (same messages)."""
     rows = tuple(full[:-1])
+    full_t, rows_t = shape_text(full), shape_text(rows)
     if target.dtype.kind == "f":
         if target.shape != tuple(full):
             raise ValueError(f"target of dtype {target.dtype} holds probabilities and must have "
-                             f"the shape of logits {_shape_str(full)}, got {_shape_str(target.shape)} "
-                             f"(class indices must be an integer array of shape {_shape_str(rows)})")
-    else:
-        try:
-            ok = np.broadcast_shapes(target.shape, rows) == rows
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"target with shape {_shape_str(target.shape)} holds class indices "
-                             f"and must have the shape {_shape_str(rows)} (logits {_shape_str(full)} "
-                             f"without the class axis)")
-    if sample_weight is not None:
-        ws = np.shape(sample_weight)
-        try:
-            ok = np.broadcast_shapes(ws, rows) == rows
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"sample_weight with shape {_shape_str(ws)} does not broadcast to "
-                             f"the per-row shape {_shape_str(rows)}")
+                             f"the shape of logits {full_t}, got {shape_text(target.shape)} "
+                             f"(class indices must be an integer array of shape {rows_t})")
+    elif not broadcasts_to(target.shape, rows):
+        raise ValueError(f"target with shape {shape_text(target.shape)} holds class indices and "
+                         f"must have the shape {rows_t} (logits {full_t} without the class axis)")
+    ws = np.shape(sample_weight)
+    if sample_weight is not None and not broadcasts_to(ws, rows):
+        raise ValueError(f"sample_weight with shape {shape_text(ws)} does not broadcast to the "
+                         f"per-row shape {rows_t}")
 
 
 def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):

@@ -123,22 +123,21 @@ def _apply_total(fn, blocks, *args):
 _ONE_STEP_BLOCKS = 512
 
 
-def _reduced(parts, fn, *args, ndim, shape, dtype):
-    """A dask array of one block: fn((sum of w l, sum of w), *args) over every block of parts."""
+def _reduced(parts, fn, *args):
+    """A 0-d float64 dask array: fn((sum of w l, sum of w), *args) over every block of parts
+    (blocks of partial pairs, the pair on the last axis)."""
     from dask.base import tokenize
     from dask.core import flatten
     from dask.highlevelgraph import HighLevelGraph
 
     if parts.npartitions > _ONE_STEP_BLOCKS:
-        total = parts.sum(axis=tuple(range(ndim)), split_every=8)
-        return total.map_blocks(fn, *args, drop_axis=0, chunks=tuple((s,) for s in shape),
-                                dtype=dtype, meta=np.empty((0,) * len(shape), dtype))
-    name = f"fastloss-{getattr(fn, '__name__', 'reduce')}-" + tokenize(parts, fn, args)
-    key = (name,) + (0,) * len(shape)
-    dsk = {key: (_apply_total, fn, list(flatten(parts.__dask_keys__())), *args)}
+        total = parts.sum(axis=tuple(range(parts.ndim - 1)), split_every=8)
+        return total.map_blocks(fn, *args, drop_axis=0, chunks=(), dtype=np.float64,
+                                meta=np.float64(0))
+    name = f"fastloss-{fn.__name__}-" + tokenize(parts, fn, args)
+    dsk = {(name,): (_apply_total, fn, list(flatten(parts.__dask_keys__())), *args)}
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[parts])
-    return da.Array(graph, name, chunks=tuple((s,) for s in shape), dtype=dtype,
-                    meta=np.empty((0,) * len(shape), dtype))
+    return da.Array(graph, name, chunks=(), dtype=np.float64, meta=np.float64(0))
 
 
 # -- the wrapper --------------------------------------------------------------------------------
@@ -312,20 +311,18 @@ class DaskLoss:
         args = [pred, inds[0], target, inds[1]]
         args += [sw, inds[2]] if sw is not None else [None, None]
 
-        total = None
+        pairs = None  # the blocks' (sum of w l, sum of w), for a reduction
         if reduction != "none":
             ndim = len(oind)
-            parts = da.blockwise(
+            pairs = da.blockwise(
                 _partial_block, oind + "p", *args, new_axes={"p": 2},
                 adjust_chunks={c: 1 for c in oind}, dtype=np.float64, concatenate=True,
                 loss_name=self.name, kwargs={k: v for k, v in kwargs.items()
                                         if k not in ("hessian", "hess_floor")},
                 ndim=ndim, mean=reduction == "mean", cw=cw, ignore_index=ignore_index, omit=omit)
-            total = parts
         value = None
-        if what in ("value", "value_and_grad") and total is not None:
-            value = _reduced(parts, _finish, reduction == "mean", ndim=ndim, shape=(),
-                             dtype=np.float64)
+        if what in ("value", "value_and_grad") and pairs is not None:
+            value = _reduced(pairs, _finish, reduction == "mean")
             if what == "value":
                 return value
 
@@ -369,8 +366,7 @@ class DaskLoss:
                                       method="grad_hess", kwargs=kwargs, pack="stack")
                 parts = (packed[..., 0], packed[..., 1])
         if reduction == "mean":
-            scale = _reduced(total, _grad_scale, ndim=total.ndim - 1, shape=(),
-                             dtype=np.float64)
+            scale = _reduced(pairs, _grad_scale)
             # The scale in the compute dtype, as the kernels apply it.
             parts = tuple(p * scale.astype(dtype) for p in parts)
         if not row:
