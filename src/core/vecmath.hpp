@@ -273,10 +273,11 @@ template <class V> FL_INLINE V vlog_sigmoid(V x) { return -vsoftplus(-x); }
 // so that sigmoid(+-z) and softplus(+-z) = max(+-z, 0) + l1 all follow. The two quotients
 // 1/(1+e) and the log1p argument f = n/d (vlog1p_unit's) share the reciprocal of
 // (1 + e) d; each comes out within about 2 ulp.
-template <class V> FL_INLINE void vlogistic(V z, V& e, V& r, V& l1) {
+// vlogistic_e is the part after the exp (from e alone), so that a kernel can run the exp
+// and the rest in separate passes (see elem_kernel's logistic pre-passes).
+template <class V> FL_INLINE void vlogistic_e(V e, V& r, V& l1) {
   using T = typename Traits<V>::T;
   using C = MathConst<T>;
-  e = vexp(-abs(z));
   auto hi = e > T(C::sqrt2 - 1);
   V num = select(hi, e - T(1), e);
   V den = select(hi, e + T(3), e + T(2));
@@ -285,6 +286,19 @@ template <class V> FL_INLINE void vlogistic(V z, V& e, V& r, V& l1) {
   r = den * d;
   V s = atanh2_series(num * one_e * d);
   l1 = select(hi, s + C::ln2, s);
+}
+template <class V> FL_INLINE void vlogistic(V z, V& e, V& r, V& l1) {
+  e = vexp(-abs(z));
+  vlogistic_e(e, r, l1);
+}
+// The three of them, as a loss's eval_logistic receives them.
+template <class V> struct Logistic {
+  V e, r, l1;
+};
+template <class V> FL_INLINE Logistic<V> vlogistic(V z) {
+  Logistic<V> x;
+  vlogistic(z, x.e, x.r, x.l1);
+  return x;
 }
 
 // For A >= 0 (NaN passes): P = exp(-A) and D = 1 - P, each to a few ulp of itself: D from

@@ -19,7 +19,18 @@
 //   set_split           split(p) in [0, n_split) names the combination; the kernel runs one
 //                       copy of its loop per combination, in which set_split(p, k) has made
 //                       them constants, so that eval's branches on them leave the loop
+//   logistic_pre,       the loss starts from vlogistic(f) (e = exp(-|f|), r, log1p(e)) when
+//   logistic_on,        logistic_on(p): the kernel then computes them in two earlier passes
+//   eval_logistic       over a short stretch of the block and calls
+//                       eval_logistic<VAL, GRAD, HESS>(p, f, y, a, lg, l, g, h) with them
+//                       (three short dependency chains in a row keep more of the vector
+//                       units busy than one long one); eval must give the same results
 struct ElementwiseLoss {
+  static constexpr bool logistic_pre = false;
+  template <class P>
+  static FL_INLINE bool logistic_on(const P&) {
+    return false;
+  }
   static constexpr bool has_aux = false;
   static constexpr bool aux_is_input = false;
   static constexpr int target_domain = kDomainUnit;

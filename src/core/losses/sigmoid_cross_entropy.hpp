@@ -52,27 +52,43 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
     return set1<V>(p.w_neg) + (p.w_pos - p.w_neg) * t;
   }
 
+  static constexpr bool logistic_pre = true;
+  template <class P>
+  static FL_INLINE bool logistic_on(const P& p) {
+    return p.from_logits;
+  }
+
+  // Logits, from lg = vlogistic(z).
+  template <bool VAL, bool GRAD, bool HESS, class V>
+  static FL_INLINE void eval_logistic(const Params<typename Traits<V>::T>& p, V z, V t, V pw,
+                                      const Logistic<V>& lg, V& l, V& g, V& h) {
+    using T = typename Traits<V>::T;
+    const V ts = t * (T(1) - p.eps) + T(0.5) * p.eps;
+    const V a = pw * ts;    // weight of the positive term
+    const V b = T(1) - ts;  // weight of the negative term
+    auto neg = z < V{};
+    const V er = lg.e * lg.r;
+    V sig_pos = select(neg, er, lg.r);  // sigma(z)
+    V sig_neg = select(neg, lg.r, er);  // sigma(-z)
+    if constexpr (VAL) {
+      V sp_pos = select(neg, V{}, z) + lg.l1;   // softplus(z)
+      V sp_neg = select(neg, -z, V{}) + lg.l1;  // softplus(-z)
+      l = (a * sp_neg + b * sp_pos) * p.scale;
+    }
+    if constexpr (GRAD) g = (b * sig_pos - a * sig_neg) * p.scale;
+    if constexpr (HESS) h = ((a + b) * (sig_pos * sig_neg)) * p.scale;
+  }
+
   template <bool VAL, bool GRAD, bool HESS, class V>
   static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V pw, V& l, V& g,
                              V& h) {
     using T = typename Traits<V>::T;
-    const V ts = t * (T(1) - p.eps) + T(0.5) * p.eps;
-    const V a = pw * ts;        // weight of the positive term
-    const V b = T(1) - ts;      // weight of the negative term
     if (p.from_logits) {
-      V e, r, l1;
-      vlogistic(z, e, r, l1);
-      auto neg = z < V{};
-      V sig_pos = select(neg, e * r, r);  // sigma(z)
-      V sig_neg = select(neg, r, e * r);  // sigma(-z)
-      if constexpr (VAL) {
-        V sp_pos = select(neg, V{}, z) + l1;   // softplus(z)
-        V sp_neg = select(neg, -z, V{}) + l1;  // softplus(-z)
-        l = (a * sp_neg + b * sp_pos) * p.scale;
-      }
-      if constexpr (GRAD) g = (b * sig_pos - a * sig_neg) * p.scale;
-      if constexpr (HESS) h = ((a + b) * (sig_pos * sig_neg)) * p.scale;
+      eval_logistic<VAL, GRAD, HESS>(p, z, t, pw, vlogistic(z), l, g, h);
     } else {
+      const V ts = t * (T(1) - p.eps) + T(0.5) * p.eps;
+      const V a = pw * ts;    // weight of the positive term
+      const V b = T(1) - ts;  // weight of the negative term
       V q = select(z < p.clip, set1<V>(p.clip), z);
       q = select(q > T(1) - p.clip, set1<V>(T(1) - p.clip), q);
       V iq = T(1) / q;

@@ -55,69 +55,95 @@ struct SigmoidFocal : ElementwiseLoss {
     if (k & 2) p.kind = 2;  // (otherwise kind stays 0 or 1, decided per vector)
   }
 
+  static constexpr bool logistic_pre = true;
+  template <class P>
+  static FL_INLINE bool logistic_on(const P& p) {
+    return p.from_logits;
+  }
+
+  // l = a ce m and its derivatives from the pieces (a: the alpha factor).
   template <bool VAL, bool GRAD, bool HESS, class V>
-  static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V, V& l, V& g,
-                             V& h) {
+  static FL_INLINE void combine(V a, V ce, V ce1, V ce2, V m, V m1, V m2, V& l, V& g, V& h) {
     using T = typename Traits<V>::T;
-    const V a = p.alpha_on ? (T(1) - p.alpha) + (T(2) * p.alpha - T(1)) * t : set1<V>(T(1));
-    const V dq = T(1) - T(2) * t;  // q' / v (logits) or q' (probabilities)
-    V ce, ce1, ce2, m, m1, m2;
-    if (p.from_logits) {
-      V e, r, l1;
-      vlogistic(z, e, r, l1);
-      auto neg = z < V{};
-      const V s = select(neg, e * r, r);   // sigma(z)
-      const V sn = select(neg, r, e * r);  // sigma(-z)
-      const V v = s * sn;
-      const V t1 = T(1) - t;
-      ce = t * (select(neg, -z, V{}) + l1) + t1 * (select(neg, V{}, z) + l1);
-      ce1 = t1 * s - t * sn;
-      ce2 = v;
-      const V q = t * sn + t1 * s;
-      if (p.kind == 0) {
-        m = set1<V>(T(1));
-        m1 = V{};
-        m2 = V{};
-      } else if (p.kind == 2) {
-        const V qd = dq * v;  // q'
-        m = q * q;
-        m1 = T(2) * q * qd;
-        m2 = T(2) * (qd * qd + q * qd * (sn - s));
-      } else {
-        auto pos = q > V{};
-        const V u = select(pos, v / select(pos, q, set1<V>(T(1))), t * s + t1 * sn);
-        m = vexp(p.gamma * vlog(q));
-        const V gu = (p.gamma * dq) * u;
-        m1 = gu * m;
-        m2 = m * (gu * ((p.gamma - T(1)) * dq * u + (sn - s)));
-      }
-    } else {
-      V x = select(z < p.clip, set1<V>(p.clip), z);
-      x = select(x > T(1) - p.clip, set1<V>(T(1) - p.clip), x);
-      const V t1 = T(1) - t;
-      const V ix = T(1) / x, ix1 = T(1) / (T(1) - x);
-      ce = -(t * vlog(x) + t1 * vlog1p(-x));
-      ce1 = t1 * ix1 - t * ix;
-      ce2 = t * ix * ix + t1 * ix1 * ix1;
-      const V q = t * (T(1) - x) + t1 * x;
-      if (p.kind == 0) {
-        m = set1<V>(T(1));
-        m1 = V{};
-        m2 = V{};
-      } else if (p.kind == 2) {
-        m = q * q;
-        m1 = T(2) * q * dq;
-        m2 = T(2) * dq * dq;
-      } else {
-        m = vexp(p.gamma * vlog(q));
-        const V gq = p.gamma * dq / q;  // gamma q' / q
-        m1 = gq * m;
-        m2 = m * (gq * ((p.gamma - T(1)) * dq / q));
-      }
-    }
     if constexpr (VAL) l = a * ce * m;
     if constexpr (GRAD) g = a * (ce1 * m + ce * m1);
     if constexpr (HESS) h = a * (ce2 * m + T(2) * ce1 * m1 + ce * m2);
+  }
+  template <class V>
+  static FL_INLINE V alpha_factor(const Params<typename Traits<V>::T>& p, V t) {
+    using T = typename Traits<V>::T;
+    return p.alpha_on ? (T(1) - p.alpha) + (T(2) * p.alpha - T(1)) * t : set1<V>(T(1));
+  }
+
+  // Logits, from lg = vlogistic(z).
+  template <bool VAL, bool GRAD, bool HESS, class V>
+  static FL_INLINE void eval_logistic(const Params<typename Traits<V>::T>& p, V z, V t, V,
+                                      const Logistic<V>& lg, V& l, V& g, V& h) {
+    using T = typename Traits<V>::T;
+    const V dq = T(1) - T(2) * t;  // q' / v
+    V m, m1, m2;
+    auto neg = z < V{};
+    const V er = lg.e * lg.r;
+    const V s = select(neg, er, lg.r);   // sigma(z)
+    const V sn = select(neg, lg.r, er);  // sigma(-z)
+    const V v = s * sn;
+    const V t1 = T(1) - t;
+    const V ce = t * (select(neg, -z, V{}) + lg.l1) + t1 * (select(neg, V{}, z) + lg.l1);
+    const V ce1 = t1 * s - t * sn;
+    const V q = t * sn + t1 * s;
+    if (p.kind == 0) {
+      m = set1<V>(T(1));
+      m1 = V{};
+      m2 = V{};
+    } else if (p.kind == 2) {
+      const V qd = dq * v;  // q'
+      m = q * q;
+      m1 = T(2) * q * qd;
+      m2 = T(2) * (qd * qd + q * qd * (sn - s));
+    } else {
+      auto pos = q > V{};
+      const V u = select(pos, v / select(pos, q, set1<V>(T(1))), t * s + t1 * sn);
+      m = vexp(p.gamma * vlog(q));
+      const V gu = (p.gamma * dq) * u;
+      m1 = gu * m;
+      m2 = m * (gu * ((p.gamma - T(1)) * dq * u + (sn - s)));
+    }
+    combine<VAL, GRAD, HESS>(alpha_factor(p, t), ce, ce1, v, m, m1, m2, l, g, h);
+  }
+
+  template <bool VAL, bool GRAD, bool HESS, class V>
+  static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V aux, V& l, V& g,
+                             V& h) {
+    using T = typename Traits<V>::T;
+    if (p.from_logits) {
+      eval_logistic<VAL, GRAD, HESS>(p, z, t, aux, vlogistic(z), l, g, h);
+      return;
+    }
+    const V dq = T(1) - T(2) * t;  // q'
+    V m, m1, m2;
+    V x = select(z < p.clip, set1<V>(p.clip), z);
+    x = select(x > T(1) - p.clip, set1<V>(T(1) - p.clip), x);
+    const V t1 = T(1) - t;
+    const V ix = T(1) / x, ix1 = T(1) / (T(1) - x);
+    const V ce = -(t * vlog(x) + t1 * vlog1p(-x));
+    const V ce1 = t1 * ix1 - t * ix;
+    const V ce2 = t * ix * ix + t1 * ix1 * ix1;
+    const V q = t * (T(1) - x) + t1 * x;
+    if (p.kind == 0) {
+      m = set1<V>(T(1));
+      m1 = V{};
+      m2 = V{};
+    } else if (p.kind == 2) {
+      m = q * q;
+      m1 = T(2) * q * dq;
+      m2 = T(2) * dq * dq;
+    } else {
+      m = vexp(p.gamma * vlog(q));
+      const V gq = p.gamma * dq / q;  // gamma q' / q
+      m1 = gq * m;
+      m2 = m * (gq * ((p.gamma - T(1)) * dq / q));
+    }
+    combine<VAL, GRAD, HESS>(alpha_factor(p, t), ce, ce1, ce2, m, m1, m2, l, g, h);
   }
 
   template <class V>

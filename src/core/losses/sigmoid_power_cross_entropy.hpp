@@ -33,10 +33,20 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
   }
   template <class T> struct Params {
     T n, n1, inv_n, log_n, y_small;
+    bool two;  // n = 2 (the default): the closed forms below
     explicit Params(const double* p)
         : n(static_cast<T>(p[0])), n1(static_cast<T>(p[0] + 1.0)), inv_n(static_cast<T>(1.0 / p[0])),
-          log_n(static_cast<T>(p[1])), y_small(static_cast<T>(p[2])) {}
+          log_n(static_cast<T>(p[1])), y_small(static_cast<T>(p[2])), two(p[0] == 2.0) {}
   };
+  static constexpr int n_split = 2;  // n = 2
+  template <class P>
+  static FL_INLINE int split(const P& p) {
+    return p.two ? 1 : 0;
+  }
+  template <class P>
+  static FL_INLINE void set_split(P& p, int k) {
+    p.two = k != 0;
+  }
 
   // For A >= 0: P = exp(-A), L1 = log(1 - P) and iD = 1 / (1 - P), with 1 - P accurate in both
   // of Maechler's ranges. One reduction A = -(k ln2 + r), one polynomial, one division.
@@ -66,22 +76,58 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
     L1 = ef * C::ln2_hi + (ef * C::ln2_lo + atanh2_series(num * D * d));
   }
 
+  static constexpr bool logistic_pre = true;
+  template <class P>
+  static FL_INLINE bool logistic_on(const P&) {
+    return true;
+  }
+
   template <bool VAL, bool GRAD, bool HESS, class V>
-  static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V, V& l, V& g,
+  static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V aux, V& l, V& g,
                              V& h) {
+    eval_logistic<VAL, GRAD, HESS>(p, z, t, aux, vlogistic(z), l, g, h);
+  }
+
+  // From lg = vlogistic(z).
+  template <bool VAL, bool GRAD, bool HESS, class V>
+  static FL_INLINE void eval_logistic(const Params<typename Traits<V>::T>& p, V z, V t, V,
+                                      const Logistic<V>& lg, V& l, V& g, V& h) {
     using T = typename Traits<V>::T;
-    V e, r, l1;
-    vlogistic(z, e, r, l1);
     auto neg = z < V{};
-    const V s = select(neg, e * r, r);
-    const V sn = select(neg, r, e * r);
-    const V y = select(neg, -z, V{}) + l1;  // softplus(-z) = -log p
+    const V er = lg.e * lg.r;
+    const V s = select(neg, er, lg.r);
+    const V sn = select(neg, lg.r, er);
+    const V y = select(neg, -z, V{}) + lg.l1;  // softplus(-z) = -log p
+    const V t1 = T(1) - t;
+    if (p.two) {
+      // n = 2: P = s^2 and 1 - P = s' (1 + s), so that no second exp is needed:
+      //   log(1 - P) = log1p(-P) = 2 atanh(-P / (2 - P))       for P < 1 - sqrt(1/2),
+      //              = -softplus(z) + log1p(s)                 above (s > 0.54, no cancellation),
+      //   log1p(s) = ln 2 + 2 atanh((s - 1) / (s + 3)) = ln 2 + 2 atanh(-s' / (s + 3));
+      //   g = s' P / (1 - P) = s^2 / (1 + s),   n (s' + g) - s = s' (2 + s) / (1 + s).
+      // One division gives both 1 / (1 + s) and the atanh argument.
+      using C = MathConst<T>;
+      const V P = s * s;
+      const auto near = P < T(1) - T(1) / C::sqrt2;
+      const V num = select(near, -P, -sn);
+      const V den = select(near, T(2) - P, s + T(3));
+      const V s1 = s + T(1);
+      const V d = T(1) / (den * s1);
+      const V is1 = den * d;  // 1 / (1 + s)
+      const V at = atanh2_series(num * s1 * d);
+      const V sp_pos = select(neg, V{}, z) + lg.l1;  // softplus(z)
+      const V L1 = select(near, at, (at + C::ln2) - sp_pos);
+      const V gr = s * s * is1;
+      if constexpr (VAL) l = T(2) * (t * y) - t1 * L1;
+      if constexpr (GRAD) g = T(2) * (t1 * gr - t * sn);
+      if constexpr (HESS) h = T(2) * (t1 * gr * (sn * (s + T(2)) * is1) + t * s * sn);
+      return;
+    }
     const V A = p.n * y;
     V P, L1, iD;
     log1mexp(A, P, L1, iD);
     const auto tiny = y < p.y_small;
     const V gr = select(tiny, set1<V>(p.inv_n), sn * P * iD);
-    const V t1 = T(1) - t;
     if constexpr (VAL) l = t * A - t1 * select(tiny, p.log_n - z, L1);
     if constexpr (GRAD) g = p.n * (t1 * gr - t * sn);
     if constexpr (HESS) {
