@@ -202,7 +202,7 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
           const std::int64_t full = (n - i) / W * W;
           const std::int64_t m = full < kPreStretch ? full : kPreStretch;
           const T* f = b.pred + i;
-          for (std::int64_t j = 0; j < m; j += W) store(eb + j, vexp(-abs(load<V>(f + j))));
+          for (std::int64_t j = 0; j < m; j += W) store(eb + j, vexp_neg(-abs(load<V>(f + j))));
           for (std::int64_t j = 0; j < m; j += W) {
             V r, l1;
             vlogistic_e(load<V>(eb + j), r, l1);

@@ -19,6 +19,8 @@ typedef float vf __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
 typedef double vd __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
 typedef std::int32_t vi32 __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
 typedef std::int64_t vi64 __attribute__((vector_size(FASTLOSS_VEC_BYTES)));
+typedef std::uint32_t vu32 __attribute__((vector_size(FASTLOSS_VEC_BYTES)));  // for shifts
+typedef std::uint64_t vu64 __attribute__((vector_size(FASTLOSS_VEC_BYTES)));  // that wrap
 // Float64 accumulator for float lanes: two native double vectors (the low and high halves
 // of the float vector, converted). A single double vector of twice the native width would
 // make the compiler shuffle it through memory.
@@ -31,6 +33,7 @@ template <class V> struct Traits;
 template <> struct Traits<vf> {
   using T = float;
   using VI = vi32;
+  using VU = vu32;
   using I = std::int32_t;
   using Acc = FAcc;
   static constexpr int W = FASTLOSS_VEC_BYTES / 4;
@@ -45,6 +48,7 @@ template <> struct Traits<vf> {
 template <> struct Traits<vd> {
   using T = double;
   using VI = vi64;
+  using VU = vu64;
   using I = std::int64_t;
   using Acc = vd;
   static constexpr int W = FASTLOSS_VEC_BYTES / 8;

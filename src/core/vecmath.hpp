@@ -116,6 +116,45 @@ template <class V> FL_INLINE V vexp(V x) {
   return ldexp2(p, n);
 }
 
+// The reduction of reduce_ln2 with B added to the rounding shifter (1.5 * 2^mant_bits + B:
+// still exact, and n = k - shifter is unchanged but for which way an exact tie rounds). The low
+// bits of k then hold n + B, so that bits(k) << mant_bits is the float 2^(n + B - bias) in one
+// shift (the bits above the exponent field fall off), given n + B in [1, 2 bias]. Two integer
+// operations fewer than reduce_ln2 followed by pow2i.
+template <class V, int B> FL_INLINE V reduce_ln2_pow2(V x, V& pow2) {
+  using Tr = Traits<V>;
+  using T = typename Tr::T;
+  using C = MathConst<T>;
+  const T sh = C::shifter + static_cast<T>(B);
+  V k = x * C::log2e + sh;
+  pow2 = from_bits<V>((typename Tr::VI)((typename Tr::VU)bits(k) << Tr::mant_bits));
+  V nf = k - sh;
+  V r = x - nf * C::ln2_hi;
+  return r - nf * C::ln2_lo;
+}
+
+// 2^-k for 0 <= k < 1000, exactly, at compile time.
+template <class T> constexpr T exp2_neg(int k) {
+  T v = 1;
+  for (int i = 0; i < k; ++i) v *= T(0.5);
+  return v;
+}
+
+// exp for x <= 0 (NaN passes): no overflow side, so 2^n is applied as 2^(n + L) (normal for
+// every n down to the subnormal floor: L = 64 for float32, 600 for float64) times the exact
+// 2^-L, one rounding as in vexp, with the same results (subnormals included).
+template <class V> FL_INLINE V vexp_neg(V x) {
+  using Tr = Traits<V>;
+  using T = typename Tr::T;
+  using C = MathConst<T>;
+  constexpr int kLift = sizeof(T) == 8 ? 600 : 64;
+  V xc = select(x < C::exp_lo, set1<V>(C::exp_lo), x);
+  V scale;
+  V r = reduce_ln2_pow2<V, Tr::exp_bias + kLift>(xc, scale);
+  V p = expm1_reduced(r) + T(1);
+  return (p * scale) * exp2_neg<T>(kLift);
+}
+
 // exp for x <= 0 (softmax's x - max): no overflow side, and results below the smallest
 // normal (x < log(2^-(bias-1)), about -87.3 for float32, -708.4 for float64) flush to 0,
 // so 2^n is applied in one step. Within 1 ulp of vexp elsewhere.
@@ -125,10 +164,10 @@ template <class V> FL_INLINE V vexp_nonpos(V x) {
   const T lo = -static_cast<T>(Tr::exp_bias - 1) * MathConst<T>::ln2;
   auto tiny = x < lo;
   V xc = select(tiny, set1<V>(lo), x);
-  typename Tr::VI n;
-  V r = reduce_ln2(xc, n);
+  V scale;
+  V r = reduce_ln2_pow2<V, Tr::exp_bias>(xc, scale);
   V p = expm1_reduced(r) + T(1);
-  return select(tiny, V{}, p * pow2i<V>(n));
+  return select(tiny, V{}, p * scale);
 }
 
 template <class V> FL_INLINE V vexpm1(V x) {
@@ -256,13 +295,13 @@ template <class V> FL_INLINE V vlog1p_unit(V e) {
 // log(1 + exp(x)), finite for every finite x.
 template <class V> FL_INLINE V vsoftplus(V x) {
   V pos = select(x > V{}, x, V{});
-  return pos + vlog1p_unit(vexp(-abs(x)));
+  return pos + vlog1p_unit(vexp_neg(-abs(x)));
 }
 // sigmoid via e = exp(-|x|) <= 1: 1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, so that the
 // negative tail keeps full relative accuracy down to the subnormals.
 template <class V> FL_INLINE V vsigmoid(V x) {
   using T = typename Traits<V>::T;
-  V e = vexp(-abs(x));
+  V e = vexp_neg(-abs(x));
   V r = T(1) / (T(1) + e);
   return select(x < V{}, e * r, r);
 }
@@ -288,7 +327,7 @@ template <class V> FL_INLINE void vlogistic_e(V e, V& r, V& l1) {
   l1 = select(hi, s + C::ln2, s);
 }
 template <class V> FL_INLINE void vlogistic(V z, V& e, V& r, V& l1) {
-  e = vexp(-abs(z));
+  e = vexp_neg(-abs(z));
   vlogistic_e(e, r, l1);
 }
 // The three of them, as a loss's eval_logistic receives them.

@@ -24,7 +24,7 @@ struct PairwiseLogistic {
   static FL_INLINE void pair(const Params<typename Traits<V>::T>& p, V d, V& f, V& f1, V& f2) {
     using T = typename Traits<V>::T;
     const V z = p.sigma * d;
-    const V e = vexp(-abs(z));
+    const V e = vexp_neg(-abs(z));
     const V r = T(1) / (T(1) + e);  // sigmoid(|z|)
     const V er = e * r;              // sigmoid(-|z|)
     const auto neg = z < V{};

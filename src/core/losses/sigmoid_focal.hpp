@@ -103,7 +103,7 @@ struct SigmoidFocal : ElementwiseLoss {
     } else {
       auto pos = q > V{};
       const V u = select(pos, v / select(pos, q, set1<V>(T(1))), t * s + t1 * sn);
-      m = vexp(p.gamma * vlog(q));
+      m = vexp_neg(p.gamma * vlog(q));  // argument <= 0: q <= 1, gamma > 0
       const V gu = (p.gamma * dq) * u;
       m1 = gu * m;
       m2 = m * (gu * ((p.gamma - T(1)) * dq * u + (sn - s)));
@@ -138,7 +138,7 @@ struct SigmoidFocal : ElementwiseLoss {
       m1 = T(2) * q * dq;
       m2 = T(2) * dq * dq;
     } else {
-      m = vexp(p.gamma * vlog(q));
+      m = vexp_neg(p.gamma * vlog(q));  // argument <= 0: q <= 1, gamma > 0
       const V gq = p.gamma * dq / q;  // gamma q' / q
       m1 = gq * m;
       m2 = m * (gq * ((p.gamma - T(1)) * dq / q));

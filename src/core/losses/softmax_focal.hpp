@@ -57,7 +57,7 @@ struct SoftmaxFocal {
       pw2 = set1<V>(T(1));
     } else {
       const V oc = select(om < om_min, set1<V>(om_min), om);
-      pw = vexp(G.g * vlog(oc));
+      pw = vexp_neg(G.g * vlog(oc));  // argument <= 0
       const V ioc = T(1) / oc;
       pw1 = pw * ioc;
       pw2 = pw1 * ioc;
