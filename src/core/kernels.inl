@@ -172,7 +172,11 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
       if constexpr (Loss::has_aux) ab[k] = b.aux[i + k];
     }
     if constexpr (Loss::checks_target) outside |= Loss::target_outside(load<V>(yb));
-    const Logistic<V> lg = decltype(pre)::value ? vlogistic(load<V>(fb)) : Logistic<V>{};
+    Logistic<V> lg{};
+    if constexpr (decltype(pre)::value) {
+      lg = vlogistic(load<V>(fb));
+      if (Loss::pre2_on(step.p)) Loss::pre2(step.p, load<V>(fb), lg);
+    }
     step.template operator()<decltype(pre)::value>(load<V>(fb), load<V>(yb), load<V>(wb),
                                                    load<V>(ab), lg, l, g, h);
     if constexpr (S::kVSum) {
@@ -196,8 +200,13 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
         // log1p(e) from e; the loss from the three. Each pass is a short dependency chain
         // per vector, so the out-of-order core overlaps many vectors; one fused pass is one
         // long chain that it cannot see past (about 1.35x slower, float32 AVX2, Zen 3).
-        constexpr std::int64_t kPreStretch = 256;  // 3 buffers of it stay in L1
+        // A loss with a second stage (pre2: values of f and the first three alone) gets a
+        // fourth pass for it before the last.
+        constexpr std::int64_t kPreStretch = 256;  // the buffers of it stay in L1
+        constexpr int kX = Loss::n_pre2;
         alignas(64) T eb[kPreStretch], rb[kPreStretch], l1b[kPreStretch];
+        alignas(64) T xb[kX > 0 ? kX : 1][kPreStretch];
+        const bool pre2 = Loss::pre2_on(step.p);
         while (n - i >= W) {
           const std::int64_t full = (n - i) / W * W;
           const std::int64_t m = full < kPreStretch ? full : kPreStretch;
@@ -209,8 +218,24 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
             store(rb + j, r);
             store(l1b + j, l1);
           }
+          auto stage1 = [&](std::int64_t j) __attribute__((always_inline)) {
+            return Logistic<V>{load<V>(eb + j), load<V>(rb + j), load<V>(l1b + j), {}};
+          };
+          if constexpr (kX > 0) {
+            if (pre2) {
+              for (std::int64_t j = 0; j < m; j += W) {
+                Logistic<V> lg = stage1(j);
+                Loss::pre2(step.p, load<V>(f + j), lg);
+                for (int q = 0; q < kX; ++q) store(xb[q] + j, lg.x[q]);
+              }
+            }
+          }
           for (std::int64_t j = 0; j < m; j += W) {
-            const Logistic<V> lg{load<V>(eb + j), load<V>(rb + j), load<V>(l1b + j)};
+            Logistic<V> lg = stage1(j);
+            if constexpr (kX > 0) {
+              if (pre2)
+                for (int q = 0; q < kX; ++q) lg.x[q] = load<V>(xb[q] + j);
+            }
             vec(i + j, lg, BoolTag<true>{});
           }
           i += m;

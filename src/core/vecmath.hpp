@@ -330,12 +330,14 @@ template <class V> FL_INLINE void vlogistic(V z, V& e, V& r, V& l1) {
   e = vexp_neg(-abs(z));
   vlogistic_e(e, r, l1);
 }
-// The three of them, as a loss's eval_logistic receives them.
+// The three of them, as a loss's eval_logistic receives them, and room for up to three
+// values of the loss's own second stage (its pre2, see losses/base.hpp).
 template <class V> struct Logistic {
   V e, r, l1;
+  V x[3];
 };
 template <class V> FL_INLINE Logistic<V> vlogistic(V z) {
-  Logistic<V> x;
+  Logistic<V> x{};
   vlogistic(z, x.e, x.r, x.l1);
   return x;
 }
@@ -347,13 +349,14 @@ template <class V> FL_INLINE void vexp_neg_1m(V A, V& P, V& D) {
   using Tr = Traits<V>;
   using T = typename Tr::T;
   using C = MathConst<T>;
+  constexpr int kLift = sizeof(T) == 8 ? 600 : 64;  // as in vexp_neg
   const V x = select(-A < C::exp_lo, set1<V>(C::exp_lo), -A);
-  typename Tr::VI k;
-  const V r = reduce_ln2(x, k);
+  V scale;  // 2^(k + kLift)
+  const V r = reduce_ln2_pow2<V, Tr::exp_bias + kLift>(x, scale);
   const V q = expm1_reduced(r);
-  P = ldexp2(q + T(1), k);
+  P = ((q + T(1)) * scale) * exp2_neg<T>(kLift);
   const auto small = A <= C::ln2;
-  const V tk = pow2i<V>(k & small);
+  const V tk = scale * exp2_neg<T>(kLift);  // 2^k, exact where small (k in {0, -1})
   D = select(small, -(q * tk + (tk - T(1))), T(1) - P);
 }
 

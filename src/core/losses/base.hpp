@@ -25,12 +25,22 @@
 //                       eval_logistic<VAL, GRAD, HESS>(p, f, y, a, lg, l, g, h) with them
 //                       (three short dependency chains in a row keep more of the vector
 //                       units busy than one long one); eval must give the same results
+//   n_pre2, pre2_on,    and, when pre2_on(p), a second stage: pre2(p, f, lg) fills lg.x[0 ..
+//   pre2                n_pre2) from f and the first stage, in a pass of its own (eval and
+//                       the kernel's tail call it the same way)
 struct ElementwiseLoss {
   static constexpr bool logistic_pre = false;
   template <class P>
   static FL_INLINE bool logistic_on(const P&) {
     return false;
   }
+  static constexpr int n_pre2 = 0;
+  template <class P>
+  static FL_INLINE bool pre2_on(const P&) {
+    return false;
+  }
+  template <class P, class V, class Lg>
+  static FL_INLINE void pre2(const P&, V, Lg&) {}
   static constexpr bool has_aux = false;
   static constexpr bool aux_is_input = false;
   static constexpr int target_domain = kDomainUnit;

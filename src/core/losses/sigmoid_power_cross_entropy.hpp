@@ -82,10 +82,24 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
     return true;
   }
 
+  // General n: log1mexp(n y) in a stage of its own: x = {P, log(1 - P), 1 / (1 - P)}.
+  static constexpr int n_pre2 = 3;
+  template <class P>
+  static FL_INLINE bool pre2_on(const P& p) {
+    return !p.two;
+  }
+  template <class V>
+  static FL_INLINE void pre2(const Params<typename Traits<V>::T>& p, V z, Logistic<V>& lg) {
+    const V y = select(z < V{}, -z, V{}) + lg.l1;  // softplus(-z)
+    log1mexp(p.n * y, lg.x[0], lg.x[1], lg.x[2]);
+  }
+
   template <bool VAL, bool GRAD, bool HESS, class V>
   static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V aux, V& l, V& g,
                              V& h) {
-    eval_logistic<VAL, GRAD, HESS>(p, z, t, aux, vlogistic(z), l, g, h);
+    Logistic<V> lg = vlogistic(z);
+    if (pre2_on(p)) pre2(p, z, lg);
+    eval_logistic<VAL, GRAD, HESS>(p, z, t, aux, lg, l, g, h);
   }
 
   // From lg = vlogistic(z).
@@ -124,8 +138,7 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
       return;
     }
     const V A = p.n * y;
-    V P, L1, iD;
-    log1mexp(A, P, L1, iD);
+    const V P = lg.x[0], L1 = lg.x[1], iD = lg.x[2];  // log1mexp(A), from pre2
     const auto tiny = y < p.y_small;
     const V gr = select(tiny, set1<V>(p.inv_n), sn * P * iD);
     if constexpr (VAL) l = t * A - t1 * select(tiny, p.log_n - z, L1);
