@@ -360,13 +360,6 @@ template <class V> FL_INLINE void vexp_neg_1m(V A, V& P, V& D) {
   D = select(small, -(q * tk + (tk - T(1))), T(1) - P);
 }
 
-// One double through the vector code, for the per-row scalars of the row losses (a call into
-// the C library's exp/log costs more there than the lanes do; the accuracy is the vector
-// code's, a couple of ulp of float64).
-FL_INLINE double exp_d(double x) { return vexp(set1<vd>(x))[0]; }
-FL_INLINE double expm1_d(double x) { return vexpm1(set1<vd>(x))[0]; }
-FL_INLINE double log_d(double x) { return vlog(set1<vd>(x))[0]; }
-
 // E(u) = exp(-u) - 1 + u for u >= 0, without the cancellation of expm1(-u) + u at small u:
 // below 1/2 the Taylor series u^2 sum_k c_k u^k, c_k = (-1)^k / (k + 2)!, truncated where
 // the next term is below 2^-56 (float64, 14 terms) or 2^-26 (float32, 8 terms) of the first.

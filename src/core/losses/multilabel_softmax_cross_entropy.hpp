@@ -83,10 +83,10 @@ struct MultilabelSoftmaxCrossEntropy {
         sa += to_acc(ea);
         sb += to_acc(eb);
       }
-      const double A = exp_d(-static_cast<double>(mA)) + hsum(sa);
-      const double B = exp_d(-static_cast<double>(mB)) + hsum(sb);
-      double value = (static_cast<double>(mA) + log_d(A) + static_cast<double>(mB) +
-                      log_d(B)) * sw;
+      const double A = __builtin_exp(-static_cast<double>(mA)) + hsum(sa);
+      const double B = __builtin_exp(-static_cast<double>(mB)) + hsum(sb);
+      double value = (static_cast<double>(mA) + __builtin_log(A) + static_cast<double>(mB) +
+                      __builtin_log(B)) * sw;
       if constexpr (kG || kH) {
         const double ds = sw * b.gscale;
         const V vds = set1<V>(static_cast<T>(ds));

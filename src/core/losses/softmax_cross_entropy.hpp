@@ -117,7 +117,7 @@ struct SoftmaxCrossEntropy {
         acc += to_acc(select(tl, et, V{}));
       }
       const double S = hsum(acc);
-      const double lse = static_cast<double>(mc) + log_d(S);
+      const double lse = static_cast<double>(mc) + __builtin_log(S);
       const double a = (1.0 - eps) + epsK * csum;
       const double sx = (eps != T(0)) ? hsum(ax) : 0.0;
       const double cqx = (1.0 - eps) * static_cast<double>(x[y]) + epsK * sx;

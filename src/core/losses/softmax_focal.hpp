@@ -77,7 +77,7 @@ struct SoftmaxFocal {
       return;
     }
     const double oc = om < om_min ? om_min : om;
-    const double pw = g == 2.0 ? oc * oc : (g == 1.0 ? oc : exp_d(g * log_d(oc)));
+    const double pw = g == 2.0 ? oc * oc : (g == 1.0 ? oc : __builtin_pow(oc, g));
     const double pw1 = pw / oc, pw2 = pw1 / oc;
     f = pw * lp;
     phi = pw - g * lp * p * pw1;
@@ -202,8 +202,8 @@ struct SoftmaxFocal {
         bool stored_g = false, stored_h = false;
         if (fast) {
           const double lpy = (static_cast<double>(x[y]) - st.M) - st.log_s;
-          const double py = exp_d(lpy);
-          const double omy = py < 0.5 ? 1.0 - py : -expm1_d(lpy);  // 1 - p accurately
+          const double py = __builtin_exp(lpy);
+          const double omy = py < 0.5 ? 1.0 - py : -__builtin_expm1(lpy);  // 1 - p accurately
           double ay = b.class_aux ? static_cast<double>(b.class_aux[y]) : static_cast<double>(alpha);
           if (b.class_w) ay *= static_cast<double>(b.class_w[y]);
           double f, phi, dphi;

@@ -145,7 +145,7 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
       st.r[c] = st.s[c] > 0.0 ? __builtin_exp(static_cast<double>(st.m[c]) - M) / S : 0.0;
   }
   st.M = static_cast<double>(M);
-  st.log_s = log_d(S);
+  st.log_s = __builtin_log(S);
   st.lse = st.M + st.log_s;
   if (st.nan) {
     st.lse = __builtin_nan("");
