@@ -32,6 +32,10 @@ import time
 for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # they slow NumPy down; see README
     os.environ.pop(_var, None)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# NumPy's OpenBLAS starts worker threads that spin for a while after the import and take CPU
+# from the threads being timed (none of the timed code calls BLAS); on the 2-core machine
+# in results/ this moved 2-thread times by up to 20%. Set it to something else to keep them.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 

@@ -26,9 +26,11 @@ import os
 import platform
 import sys
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in cross_entropy.py (spinning BLAS threads)
 
-from cross_entropy import bandwidth, median_time  # same directory
+import numpy as np  # noqa: E402
+
+from cross_entropy import bandwidth, median_time  # noqa: E402  (same directory)
 
 import fastloss as fl
 
