@@ -73,7 +73,19 @@ def block_lengths():
 
 
 def supported_isas():
-    return list(_fastloss()._core.supported_isas())
+    """The SIMD paths the ISA-parametrized tests run: every one this CPU supports, or those
+    named in FASTLOSS_TEST_ISAS (comma-separated; e.g. "emu512" when checking that test path
+    alone, see tools/sanitize.sh --emu512)."""
+    isas = list(_fastloss()._core.supported_isas())
+    wanted = os.environ.get("FASTLOSS_TEST_ISAS", "").strip()
+    if not wanted:
+        return isas
+    names = [w.strip() for w in wanted.split(",") if w.strip()]
+    missing = [w for w in names if w not in isas]
+    if missing:
+        raise pytest.UsageError(
+            f"FASTLOSS_TEST_ISAS names {missing}, which this build or CPU lacks (supported: {isas})")
+    return names
 
 
 def pytest_generate_tests(metafunc):

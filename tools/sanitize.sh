@@ -7,6 +7,12 @@
 #   tools/sanitize.sh                 # the selection below, every SIMD path this CPU runs
 #   tools/sanitize.sh --ci            # what CI runs: the same selection, the baseline and
 #                                     # AVX2 kernels with ASan only (see below)
+#   tools/sanitize.sh --emu512        # the same selection on the emu512 test path alone:
+#                                     # the AVX-512 path's 16-float lanes compiled for AVX2,
+#                                     # so that its tails and partial vectors meet ASan on a
+#                                     # CPU without AVX-512 (kernel files with ASan only; the
+#                                     # emu512 elementwise file alone compiles for about 11
+#                                     # minutes, which is why CI does not run this)
 #   tools/sanitize.sh tests           # the whole suite (about 4x slower than without)
 #   tools/sanitize.sh tests/test_api.py -k out
 #
@@ -35,9 +41,14 @@ SELECTION=(tests/test_focal.py tests/test_bad_input.py tests/test_properties.py
            tests/test_cross_entropy.py tests/test_margin.py tests/test_ranking.py
            -m "not slow" -k "not t7 and not t2 and not torch and not jax")
 kernels=${FASTLOSS_SANITIZE_KERNELS:-address,undefined}
+emu512=0
 if [ "${1:-}" = "--ci" ]; then
   shift
   kernels=${FASTLOSS_SANITIZE_KERNELS:-address}
+elif [ "${1:-}" = "--emu512" ]; then
+  shift
+  kernels=${FASTLOSS_SANITIZE_KERNELS:-address}
+  emu512=1
 fi
 if [ "$#" -gt 0 ]; then
   SELECTION=("$@")
@@ -47,6 +58,10 @@ PYTHON=${PYTHON:-python}
 CXX=${CXX:-c++}
 build="$root/build/sanitize"
 site="$root/build/sanitize-site"
+if [ "$emu512" = 1 ]; then
+  build="$root/build/sanitize-emu512"
+  site="$root/build/sanitize-emu512-site"
+fi
 
 asan_rt=$("$CXX" -print-file-name=libasan.so)
 if [ ! -e "$asan_rt" ]; then
@@ -71,6 +86,10 @@ rm -rf "$site"
 isas=avx2
 if grep -q avx512bw /proc/cpuinfo 2>/dev/null; then
   isas="avx2;avx512"
+fi
+if [ "$emu512" = 1 ]; then
+  isas="avx2;emu512"
+  export FASTLOSS_TEST_ISAS=emu512  # tests/conftest.py: the ISA-parametrized tests run it alone
 fi
 "$PYTHON" -m pip install -q --no-deps "${isolation[@]}" --target "$site" \
   -C cmake.define.FASTLOSS_SANITIZE=ON -C cmake.build-type=RelWithDebInfo \

@@ -7,6 +7,9 @@ namespace fastloss {
 #ifdef FASTLOSS_HAVE_BASELINE
 namespace baseline { const KernelTable& table(); }
 #endif
+#ifdef FASTLOSS_HAVE_EMU512
+namespace emu512 { const KernelTable& table(); }
+#endif
 #ifdef FASTLOSS_HAVE_AVX2
 namespace avx2 { const KernelTable& table(); }
 #endif
@@ -41,6 +44,10 @@ const std::vector<IsaEntry>& entries() {
   static const std::vector<IsaEntry> e = {
 #ifdef FASTLOSS_HAVE_BASELINE
       {"baseline", &baseline::table, &always},
+#endif
+#ifdef FASTLOSS_HAVE_EMU512
+      // Listed before avx2 so that best_table() never picks this test path.
+      {"emu512", &emu512::table, &cpu_has_avx2},
 #endif
 #ifdef FASTLOSS_HAVE_AVX2
       {"avx2", &avx2::table, &cpu_has_avx2},

@@ -173,10 +173,7 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
     }
     if constexpr (Loss::checks_target) outside |= Loss::target_outside(load<V>(yb));
     Logistic<V> lg{};
-    if constexpr (decltype(pre)::value) {
-      lg = vlogistic(load<V>(fb));
-      if (Loss::pre2_on(step.p)) Loss::pre2(step.p, load<V>(fb), lg);
-    }
+    if constexpr (decltype(pre)::value) lg = logistic_stages<Loss>(step.p, load<V>(fb));
     step.template operator()<decltype(pre)::value>(load<V>(fb), load<V>(yb), load<V>(wb),
                                                    load<V>(ab), lg, l, g, h);
     if constexpr (S::kVSum) {

@@ -92,15 +92,23 @@ template <class V> FL_INLINE V ldexp2(V v, typename Traits<V>::VI n) {
   return (v * pow2i<V>(h)) * pow2i<V>(n - h);
 }
 
-// Cody-Waite reduction shared by exp and expm1: x = n ln2 + r.
-template <class V> FL_INLINE V reduce_ln2(V x, typename Traits<V>::VI& n) {
-  using T = typename Traits<V>::T;
-  using C = MathConst<T>;
-  V k = x * C::log2e + C::shifter;  // round(x / ln2) in the low mantissa bits
-  n = bits(k) - bits(set1<V>(C::shifter));
-  V nf = k - C::shifter;
+// Cody-Waite reduction: x = n ln2 + r, with n rounded into the low mantissa bits of
+// k = x log2(e) + sh by the shifter sh (1.5 * 2^mant_bits, plus an offset added to n).
+template <class V> FL_INLINE V reduce_ln2_shift(V x, typename Traits<V>::T sh, V& k) {
+  using C = MathConst<typename Traits<V>::T>;
+  k = x * C::log2e + sh;
+  V nf = k - sh;
   V r = x - nf * C::ln2_hi;
   return r - nf * C::ln2_lo;
+}
+
+// The reduction shared by exp and expm1, with n as integer lanes.
+template <class V> FL_INLINE V reduce_ln2(V x, typename Traits<V>::VI& n) {
+  using C = MathConst<typename Traits<V>::T>;
+  V k;
+  V r = reduce_ln2_shift(x, C::shifter, k);
+  n = bits(k) - bits(set1<V>(C::shifter));
+  return r;
 }
 
 template <class V> FL_INLINE V vexp(V x) {
@@ -124,13 +132,10 @@ template <class V> FL_INLINE V vexp(V x) {
 template <class V, int B> FL_INLINE V reduce_ln2_pow2(V x, V& pow2) {
   using Tr = Traits<V>;
   using T = typename Tr::T;
-  using C = MathConst<T>;
-  const T sh = C::shifter + static_cast<T>(B);
-  V k = x * C::log2e + sh;
+  V k;
+  V r = reduce_ln2_shift(x, MathConst<T>::shifter + static_cast<T>(B), k);
   pow2 = from_bits<V>((typename Tr::VI)((typename Tr::VU)bits(k) << Tr::mant_bits));
-  V nf = k - sh;
-  V r = x - nf * C::ln2_hi;
-  return r - nf * C::ln2_lo;
+  return r;
 }
 
 // 2^-k for 0 <= k < 1000, exactly, at compile time.

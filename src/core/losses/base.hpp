@@ -62,3 +62,13 @@ struct ElementwiseLoss {
   template <class P>
   static FL_INLINE void set_split(P&, int) {}
 };
+
+// The stages a logistic loss starts from, for one vector: vlogistic(f), then pre2 when
+// pre2_on(p). The kernel's padded tail and a loss's own eval call this; the kernel's main
+// loop runs the same stages as separate passes.
+template <class Loss, class P, class V>
+FL_INLINE Logistic<V> logistic_stages(const P& p, V f) {
+  Logistic<V> lg = vlogistic(f);
+  if (Loss::pre2_on(p)) Loss::pre2(p, f, lg);
+  return lg;
+}

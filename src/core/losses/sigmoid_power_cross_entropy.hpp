@@ -97,9 +97,8 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
   template <bool VAL, bool GRAD, bool HESS, class V>
   static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V aux, V& l, V& g,
                              V& h) {
-    Logistic<V> lg = vlogistic(z);
-    if (pre2_on(p)) pre2(p, z, lg);
-    eval_logistic<VAL, GRAD, HESS>(p, z, t, aux, lg, l, g, h);
+    eval_logistic<VAL, GRAD, HESS>(p, z, t, aux, logistic_stages<SigmoidPowerCrossEntropy>(p, z),
+                                   l, g, h);
   }
 
   // From lg = vlogistic(z).
