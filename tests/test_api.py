@@ -400,6 +400,16 @@ def test_fastloss_isa_known_but_unsupported():
     assert "ValueError" in proc.stderr and unsupported[-1] in proc.stderr
 
 
+def test_default_isa_is_the_widest_real_path():
+    # The last supported entry is chosen; the emu512 test path (when compiled) is listed
+    # before avx2 so that it never is.
+    proc = run_python("import fastloss as fl; print(fl._core.active_isa())")
+    assert proc.returncode == 0, proc.stderr
+    supported = list(fl._core.supported_isas())
+    assert proc.stdout.strip() == supported[-1]
+    assert proc.stdout.strip() != "emu512"
+
+
 def test_fastloss_isa_forces_each_supported_path():
     code = ("import fastloss as fl, numpy as np; print(fl._core.active_isa()); "
             "print(fl.show_config(mode='dicts')['isa']['active']); "
