@@ -42,14 +42,14 @@ SELECTION=(tests/test_focal.py tests/test_bad_input.py tests/test_properties.py
            -m "not slow" -k "not t7 and not t2 and not torch and not jax")
 kernels=${FASTLOSS_SANITIZE_KERNELS:-address,undefined}
 emu512=0
-if [ "${1:-}" = "--ci" ]; then
+while [ "$#" -gt 0 ]; do  # --ci and --emu512, in either order, before any pytest arguments
+  case "$1" in
+    --ci) kernels=${FASTLOSS_SANITIZE_KERNELS:-address} ;;
+    --emu512) kernels=${FASTLOSS_SANITIZE_KERNELS:-address}; emu512=1 ;;
+    *) break ;;
+  esac
   shift
-  kernels=${FASTLOSS_SANITIZE_KERNELS:-address}
-elif [ "${1:-}" = "--emu512" ]; then
-  shift
-  kernels=${FASTLOSS_SANITIZE_KERNELS:-address}
-  emu512=1
-fi
+done
 if [ "$#" -gt 0 ]; then
   SELECTION=("$@")
 fi

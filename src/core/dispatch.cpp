@@ -23,6 +23,7 @@ struct IsaEntry {
   const char* name;
   const KernelTable& (*table)();
   bool (*supported)();
+  bool test_only;  // chosen only by name (FASTLOSS_ISA, _set_isa), never by default
 };
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -43,17 +44,16 @@ struct IsaEntry {
 const std::vector<IsaEntry>& entries() {
   static const std::vector<IsaEntry> e = {
 #ifdef FASTLOSS_HAVE_BASELINE
-      {"baseline", &baseline::table, &always},
+      {"baseline", &baseline::table, &always, false},
 #endif
 #ifdef FASTLOSS_HAVE_EMU512
-      // Listed before avx2 so that best_table() never picks this test path.
-      {"emu512", &emu512::table, &cpu_has_avx2},
+      {"emu512", &emu512::table, &cpu_has_avx2, true},
 #endif
 #ifdef FASTLOSS_HAVE_AVX2
-      {"avx2", &avx2::table, &cpu_has_avx2},
+      {"avx2", &avx2::table, &cpu_has_avx2, false},
 #endif
 #ifdef FASTLOSS_HAVE_AVX512
-      {"avx512", &avx512::table, &cpu_has_avx512},
+      {"avx512", &avx512::table, &cpu_has_avx512, false},
 #endif
   };
   return e;
@@ -62,7 +62,7 @@ const std::vector<IsaEntry>& entries() {
 const KernelTable* best_table() {
   const KernelTable* best = nullptr;
   for (const auto& e : entries())
-    if (e.supported()) best = &e.table();
+    if (!e.test_only && e.supported()) best = &e.table();
   return best;
 }
 

@@ -1,7 +1,7 @@
 // fastloss — the generic kernel source, compiled once per ISA.
 //
-// An ISA translation unit (isa_baseline.cpp, isa_avx2.cpp, isa_avx512.cpp, and the
-// isa_*_rows.cpp second halves) defines FASTLOSS_ISA_NAME, FASTLOSS_VEC_BYTES and
+// An ISA translation unit (isa_baseline.cpp, isa_avx2.cpp, isa_avx512.cpp, the emu512
+// test path, and the isa_*_rows.cpp second halves) defines FASTLOSS_ISA_NAME, FASTLOSS_VEC_BYTES and
 // FASTLOSS_KERNEL_PART and includes this file; its compile flags choose the instructions.
 // Everything here lives in namespace fastloss::<ISA> so that no inline function compiled
 // with AVX-512 flags can be merged by the linker into another ISA's code; nothing from the
