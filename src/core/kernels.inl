@@ -1,8 +1,9 @@
 // fastloss — the generic kernel source, compiled once per ISA.
 //
 // An ISA translation unit (isa_baseline.cpp, isa_avx2.cpp, isa_avx512.cpp, the emu512
-// test path, and the isa_*_rows.cpp second halves) defines FASTLOSS_ISA_NAME, FASTLOSS_VEC_BYTES and
-// FASTLOSS_KERNEL_PART and includes this file; its compile flags choose the instructions.
+// test path, and the isa_*_rows.cpp second halves) defines FASTLOSS_ISA_NAME,
+// FASTLOSS_VEC_BYTES and FASTLOSS_KERNEL_PART and includes this file; its compile flags
+// choose the instructions.
 // Everything here lives in namespace fastloss::<ISA> so that no inline function compiled
 // with AVX-512 flags can be merged by the linker into another ISA's code; nothing from the
 // standard library is instantiated here for the same reason. Only table() and the two fill
