@@ -53,73 +53,23 @@ struct SoftmaxCrossEntropy {
     const bool fisher = b.hess_policy == kHessFisher;
 
     // The common case as one short routine: integer labels, no class weights, logits, and rows
-    // of W to 2048 logits (one softmax chunk). The same arithmetic as the general path below
-    // (softmax_pass1 and the gradient pass) with the chunk, target and class-weight machinery
-    // left out: about 1.5x faster at K = 100, where that machinery is a large part of a row
-    // (float32, AVX2, Zen 3). A row holding NaN, or only -inf, returns false untouched and
-    // goes the general way.
+    // of W to 2048 logits (one softmax chunk): softmax_row_short, then the gradient pass, with
+    // the chunk, target and class-weight machinery left out. The same arithmetic as the
+    // general path below. A row holding NaN, or only -inf, returns false untouched and goes
+    // the general way.
     const bool lean_ok = from_logits && b.labels && !b.class_w && !b.tprob && K >= W &&
                          K <= softmax_chunk<T>(1);
     auto lean_row = [&](const T* x, std::int64_t y, T sw, T* g, T* h, double& value)
                         __attribute__((always_inline)) -> bool {
-      const T ninf = -static_cast<T>(__builtin_huge_val());
       const std::int64_t nfull = K - K % W;
-      const int rem = static_cast<int>(K - nfull);
-      const std::int64_t kt = K - W;  // the last vector, overlapping when rem > 0
-      const VI tl = lane_index<V>() >= (W - rem);  // its new lanes
-      V vm0 = set1<V>(ninf), vm1 = vm0;
-      VI nanm{};
-      typename Tr::Acc ax{};  // sum of x, for label smoothing
-      std::int64_t j = 0;
-      for (; j + 2 * W <= nfull; j += 2 * W) {  // two running maxima: half the chain
-        const V u = load<V>(x + j), v = load<V>(x + j + W);
-        nanm |= (u != u) | (v != v);
-        vm0 = select(u > vm0, u, vm0);
-        vm1 = select(v > vm1, v, vm1);
-        if (eps != T(0)) {
-          ax += to_acc(u);
-          ax += to_acc(v);
-        }
-      }
-      for (; j < nfull; j += W) {
-        const V u = load<V>(x + j);
-        nanm |= (u != u);
-        vm0 = select(u > vm0, u, vm0);
-        if (eps != T(0)) ax += to_acc(u);
-      }
-      V tail{};
-      if (rem) {
-        tail = load<V>(x + kt);
-        nanm |= (tail != tail);
-        vm1 = select(tail > vm1, tail, vm1);
-        if (eps != T(0)) ax += to_acc(select(tl, tail, V{}));
-      }
-      vm0 = select(vm1 > vm0, vm1, vm0);
-      const T mc = hmax(vm0);
-      if (any_lane(nanm) || mc == ninf) return false;
-      const V vmc = set1<V>(mc);
+      const std::int64_t kt = K - W;  // the last vector, overlapping when W does not divide K
       T* e = kG ? g : h;  // exp(x - mc), scaled in place below
-      typename Tr::Acc acc{};
-      constexpr std::int64_t kRun = 32 * W;  // float32 runs of at most 32 terms per lane
-      for (j = 0; j < nfull;) {
-        const std::int64_t jend = (nfull - j < kRun) ? nfull : j + kRun;
-        V run{};
-        for (; j < jend; j += W) {
-          const V ev = vexp_nonpos(load<V>(x + j) - vmc);
-          if constexpr (kD) store(e + j, ev);
-          run += ev;
-        }
-        acc += to_acc(run);
-      }
-      V et{};
-      if (rem) {
-        et = vexp_nonpos(tail - vmc);
-        acc += to_acc(select(tl, et, V{}));
-      }
-      const double S = hsum(acc);
+      T mc;
+      double S, sx;
+      V et;
+      if (!softmax_row_short<T>(x, K, e, eps != T(0), mc, S, sx, et)) return false;
       const double lse = static_cast<double>(mc) + __builtin_log(S);
       const double a = (1.0 - eps) + epsK * csum;
-      const double sx = (eps != T(0)) ? hsum(ax) : 0.0;
       const double cqx = (1.0 - eps) * static_cast<double>(x[y]) + epsK * sx;
       value = (a * lse - cqx) * scale * sw;
       if constexpr (kD) {
@@ -134,8 +84,8 @@ struct SoftmaxCrossEntropy {
           if constexpr (kH) store(h + k, max_nan1(hf * p * (T(1) - p), floor) * vd);
           if constexpr (kG) store(g + k, (va * p - cq) * vd);
         };
-        for (j = 0; j < nfull; j += W) put(j, load<V>(e + j));
-        if (rem) put(kt, et);  // the overlapped lanes get the same values again
+        for (std::int64_t j = 0; j < nfull; j += W) put(j, load<V>(e + j));
+        if (nfull < K) put(kt, et);  // the overlapped lanes get the same values again
         if constexpr (kG) g[y] = static_cast<T>(static_cast<double>(g[y]) - (1.0 - eps) * ds);
       }
       return true;

@@ -114,6 +114,65 @@ struct SoftmaxFocal {
     SoftmaxStats<T> st;
     VI tout{};
 
+    // The short path as one short routine for rows of W to 2048 logits (one softmax chunk),
+    // as softmax_cross_entropy's: softmax_row_short, the target class's scalars, then one
+    // output pass scaling the exps in place. The same arithmetic as the short path below. A
+    // row holding NaN, or only -inf, returns false untouched and goes the general way.
+    const bool lean_ok = b.labels && eps == T(0) && !(kH && fisher) && K >= W &&
+                         K <= softmax_chunk<T>(1);
+    auto lean_row = [&](const T* x, std::int64_t y, T sw, T* g, T* h, double& value)
+                        __attribute__((always_inline)) -> bool {
+      const std::int64_t nfull = K - K % W;
+      const std::int64_t kt = K - W;  // the last vector, overlapping when W does not divide K
+      T* e = kG ? g : h;  // exp(x - mc), scaled in place below (null: value only)
+      T mc;
+      double S, sx;
+      V et;
+      if (!softmax_row_short<T>(x, K, e, false, mc, S, sx, et)) return false;
+      const double log_s = __builtin_log(S);
+      const double lpy = (static_cast<double>(x[y]) - mc) - log_s;
+      const double py = __builtin_exp(lpy);
+      const double omy = py < 0.5 ? 1.0 - py : -__builtin_expm1(lpy);  // 1 - p accurately
+      double ay = b.class_aux ? static_cast<double>(b.class_aux[y]) : static_cast<double>(alpha);
+      if (b.class_w) ay *= static_cast<double>(b.class_w[y]);
+      double f, phi, dphi;
+      terms1(gamma, py, omy, lpy, f, phi, dphi, static_cast<double>(om_min));
+      value = -ay * f;
+      value *= static_cast<double>(sw);
+      if constexpr (kG || kH) {
+        const double ds = static_cast<double>(sw) * b.gscale;
+        const V vds = set1<V>(static_cast<T>(ds));
+        const V vS = set1<V>(static_cast<T>(ay * phi));
+        const V vT = set1<V>(static_cast<T>(ay * py * dphi));
+        const V r = set1<V>(static_cast<T>(1.0 / S));
+        const V vM = set1<V>(mc), vls = set1<V>(static_cast<T>(log_s));
+        // Classes other than y: g_k = p_k S, h_k = p_k (1 - p_k) S - p_k^2 T.
+        auto put = [&](std::int64_t k, V ev) __attribute__((always_inline)) {
+          V p = ev * r;
+          if constexpr (kG) store(g + k, p * vS * vds);
+          if constexpr (kH) {
+            V om = T(1) - p;
+            if (any_lane(p > T(0.5)))  // at most one class per row: 1 - p from expm1
+              vexp_neg_1m(-((load<V>(x + k) - vM) - vls), p, om);
+            V hv = (p * om * vS - p * p * vT) * hf;
+            if (clip) hv = max_nan1(hv, floor);
+            if (habs) hv = abs(hv);
+            store(h + k, hv * vds);
+          }
+        };
+        for (std::int64_t j = 0; j < nfull; j += W) put(j, load<V>(e + j));
+        if (nfull < K) put(kt, et);  // the overlapped lanes get the same values again
+        if constexpr (kG) g[y] = static_cast<T>(-ay * phi * omy * ds);
+        if constexpr (kH) {
+          double hv = ay * py * omy * (phi - dphi * omy) * b.hess_factor;
+          if (clip && !(hv >= b.hess_floor)) hv = hv != hv ? hv : b.hess_floor;
+          if (habs) hv = hv < 0 ? -hv : hv;
+          h[y] = static_cast<T>(hv * ds);
+        }
+      }
+      return true;
+    };
+
     for (std::int64_t i = 0; i < b.rows; ++i) {
       const T* x = b.logits + i * K;
       const T* t = b.tprob ? b.tprob + i * K : nullptr;
@@ -130,7 +189,8 @@ struct SoftmaxFocal {
       const bool fast = b.labels && eps == T(0);
       const bool reuse = fast && (kG || kH) && !(kH && fisher);
       T* e_row = reuse ? (kG ? g : h) : nullptr;
-      if (!ignored) {
+      const bool lean = lean_ok && !ignored && sw == sw && lean_row(x, y, sw, g, h, value);
+      if (!lean && !ignored) {
         softmax_pass1<T>(x, K, e_row, st, [](V, VI, std::int64_t) {});
         bad = st.nan;
         const V vM = set1<V>(static_cast<T>(st.M));
