@@ -219,6 +219,41 @@ def test_bad_input_one_line_and_nonzero_exit(tmp_path, args, message):
     assert re.search(message, lines[0]), lines[0]
 
 
+@pytest.mark.parametrize("chunk_rows", ["3", "7", "40"])
+def test_files_pair_rows_not_broadcast(tmp_path, rng, chunk_rows):
+    """Every file holds one row per sample: a column (n, 1) is read as (n,), a per-sample
+    weight file applies to every value of its row, and rows of other shapes are refused
+    (broadcasting one chunk against another would pair values of different samples)."""
+    n = 40
+    pred = rng.normal(size=n)
+    target = (rng.random(n) < 0.4).astype(np.float64)
+    wide_pred = rng.normal(size=(n, 3))
+    wide_target = (rng.random((n, 3)) < 0.4).astype(np.float64)
+    w = rng.uniform(0.5, 2.0, n)
+    for name, a in [("p", pred), ("tcol", target[:, None]), ("wp", wide_pred),
+                    ("wt", wide_target), ("w", w), ("wcol", w[:, None]), ("t", target)]:
+        np.save(tmp_path / f"{name}.npy", a)
+    f = {k: str(tmp_path / f"{k}.npy") for k in ("p", "tcol", "wp", "wt", "w", "wcol", "t")}
+    sce = fl.sigmoid_cross_entropy
+    got = score_json("--loss", "sigmoid_cross_entropy", "--pred", f["p"], "--target",
+                     f["tcol"], "--sample-weight", f["wcol"], "--chunk-rows", chunk_rows)
+    assert got["count"] == n
+    assert got["mean"] == pytest.approx(float(sce(pred, target, sample_weight=w,
+                                                  reduction="mean")), rel=1e-12)
+    for wf in (f["w"], f["wcol"]):
+        got = score_json("--loss", "sigmoid_cross_entropy", "--pred", f["wp"], "--target",
+                         f["wt"], "--sample-weight", wf, "--chunk-rows", chunk_rows)
+        assert got["count"] == 3 * n
+        assert got["mean"] == pytest.approx(float(sce(wide_pred, wide_target,
+                                                      sample_weight=w[:, None],
+                                                      reduction="mean")), rel=1e-12)
+    for p, t in ((f["p"], f["wt"]), (f["wp"], f["t"]), (f["wp"], f["tcol"])):
+        proc = run("score", "--no-progress", "--loss", "sigmoid_cross_entropy", "--pred", p,
+                   "--target", t, "--chunk-rows", chunk_rows, check=False)
+        assert proc.returncode == 2
+        assert "one row per sample" in proc.stderr, proc.stderr
+
+
 def test_csv_and_npy_give_the_same_result(tmp_path, rng):
     pred = rng.normal(size=(2_000, 2))  # multi-label: two labels per sample
     target = (rng.random((2_000, 2)) < 0.3).astype(np.float64)

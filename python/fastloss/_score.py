@@ -176,6 +176,40 @@ def aligned(sources, n: int) -> Iterator[tuple]:
 
 # -- the computation ----------------------------------------------------------------------------
 
+def _column(a: np.ndarray) -> np.ndarray:
+    return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
+
+
+def _match_rows(loss, pred: np.ndarray, target: np.ndarray, sw):
+    """The chunks of the files, checked row by row: every file holds one row per sample, so the
+    shapes of their rows must agree (broadcasting one file's rows against another's would pair
+    values of different samples, differently for every chunk size). A column of shape (n, 1)
+    is read as (n,) where the other file holds one value per sample."""
+    if loss.kind == "rowwise":
+        if pred.ndim < 2:
+            raise ScoreError(f"pred: {loss.name} needs rows of class scores (a 2-D array), "
+                             f"got one value per row")
+        if target.ndim == pred.ndim and target.shape[-1] == 1 and pred.shape[-1] != 1:
+            target = target[..., 0]  # a column of class indices
+        ok = target.shape[1:] in (pred.shape[1:-1], pred.shape[1:])
+        row = pred.shape[1:-1]
+    else:
+        if pred.shape[1:] != target.shape[1:]:
+            pred, target = _column(pred), _column(target)
+        ok = pred.shape[1:] == target.shape[1:]
+        row = pred.shape[1:]
+    if not ok:
+        raise ScoreError(f"pred rows have shape {pred.shape[1:]} but target rows "
+                         f"{target.shape[1:]}: each file must hold one row per sample")
+    if sw is not None and sw.shape[1:] != row:
+        if any(d != 1 for d in sw.shape[1:]):
+            raise ScoreError(f"sample_weight rows have shape {sw.shape[1:]}; expected one "
+                             f"weight per sample or rows of shape {row}")
+        # One weight per sample, for every value of its row.
+        sw = sw.reshape((sw.shape[0],) + (1,) * len(row))
+    return pred, target, sw
+
+
 def _target_for(loss, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Integer-valued float class indices (CSV, parquet) as int64 for row-wise losses."""
     if loss.kind == "rowwise" and target.dtype.kind == "f" and target.ndim == pred.ndim - 1:
@@ -306,8 +340,9 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
 
     def parts():
         for chunk in aligned(sources, chunk_rows):
-            pred, target = chunk[0], _target_for(loss, chunk[0], chunk[1])
-            yield pred, target, (chunk[2] if len(chunk) > 2 else None)
+            pred, target, sw = _match_rows(loss, chunk[0], chunk[1],
+                                           chunk[2] if len(chunk) > 2 else None)
+            yield pred, _target_for(loss, pred, target), sw
 
     # First pass: class counts for class_weight / alpha = "balanced" or "auto".
     n_counted = None
