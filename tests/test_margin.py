@@ -281,6 +281,188 @@ def test_margin_ranking_nan_policies():
         fl.margin_ranking.grad_hess(x1, x1, y, hessian="fisher")
 
 
+# Output arrays of margin_ranking: every one is checked (type, dtype, shape, writeable, no
+# memory shared with an input or another output) before anything is written, on the direct
+# path (nothing broadcast) and on the copy path (a broadcast input's derivative is summed and
+# copied), under the name the caller used.
+
+def mr_inputs(path):
+    """(x1, x2, y, sample_weight) on the direct or the broadcast path."""
+    if path == "direct":
+        return (np.array([0.0, 1.0, 2.0]), np.array([0.5, 0.2, 0.9]), np.ones(3),
+                np.array([1.0, 2.0, 0.5]))
+    return (np.array([[0.0], [1.0]]), np.array([0.5, 0.2, 0.9]), np.ones((2, 3)),
+            np.array([[1.0], [2.0]]))
+
+
+def mr_buffer(a):
+    return np.full(np.shape(a), 7.0)
+
+
+def view_as(src, shape):
+    """A view of src's memory with `shape` (src holds at least that many elements)."""
+    return src.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+
+
+def overlapping(shape_a, shape_b):
+    """Two fresh arrays of these shapes sharing one element of memory."""
+    na, nb = int(np.prod(shape_a)), int(np.prod(shape_b))
+    buf = np.full(na + nb - 1, 7.0)
+    return buf[:na].reshape(shape_a), buf[na - 1:].reshape(shape_b)
+
+
+# (method, keyword, slot, the input or output the slot aliases, the message)
+MR_OVERLAPS = [
+    ("grad", "out", 1, "x2", r"out\[1\] overlaps the memory of x2"),
+    ("grad", "out", 0, "x1", r"out\[0\] overlaps the memory of x1"),
+    ("grad", "out", 1, "y", r"out\[1\] overlaps the memory of y"),
+    ("grad", "out", 0, "sample_weight", r"out\[0\] overlaps the memory of sample_weight"),
+    ("grad", "out", 1, "out[0]", r"out\[1\] overlaps the memory of out\[0\]"),
+    ("value_and_grad", "grad_out", 1, "x2", r"grad_out\[1\] overlaps the memory of x2"),
+    ("value_and_grad", "grad_out", 0, "out", r"grad_out\[0\] overlaps the memory of out;"),
+    ("grad_hess", "hess_out", 1, "x2", r"hess_out\[1\] overlaps the memory of x2"),
+    ("grad_hess", "hess_out", 0, "x1", r"hess_out\[0\] overlaps the memory of x1"),
+    ("grad_hess", "hess_out", 1, "hess_out[0]",
+     r"hess_out\[1\] overlaps the memory of hess_out\[0\]"),
+    ("grad_hess", "hess_out", 1, "grad_out[0]",
+     r"hess_out\[1\] overlaps the memory of grad_out\[0\]"),
+]
+
+
+@pytest.mark.parametrize("path", ("direct", "broadcast"))
+@pytest.mark.parametrize("method, key, slot, alias, message", MR_OVERLAPS,
+                         ids=[f"{m}-{k}{s}-{a}" for m, k, s, a, _ in MR_OVERLAPS])
+def test_margin_ranking_refuses_outputs_sharing_memory(path, method, key, slot, alias,
+                                                       message):
+    x1, x2, y, w = mr_inputs(path)
+    inputs = {"x1": x1, "x2": x2, "y": y, "sample_weight": w}
+    keep = {k: a.copy() for k, a in inputs.items()}
+    shapes = (x1.shape, x2.shape)
+    kw = {"sample_weight": w}
+    if method == "value_and_grad":
+        kw["out"] = inputs["out"] = np.full(np.broadcast_shapes(x1.shape, x2.shape), 7.0)
+    pair = [np.full(s, 7.0) for s in shapes]
+    if alias == f"{key}[0]":
+        pair = list(overlapping(*shapes))
+    elif alias == "grad_out[0]":
+        g0, pair[1] = overlapping(*shapes)
+        kw["grad_out"] = (g0, np.full(shapes[1], 7.0))
+    else:
+        pair[slot] = view_as(inputs[alias], shapes[slot])
+    if method == "grad_hess" and "grad_out" not in kw:
+        kw["grad_out"] = tuple(np.full(s, 7.0) for s in shapes)
+    outputs = pair + list(kw.get("grad_out", ())) + ([kw["out"]] if "out" in kw else [])
+    before = [o.copy() for o in outputs]
+    with pytest.raises(ValueError, match=message):
+        getattr(fl.margin_ranking, method)(x1, x2, y, **{key: tuple(pair)}, **kw)
+    for k, a in inputs.items():
+        if k != "out":
+            np.testing.assert_array_equal(a, keep[k], err_msg=k)
+    # Refused before anything was computed: no output was written either.
+    for a, b in zip(outputs, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_margin_ranking_bug_reports_leave_inputs_alone():
+    x1, x2, y = np.array([0.0, 1.0, 2.0]), np.array([0.5, 0.2, 0.9]), np.ones(3)
+    with pytest.raises(ValueError, match=r"hess_out\[1\] overlaps the memory of x2"):
+        fl.margin_ranking.grad_hess(x1, x2, y, hessian="clip", hess_out=(np.empty(3), x2))
+    assert x2.tolist() == [0.5, 0.2, 0.9]
+    a1, a2 = np.array([[0.0], [1.0]]), np.array([0.5, 0.2, 0.9])
+    with pytest.raises(ValueError, match=r"out\[1\] overlaps the memory of x2"):
+        fl.margin_ranking.grad(a1, a2, np.ones((2, 3)), margin=0.5, out=(np.empty((2, 1)), a2))
+    assert a2.tolist() == [0.5, 0.2, 0.9]
+    b = np.empty(3)
+    with pytest.raises(ValueError, match=r"out\[1\] overlaps the memory of out\[0\]"):
+        fl.margin_ranking.grad(x1, x2, y, out=(b, b))
+
+
+@pytest.mark.parametrize("path", ("direct", "broadcast"))
+def test_margin_ranking_bad_output_names_the_argument(path):
+    x1, x2, y, _ = mr_inputs(path)
+    keep = [a.copy() for a in (x1, x2, y)]
+    ro = np.empty(x2.shape)
+    ro.flags.writeable = False
+    good1, good2 = np.empty(x1.shape), np.empty(x2.shape)
+    mr = fl.margin_ranking
+    with pytest.raises(ValueError, match=r"hess_out\[1\] is read-only"):
+        mr.grad_hess(x1, x2, y, hess_out=(np.empty(x1.shape), ro))
+    with pytest.raises(TypeError, match=r"out\[0\] must have dtype float64 .*got float32"):
+        mr.grad(x1, x2, y, out=(np.empty(x1.shape, np.float32), good2))
+    with pytest.raises(TypeError, match=r"grad_out\[1\] must have dtype float64 .*got >f8"):
+        mr.value_and_grad(x1, x2, y, grad_out=(good1, np.empty(x2.shape, ">f8")))
+    with pytest.raises(TypeError, match=r"hess_out\[0\] must have dtype float64 .*got int64"):
+        mr.grad_hess(x1, x2, y, hess_out=(np.empty(x1.shape, np.int64), good2))
+    with pytest.raises(ValueError, match=r"grad_out\[1\] must have shape \(3,\), got \(4,\)"):
+        mr.grad_hess(x1, x2, y, grad_out=(good1, np.empty(4)))
+    with pytest.raises(TypeError, match=r"out\[1\] must be a numpy.ndarray, got list"):
+        mr.grad(x1, x2, y, out=(good1, [0.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"^out= holds per-sample losses"):
+        mr.value_and_grad(x1, x2, y, reduction="sum", out=np.empty(y.shape))
+    for a, b in zip((x1, x2, y), keep):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_margin_ranking_wrong_out_dtype_is_a_type_error_as_elsewhere():
+    x = np.array([0.0, 1.0, 2.0])
+    with pytest.raises(TypeError) as elementwise_error:
+        fl.hinge.grad(x, np.ones(3), out=np.empty(3, np.float32))
+    with pytest.raises(type(elementwise_error.value), match=r"out\[0\] must have dtype"):
+        fl.margin_ranking.grad(x, x[::-1].copy(), np.ones(3),
+                               out=(np.empty(3, np.float32), np.empty(3)))
+
+
+@pytest.mark.parametrize("d1, d2", [(np.float64, np.float32), (np.float32, np.float64),
+                                    (np.float16, np.float32), (np.int64, np.float32),
+                                    (np.float32, np.float16), (np.float32, np.int32)])
+@pytest.mark.parametrize("path", ("direct", "broadcast"))
+def test_margin_ranking_each_derivative_in_its_input_dtype(d1, d2, path):
+    x1, x2, y, w = mr_inputs(path)
+    x1, x2 = x1.astype(d1), x2.astype(d2)
+    want1 = np.float32 if np.dtype(d1) in (np.float16, np.float32) else np.float64
+    want2 = np.float32 if np.dtype(d2) in (np.float16, np.float32) else np.float64
+    kw = {"margin": 0.5, "sample_weight": w, "reduction": "mean"}
+    _, (g1, g2) = fl.margin_ranking.value_and_grad(x1, x2, y, **kw)
+    (_, _), (h1, h2) = fl.margin_ranking.grad_hess(x1, x2, y, hessian="clip", **kw)
+    assert (g1.dtype, h1.dtype, g2.dtype, h2.dtype) == (want1, want1, want2, want2)
+    # The loss itself is computed, and comes per sample, in x1's dtype.
+    assert fl.margin_ranking(x1, x2, y, margin=0.5).dtype == want1
+    assert g1.shape == h1.shape == x1.shape and g2.shape == h2.shape == x2.shape
+    # The same numbers as the call in float64 (the gradients are multiples of w / sum(w)).
+    r1, r2 = fl.margin_ranking.grad(x1.astype(np.float64), x2.astype(np.float64), y, **kw)
+    assert_close(g1, r1, 1e-6)
+    assert_close(g2, r2, 1e-6)
+    assert g1.tolist() != [0.0] * g1.size
+    # Output pairs take each input's dtype; the other dtype is refused under its name.
+    o1, o2 = np.empty(x1.shape, want1), np.empty(x2.shape, want2)
+    got = fl.margin_ranking.grad(x1, x2, y, out=(o1, o2), **kw)
+    assert got[0] is o1 and got[1] is o2 and same(o2, g2)
+    if want1 != want2:
+        with pytest.raises(TypeError, match=rf"out\[1\] must have dtype {np.dtype(want2)}"):
+            fl.margin_ranking.grad(x1, x2, y, out=(o1, np.empty(x2.shape, want1)), **kw)
+
+
+def test_margin_ranking_scalar_float32_x2_gradient():
+    x1 = np.array([0.0, 1.0, 2.0], np.float32)
+    g1, g2 = fl.margin_ranking.grad(x1, np.float64(1.0), np.array([1, 1, 1]), margin=0.5)
+    assert g1.dtype == np.float32 and g2.dtype == np.float64 and float(g2) == 2.0
+    g1, g2 = fl.margin_ranking.grad(x1.astype(np.float64), np.float32(1.0), 1, margin=0.5)
+    assert g2.dtype == np.float32 and g2.shape == () and float(g2) == 2.0
+
+
+@pytest.mark.parametrize("path", ("direct", "broadcast"))
+def test_margin_ranking_valid_outputs_are_filled(path):
+    x1, x2, y, w = mr_inputs(path)
+    kw = {"margin": 0.5, "sample_weight": w, "hessian": "clip"}
+    (g1, g2), (h1, h2) = fl.margin_ranking.grad_hess(x1, x2, y, **kw)
+    bufs = [np.full(s, 7.0) for s in (x1.shape, x2.shape, x1.shape, x2.shape)]
+    (a1, a2), (b1, b2) = fl.margin_ranking.grad_hess(x1, x2, y, grad_out=tuple(bufs[:2]),
+                                                     hess_out=tuple(bufs[2:]), **kw)
+    assert all(a is b for a, b in zip((a1, a2, b1, b2), bufs))
+    assert all(same(a, b) for a, b in zip((a1, a2, b1, b2), (g1, g2, h1, h2)))
+    assert h1 is not h2
+
+
 # --------------------------------------------------------------------------
 # Row losses: multiclass_hinge, crcnn_ranking
 # --------------------------------------------------------------------------
@@ -610,6 +792,48 @@ def test_multilabel_extremes_and_bad_input(dtype, isa):
         fl.multilabel_softmax_cross_entropy(s, t, mask=np.ones(4))
     with pytest.raises(ValueError, match="mask"):
         fl.multilabel_softmax_cross_entropy(s, t, mask=np.ones(3, bool))
+
+
+@pytest.mark.parametrize("tdtype", (np.float64, np.float32, np.int8, np.int64))
+@pytest.mark.parametrize("masked", (False, True), ids=("no_mask", "mask"))
+@pytest.mark.parametrize("nan_policy", ("propagate", "raise", "omit"))
+def test_multilabel_target_minus_one_is_refused(tdtype, masked, nan_policy):
+    # -1 is the kernels' internal mark of an absent class, not a label: it is refused as any
+    # other value outside [0, 1], with or without mask=, before any output is written.
+    s = np.array([[0.5, 1.0, -2.0], [0.1, 0.2, 0.3]])
+    t = np.array([[1, 0, 0], [0, -1, 1]], dtype=tdtype)
+    keep = t.copy()
+    kw = {"nan_policy": nan_policy}
+    if masked:
+        kw["mask"] = np.array([True, True, True])
+    g, h = np.full(s.shape, 7.0), np.full(s.shape, 7.0)
+    msg = r"target must hold probabilities in \[0, 1\]; got -1\.0 at index \(1, 1\)"
+    with pytest.raises(ValueError, match=msg):
+        fl.multilabel_softmax_cross_entropy(s, t, **kw)
+    with pytest.raises(ValueError, match=msg):
+        fl.multilabel_softmax_cross_entropy.grad_hess(s, t, grad_out=g, hess_out=h, **kw)
+    np.testing.assert_array_equal(t, keep)
+    assert np.all(g == 7.0) and np.all(h == 7.0)
+
+
+def test_multilabel_nan_targets_follow_nan_policy():
+    s = np.array([[0.5, 1.0, -2.0], [0.1, 0.2, 0.3]])
+    t = np.array([[1.0, np.nan, 0.0], [0.0, 1.0, 1.0]])
+    clean = fl.multilabel_softmax_cross_entropy(s[1:], t[1:])
+    for mask in (None, np.array([True, True, True])):
+        v = fl.multilabel_softmax_cross_entropy(s, t, mask=mask)
+        assert np.isnan(v[0]) and v[1] == clean[0]
+        m = fl.multilabel_softmax_cross_entropy(s, t, mask=mask, nan_policy="omit",
+                                                reduction="mean")
+        assert m == clean[0]
+        with pytest.raises(ValueError, match=r"target contains NaN"):
+            fl.multilabel_softmax_cross_entropy(s, t, mask=mask, nan_policy="raise")
+    # A NaN elsewhere hides no -1 (the range check skips NaN, it does not stop at it).
+    bad = t.copy()
+    bad[1, 2] = -1.0
+    for policy in ("propagate", "omit"):
+        with pytest.raises(ValueError, match=r"target must hold .* at index \(1, 2\)"):
+            fl.multilabel_softmax_cross_entropy(s, bad, nan_policy=policy)
 
 
 def test_row_losses_nan_omit_mean():

@@ -51,14 +51,15 @@ or {0, 1} (0 is read as -1), as Keras' squared_hinge (per element).
 Gradient -2 y max(0, margin - y f); Hessian 2 where y f < margin, else 0.""")
 
 
-def _sum_to(full: np.ndarray, shape) -> np.ndarray:
-    """The gradient of a sum w.r.t. an operand of `shape` broadcast to full.shape."""
+def _sum_to(full: np.ndarray, shape, dtype) -> np.ndarray:
+    """The gradient of a sum w.r.t. an operand of `shape` broadcast to full.shape, in dtype
+    (summed in dtype: a float64 x2 against a float32 x1 gets a float64 sum)."""
     if full.shape == tuple(shape):
-        return full
+        return full.astype(dtype, copy=False)
     off = full.ndim - len(shape)
     axes = tuple(d for d in range(full.ndim)
                  if d < off or (shape[d - off] == 1 and full.shape[d] != 1))
-    return full.sum(axis=axes).reshape(shape)
+    return full.sum(axis=axes, dtype=dtype).reshape(shape)
 
 
 def _pair_out(obj, name):
@@ -68,6 +69,50 @@ def _pair_out(obj, name):
         raise TypeError(f"{name} must be a pair of arrays (one per input) or None, "
                         f"got {type(obj).__name__}")
     return obj[0], obj[1]
+
+
+def _real_input(a, name: str) -> np.ndarray:
+    a = a if isinstance(a, np.ndarray) else np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (bool, integer or float), got dtype "
+                        f"{a.dtype}")
+    return a
+
+
+def _check_out(obj, name: str, shape, dtype: np.dtype, taken: list,
+               dtype_is: str = "the computation's dtype") -> np.ndarray:
+    """obj as an output array of `shape` and `dtype`, checked as the compiled core checks its
+    outputs (same order, same messages): TypeError for the type or dtype, ValueError for the
+    shape, a read-only array or memory shared with an entry of taken ((array, name) pairs:
+    the inputs and the outputs checked before). Appends obj to taken."""
+    if not isinstance(obj, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(obj).__name__}")
+    if obj.dtype != dtype:  # also refuses a byte-swapped float of the right size
+        raise TypeError(f"{name} must have dtype {dtype} ({dtype_is}), got {obj.dtype}")
+    if obj.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {obj.shape}")
+    if not obj.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    for other, other_name in taken:
+        # The bounds test first; the exact (slower) test only where the bounds intersect.
+        if np.may_share_memory(obj, other) and np.shares_memory(obj, other):
+            raise ValueError(f"{name} overlaps the memory of {other_name}; pass a separate "
+                             "buffer")
+    taken.append((obj, name))
+    return obj
+
+
+def _deliver(result: np.ndarray, shape, dtype, user, fresh: bool) -> np.ndarray:
+    """result (a full-shape derivative) as the derivative w.r.t. an operand of `shape`: summed
+    over its broadcast axes, in dtype, written into user when given (already checked).
+    fresh=False: result itself is returned elsewhere too, so this one never is (a copy)."""
+    if user is result:
+        return user
+    r = _sum_to(result, shape, dtype)
+    if user is not None:
+        np.copyto(user, r)
+        return user
+    return r.copy() if r is result and not fresh else r
 
 
 class MarginRankingLoss(Loss):
@@ -81,7 +126,7 @@ class MarginRankingLoss(Loss):
 
     def grad(self, x1, x2, y, *, reduction="none", sample_weight=None, nan_policy="propagate",
              out=None, **params):
-        """(d loss / d x1, d loss / d x2)."""
+        """(d loss / d x1, d loss / d x2), each in its own input's compute dtype."""
         _, g, _ = self._run3(x1, x2, y, _WANT_GRAD, reduction, sample_weight, nan_policy,
                              params, None, out, None, "exact", 0.0, grad_name="out")
         return g
@@ -107,56 +152,68 @@ class MarginRankingLoss(Loss):
         policy = _code(self._hessians, hessian, "hessian")
         floor = finite_param(hess_floor, "hess_floor") if policy == 1 else 0.0
         margin = (self._parse(params) if params else self._default_values)[0]
-        x1 = x1 if isinstance(x1, np.ndarray) else np.asarray(x1)
-        x2 = x2 if isinstance(x2, np.ndarray) else np.asarray(x2)
-        y = y if isinstance(y, np.ndarray) else np.asarray(y)
+        x1, x2, y = _real_input(x1, "x1"), _real_input(x2, "x2"), _real_input(y, "y")
         try:
             full = np.broadcast_shapes(x1.shape, x2.shape, y.shape)
         except ValueError:
             raise ValueError(f"x1 {x1.shape}, x2 {x2.shape} and y {y.shape} do not broadcast "
                              "together") from None
         pred = x1 if x1.shape == full else np.broadcast_to(x1, full)
+        # The kernels compute in x1's dtype; each gradient and Hessian comes back in its own
+        # input's compute dtype (a float32 x2 keeps float32 derivatives, as under autograd).
+        dt1, dt2 = compute_dtype(x1), compute_dtype(x2)
         g1_out, g2_out = _pair_out(grad_out, grad_name)
         h1_out, h2_out = _pair_out(hess_out, "hess_out")
-        # Outputs go straight to the kernels when no input was broadcast; otherwise the
-        # results are summed over the broadcast axes and copied.
-        direct = x1.shape == full and x2.shape == full
+        if out is not None and not (red == 0 and want & _WANT_VALUE):
+            raise ValueError("out= holds per-sample losses and is only valid with "
+                             "reduction='none'")
+        # Every output is checked here, before anything is computed or written: the core sees
+        # only some of them (and under its own slot names), and the rest are filled by copies.
+        w = sample_weight
+        if w is not None and not isinstance(w, np.ndarray):
+            try:
+                w = np.asarray(w)
+            except (TypeError, ValueError):
+                w = sample_weight  # not array-like: the core names sample_weight
+        taken = [(x1, "x1"), (x2, "x2"), (y, "y")]
+        if isinstance(w, np.ndarray):
+            taken.append((w, "sample_weight"))
+        if out is not None:
+            _check_out(out, "out", full, dt1, taken)
+        for pair, name in ((g1_out, g2_out), grad_name), ((h1_out, h2_out), "hess_out"):
+            if pair[0] is not None:
+                _check_out(pair[0], f"{name}[0]", x1.shape, dt1, taken)
+            if pair[1] is not None:
+                _check_out(pair[1], f"{name}[1]", x2.shape, dt2, taken, "x2's compute dtype")
+        # An output goes straight to the kernel when its operand was not broadcast and has the
+        # kernel's dtype; otherwise the result is summed over the broadcast axes and copied.
+        direct1 = x1.shape == full
+        direct2 = x2.shape == full and dt2 == dt1
         v = g = h = None
         if want & _WANT_GRAD:
             # One pass writes both gradients: dl/dx2 = -dl/dx1 comes out of the Hessian slot.
             v, ga, gb = _core.elementwise(
-                self._kernel_id, pred, y, sample_weight, x2, "x2", False, [margin, 1.0], red,
+                self._kernel_id, pred, y, w, x2, "x2", False, [margin, 1.0], red,
                 (want & _WANT_VALUE) | _WANT_GRAD | _WANT_HESS, out,
-                g1_out if direct else None, grad_name, g2_out if direct else None, 0, 0.0, nan,
-                "x1", "y")
-            g = (_fill(_sum_to(ga, x1.shape), g1_out), _fill(_sum_to(gb, x2.shape), g2_out))
+                g1_out if direct1 else None, grad_name, g2_out if direct2 else None, 0, 0.0,
+                nan, "x1", "y")
+            g = (_deliver(ga, x1.shape, dt1, g1_out, True),
+                 _deliver(gb, x2.shape, dt2, g2_out, True))
         if want & _WANT_HESS:
             _, _, hh = _core.elementwise(
-                self._kernel_id, pred, y, sample_weight, x2, "x2", False, [margin, 0.0], red,
-                _WANT_HESS, None, None, grad_name, h1_out if direct else None, policy, floor,
+                self._kernel_id, pred, y, w, x2, "x2", False, [margin, 0.0], red,
+                _WANT_HESS, None, None, grad_name, h1_out if direct1 else None, policy, floor,
                 nan, "x1", "y")
-            h2 = hh.copy() if h2_out is None else hh
-            h = (_fill(_sum_to(hh, x1.shape), h1_out), _fill(_sum_to(h2, x2.shape), h2_out))
+            # hh serves both Hessians: the second one copies it when the first kept it.
+            h1 = _deliver(hh, x1.shape, dt1, h1_out, True)
+            h = (h1, _deliver(hh, x2.shape, dt2, h2_out, h1 is not hh))
         elif want & _WANT_VALUE and not (want & _WANT_GRAD):
             v, _, _ = _core.elementwise(
-                self._kernel_id, pred, y, sample_weight, x2, "x2", False, [margin, 0.0], red,
+                self._kernel_id, pred, y, w, x2, "x2", False, [margin, 0.0], red,
                 _WANT_VALUE, out, None, grad_name, None, 0, 0.0, nan, "x1", "y")
         if red and v is not None:
             v = np.float64(v)
         return v, g, h
-
-
-def _fill(result: np.ndarray, user):
-    """result, copied into the caller's array when one was given (and is not result)."""
-    if user is None or user is result:
-        return result
-    if not isinstance(user, np.ndarray):
-        raise TypeError(f"output arrays must be numpy.ndarray, got {type(user).__name__}")
-    if user.shape != result.shape or user.dtype != result.dtype:
-        raise ValueError(f"output array must have shape {result.shape} and dtype "
-                         f"{result.dtype}, got {user.shape} {user.dtype}")
-    np.copyto(user, result)
-    return user
 
 
 margin_ranking = MarginRankingLoss(
@@ -170,7 +227,14 @@ y in {-1, +1} (or {0, 1}, 0 read as -1): y = 1 asks for x1 > x2 by at least marg
 x1, x2 and y broadcast together. .grad and .value_and_grad return the pair
 (d/dx1, d/dx2) = (-y, +y) where the margin is violated (0 elsewhere, and at the kink);
 grad_out= takes a pair of arrays. .grad_hess returns ((g1, g2), (h1, h2)); the exact
-Hessians are 0.""")
+Hessians are 0.
+
+dtypes: the loss is computed in x1's compute dtype (float32 for float32 and float16, else
+float64) and the per-sample value comes in it; each derivative comes in the compute dtype of
+the input it is taken w.r.t. (g2 and h2 follow x2, as under PyTorch's autograd). Output pairs
+hold one array per input, of that input's shape and derivative dtype; every output is
+checked (type, dtype, shape, writeable, no memory shared with an input or another output)
+before anything is written.""")
 
 
 # -- one value per row of scores [..., K] ---------------------------------------------------
@@ -309,6 +373,21 @@ def crcnn_predict(scores, other_class=None):
 _MLSCE_PARAMS = {"mask": None}
 
 
+def _check_unit_interval(t: np.ndarray, upper: bool) -> None:
+    """ValueError naming target, its value and position, where a target is < 0 (or > 1 with
+    upper). One pass over t (two with upper); NaN is left to nan_policy (fmin/fmax skip it)."""
+    if not t.size:
+        return
+    lo = np.fmin.reduce(t, axis=None)
+    hi = np.fmax.reduce(t, axis=None) if upper else 1
+    if lo < 0 or hi > 1:
+        # The error path only: the first offending position in C order.
+        bad = int(np.argmax((t < 0) | (t > 1) if upper else t < 0))
+        where = tuple(int(i) for i in np.unravel_index(bad, t.shape))
+        raise ValueError(f"target must hold probabilities in [0, 1]; got {float(t.flat[bad])!r} "
+                         f"at index {where}")
+
+
 def _prepare_multilabel(logits, target, sample_weight, params, omit_nan=False):
     check_keys("multilabel_softmax_cross_entropy", params, _MLSCE_PARAMS)
     _scores_ndim(logits)
@@ -319,11 +398,12 @@ def _prepare_multilabel(logits, target, sample_weight, params, omit_nan=False):
     if t.shape != logits.shape:
         raise ValueError(f"target must have the shape of scores {logits.shape} (one label per "
                          f"class), got {t.shape}")
+    signed = t.dtype.kind in "if"
     cdt = compute_dtype(logits)
     if t.dtype != cdt:
         t = t.astype(cdt)
     mask = params.get("mask")
-    class_w = None
+    mk = None
     if mask is not None:
         mk = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
         if mk.dtype.kind != "b":
@@ -335,13 +415,14 @@ def _prepare_multilabel(logits, target, sample_weight, params, omit_nan=False):
                              f"scores {logits.shape}") from None
         if np.broadcast_shapes(mk.shape, logits.shape) != logits.shape:
             raise ValueError(f"mask with shape {mk.shape} would enlarge scores {logits.shape}")
-        if t.size:
-            lo, hi = np.min(t), np.max(t)
-            if lo < 0 or hi > 1:
-                bad = np.argmin(t) if lo < 0 else np.argmax(t)
-                where = tuple(int(i) for i in np.unravel_index(bad, t.shape))
-                raise ValueError(f"target must hold probabilities in [0, 1]; got {t.flat[bad]!r} "
-                                 f"at index {where}")
+    # The kernels read a target of -1 as an absent class and check the others for [0, 1]
+    # after their pass: a -1 given as a label is refused here, before anything runs. A mask
+    # replaces the labels it masks out, so with one the whole range is checked here. (Bool
+    # and unsigned labels cannot be negative: no pass over them without a mask.)
+    if signed or mk is not None:
+        _check_unit_interval(t, upper=mk is not None)
+    class_w = None
+    if mk is not None:
         # An absent class is a target of -1 for the kernels.
         t = np.where(mk, t, cdt.type(-1))
     return [0.0] * 7, class_w, None, None, t
