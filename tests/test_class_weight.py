@@ -3,6 +3,8 @@ cross-entropy losses against explicit weighting."""
 
 from __future__ import annotations
 
+import re
+
 import fastloss as fl
 import numpy as np
 import pytest
@@ -341,3 +343,271 @@ def test_missing_class_in_losses():
         SIGMOID(np.zeros(3), np.zeros(3), class_weight="balanced")
     with pytest.raises(ValueError, match="class"):
         SIGMOID(np.zeros(3), np.ones(3), class_weight="auto")
+
+
+# --------------------------------------------------------------------------
+# ignore_index as the largest label; checks before counting
+# --------------------------------------------------------------------------
+
+FOCAL = fl.softmax_focal
+
+
+def error_of(call):
+    """The message of the ValueError that `call` raises."""
+    with pytest.raises(ValueError) as info:
+        call()
+    return str(info.value)
+
+
+def test_ignored_largest_label_keeps_its_entry():
+    """Without n_classes the weights have largest label + 1 entries, the ignored one
+    included (weight 0), wherever the ignored label lies."""
+    y = np.array([0, 0, 1, 2])
+    np.testing.assert_allclose(fl.class_weight(y, ignore_index=1), [0.75, 0.0, 1.5], rtol=1e-15)
+    w = fl.class_weight(y, ignore_index=2)
+    np.testing.assert_allclose(w, [0.75, 1.5, 0.0], rtol=1e-15)
+    np.testing.assert_array_equal(fl.class_weight(y, ignore_index=2, n_classes=3), w)
+    cc = fl.ClassCounts(ignore_index=2).update(y[:3]).update(y[3:])
+    np.testing.assert_array_equal(cc.counts, [2.0, 1.0, 0.0])
+    np.testing.assert_array_equal(cc.class_weight(), w)
+    # The array fits the loss with the same ignore_index, and equals class_weight="balanced".
+    x = np.random.default_rng(12).normal(size=(4, 3))
+    assert_outputs_close(all_outputs(SOFTMAX, x, y, ignore_index=2, class_weight=w),
+                         all_outputs(SOFTMAX, x, y, ignore_index=2, class_weight="balanced"))
+    # n_classes below the ignored label: K = 2 logits, label 2 ignored outside them.
+    w2 = fl.class_weight(y, ignore_index=2, n_classes=2)
+    np.testing.assert_allclose(w2, [0.75, 1.5], rtol=1e-15)
+    assert_outputs_close(all_outputs(SOFTMAX, x[:, :2], y, ignore_index=2, class_weight=w2),
+                         all_outputs(SOFTMAX, x[:, :2], y, ignore_index=2,
+                                     class_weight="balanced"))
+
+
+def test_ignore_index_above_empty_classes_is_outside_them():
+    """An ignored label above classes with no samples (255 in segmentation masks) is not a
+    class: the weights stop at the largest counted label, the only length that defines them."""
+    y = np.array([0, 1, 1, 255])
+    w = fl.class_weight(y, ignore_index=255)
+    np.testing.assert_allclose(w, [1.5, 0.75], rtol=1e-15)
+    np.testing.assert_array_equal(fl.class_weight(y, ignore_index=255, n_classes=2), w)
+    cc = fl.ClassCounts(ignore_index=255).update(y[:2]).update(y[2:])
+    np.testing.assert_array_equal(cc.class_weight(), w)
+    x = np.random.default_rng(14).normal(size=(4, 2))
+    assert_outputs_close(all_outputs(SOFTMAX, x, y, ignore_index=255, class_weight=w),
+                         all_outputs(SOFTMAX, x, y, ignore_index=255, class_weight="balanced"))
+    # An empty class below the largest counted label is still an error.
+    with pytest.raises(ValueError, match="class 1 has no samples"):
+        fl.class_weight([0, 2, 255], ignore_index=255)
+    with pytest.raises(ValueError, match="no labels seen"):
+        fl.class_weight([2, 2], ignore_index=2)
+
+
+def test_balanced_checks_binary_target_first():
+    """A target outside [0, 1] gives the loss's own message, not an empty class."""
+    z = np.zeros(3)
+    for t in (np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, -np.inf]), np.array([0, 1, 2])):
+        msg = error_of(lambda t=t: SIGMOID(z, t))
+        assert "target must hold probabilities in [0, 1]" in msg
+        for mode in ("balanced", "auto"):
+            for policy in ("propagate", "raise", "omit"):
+                with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+                    SIGMOID(z, t, class_weight=mode, nan_policy=policy)
+
+
+def test_balanced_checks_probability_target_first():
+    x = np.zeros((3, 3), dtype=np.float32)
+    t = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 2.1]])
+    msg = error_of(lambda: SOFTMAX(x, t))
+    assert msg == "target must hold probabilities in [0, 1]; got 2.1 at index (2, 2)"
+    for kw in ({"class_weight": "balanced"}, {"class_weight": "auto", "nan_policy": "omit"}):
+        with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+            SOFTMAX(x, t, **kw)
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        FOCAL(x, t, alpha="balanced")
+
+
+NAN_CASES = {
+    # id: (loss, first, target, sample_weight, named argument, index)
+    "sigmoid_target": (SIGMOID, np.zeros(3), np.array([0.0, 1.0, np.nan]), None, "target",
+                       "(2,)"),
+    "sigmoid_weight": (SIGMOID, np.zeros(3), np.array([0.0, 1.0, 1.0]),
+                       np.array([1.0, np.nan, 1.0]), "sample_weight", "(1,)"),
+    "softmax_index_weight": (SOFTMAX, np.zeros((4, 3)), np.array([0, 1, 2, 1]),
+                             np.array([1.0, np.nan, 1.0, 1.0]), "sample_weight", "(1,)"),
+    "softmax_prob_target": (SOFTMAX, np.zeros((4, 3)), np.array([[1.0, 0, 0], [0, 1, 0],
+                                                                 [0, 0, np.nan], [0, 0, 1]]),
+                            None, "target", "(2, 2)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NAN_CASES))
+def test_balanced_with_nan(case):
+    """propagate: a ValueError naming class_weight and the NaN's argument and position (a
+    NaN has no class, so no weight can be computed); raise: a ValueError about the NaN;
+    omit: the NaN's sample is left out of the counts and gets loss 0."""
+    loss, first, target, sw, name, where = NAN_CASES[case]
+    msg = (rf"^class_weight='balanced' cannot be computed: {name} holds NaN at index "
+           rf"{re.escape(where)} \(nan_policy='omit' leaves")
+    with pytest.raises(ValueError, match=msg):
+        loss(first, target, sample_weight=sw, class_weight="balanced")
+    with pytest.raises(ValueError, match=f"{name}.*NaN"):
+        loss(first, target, sample_weight=sw, class_weight="balanced", nan_policy="raise")
+    v = loss(first, target, sample_weight=sw, class_weight="auto", nan_policy="omit")
+    assert np.isfinite(v).all()
+    # Without class weights, propagate still gives NaN for that sample only.
+    v = loss(first, target, sample_weight=sw)
+    assert np.isnan(v).sum() == 1
+
+
+def test_balanced_alpha_with_nan_names_alpha():
+    sw = np.array([1.0, np.nan, 1.0])
+    with pytest.raises(ValueError, match=r"^alpha='balanced' cannot be computed: sample_weight "
+                                         r"holds NaN at index \(1,\)"):
+        FOCAL(np.zeros((3, 3)), np.array([0, 1, 2]), sample_weight=sw, alpha="balanced")
+
+
+@pytest.mark.parametrize("policy", ["propagate", "raise", "omit"])
+def test_balanced_with_infinite_sample_weight(policy):
+    sw = np.array([1.0, np.inf, 1.0])
+    match = r"class_weight='balanced' cannot be computed: sample_weight holds an infinite value"
+    with pytest.raises(ValueError, match=match):
+        SOFTMAX(np.zeros((3, 3)), np.array([0, 1, 2]), sample_weight=sw,
+                class_weight="balanced", nan_policy=policy)
+    with pytest.raises(ValueError, match=match):
+        SIGMOID(np.zeros(3), np.array([0.0, 1.0, 1.0]), sample_weight=sw,
+                class_weight="balanced", nan_policy=policy)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_class_weight_nonfinite_sample_weight(bad):
+    what = "NaN" if np.isnan(bad) else "an infinite value"
+    sw = [1.0, bad, 1.0]
+    with pytest.raises(ValueError, match=rf"^sample_weight holds {what} at index \(1,\)"):
+        fl.class_weight([0, 1, 2], sample_weight=sw)
+    cc = fl.ClassCounts()
+    with pytest.raises(ValueError, match=rf"^sample_weight holds {what} at index \(1,\)"):
+        cc.update([0, 1, 2], sw)
+    assert cc.counts.size == 0  # nothing was counted
+    with pytest.raises(ValueError, match=r"class 1 has a weighted count of -1\.0"):
+        fl.class_weight([0, 1, 2], sample_weight=[1.0, -1.0, 1.0])
+
+
+# Index targets out of range: the loss's own message whatever the class weights.
+OUT_OF_RANGE = [
+    (np.zeros((2, 2, 3)), np.array([[0, 1], [2, 5]])),
+    (np.zeros((2, 2, 3)), np.array([[0, 1], [2, -3]])),
+    (np.zeros((2, 2, 3)), np.array([4, 1])),  # broadcast: indexed in the rows' shape
+    (np.zeros((2, 3)), np.array([-100, 3])),  # the ignored label is not the bad one
+    (np.zeros((2, 3)), np.array([0, 2**63 + 1], dtype=np.uint64)),
+]
+WEIGHTINGS = [(SOFTMAX, {"class_weight": "balanced"}), (SOFTMAX, {"class_weight": "auto"}),
+              (FOCAL, {"alpha": "balanced"}), (FOCAL, {"class_weight": "balanced"})]
+
+
+@pytest.mark.parametrize("policy", ["propagate", "omit"])
+@pytest.mark.parametrize("loss, kw", WEIGHTINGS,
+                         ids=[f"{loss.name}-{next(iter(kw))}" for loss, kw in WEIGHTINGS])
+@pytest.mark.parametrize("case", range(len(OUT_OF_RANGE)))
+def test_label_out_of_range_with_balanced_weights(case, loss, kw, policy):
+    x, y = OUT_OF_RANGE[case]
+    msg = error_of(lambda: loss(x, y, nan_policy=policy))
+    assert msg.startswith("target holds class index ")
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        loss(x, y, nan_policy=policy, **kw)
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        loss.grad_hess(x, y, nan_policy=policy, **kw)
+
+
+def test_label_out_of_range_message_examples():
+    with pytest.raises(ValueError, match=r"^target holds class index 5 at index \(1, 1\), "
+                                         r"outside \[0, 3\)$"):
+        SOFTMAX(np.zeros((2, 2, 3)), np.array([[0, 1], [2, 5]]), class_weight="balanced")
+    with pytest.raises(ValueError, match=r"^target holds class index -3 at index \(1, 1\), "
+                                         r"outside \[0, 3\)$"):
+        FOCAL(np.zeros((2, 2, 3)), np.array([[0, 1], [2, -3]]), alpha="balanced")
+    # fl.class_weight names its own argument, with the label's index.
+    with pytest.raises(ValueError, match=r"^labels must be < n_classes=3.*got 5 at index "
+                                         r"\(1, 1\)"):
+        fl.class_weight(np.array([[0, 1], [2, 5]]), n_classes=3)
+    with pytest.raises(ValueError, match=r"^labels must be >= 0.*got -3 at index \(2,\)"):
+        fl.class_weight(np.array([0, -100, -3]), ignore_index=-100)
+
+
+# --------------------------------------------------------------------------
+# Labels that are not finite, not whole or too large
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("labels, exc, match", [
+    (np.array([0.0, 1.0, np.inf]), ValueError, r"^labels must be finite.*inf at index \(2,\)"),
+    (np.array([0.0, np.nan, 1.0]), ValueError, r"^labels must be finite.*nan at index \(1,\)"),
+    (np.array([0.0, 1.0, 1e30]), ValueError, r"^labels must be < 16777216 \(2\*\*24\).*1e\+30"),
+    (np.array([0.0, 1.0, -1e30]), ValueError, r"^labels must be >= 0.*-1e\+30"),
+    (np.array([0, 2**63], dtype=np.uint64), ValueError,
+     r"^labels must be < 16777216.*9223372036854775808.*n_classes="),
+    (np.array([0, 1, 10**10]), ValueError,
+     r"^labels must be < 16777216.*10000000000 at index \(2,\).*n_classes="),
+    (np.array([0, 1, 2**24]), ValueError, r"^labels must be < 16777216"),
+    (np.array([0.0, 0.5]), TypeError,
+     r"^labels must hold integer class labels, got 0\.5 at index \(1,\)"),
+], ids=["inf", "nan", "1e30", "-1e30", "uint64_2**63", "10**10", "2**24", "fraction"])
+def test_labels_not_finite_whole_or_too_large(labels, exc, match):
+    with pytest.raises(exc, match=match):
+        fl.class_weight(labels)
+    with pytest.raises(exc, match=match):
+        fl.ClassCounts().update(labels)
+
+
+def test_large_labels_with_n_classes():
+    # n_classes lifts the bound on the inferred size, and bounds the labels itself.
+    with pytest.raises(ValueError, match=r"^labels must be < n_classes=3.*10000000000"):
+        fl.class_weight(np.array([0, 1, 10**10]), n_classes=3)
+    with pytest.raises(ValueError, match=r"^labels must be < n_classes=3.*9223372036854775808"):
+        fl.class_weight(np.array([0, 2**63], dtype=np.uint64), n_classes=3)
+    np.testing.assert_allclose(fl.class_weight(np.array([0, 1], dtype=np.uint64), n_classes=2),
+                               [1.0, 1.0])
+
+
+def test_whole_float_labels_keep_working():
+    y = np.array([0, 1, 1, 2, 1])
+    want = fl.class_weight(y)
+    np.testing.assert_array_equal(fl.class_weight(y.astype(np.float64)), want)
+    np.testing.assert_array_equal(fl.class_weight(y.astype(np.float32), n_classes=3), want)
+    np.testing.assert_array_equal(
+        fl.class_weight(np.append(y, -100).astype(float), ignore_index=-100), want)
+    assert fl.ClassCounts().update([]).counts.size == 0  # [] is float64 in NumPy
+
+
+# --------------------------------------------------------------------------
+# ignore_index beyond int64, bool, float
+# --------------------------------------------------------------------------
+
+IGNORE_CALLS = {
+    "softmax": lambda ig: SOFTMAX(np.zeros((2, 3)), np.array([0, 1]), ignore_index=ig),
+    "softmax_balanced": lambda ig: SOFTMAX(np.zeros((2, 3)), np.array([0, 1]), ignore_index=ig,
+                                           class_weight="balanced"),
+    "focal": lambda ig: FOCAL(np.zeros((2, 3)), np.array([0, 1]), ignore_index=ig),
+    "focal_grad": lambda ig: FOCAL.grad(np.zeros((2, 3)), np.array([0, 1]), ignore_index=ig),
+    "class_weight": lambda ig: fl.class_weight([0, 1, 2], ignore_index=ig),
+    "ClassCounts": lambda ig: fl.ClassCounts(ignore_index=ig),
+}
+
+
+@pytest.mark.parametrize("value, exc", [
+    (2**63, ValueError), (-(2**63) - 1, ValueError), (np.uint64(2**63), ValueError),
+    (10**30, ValueError), (True, TypeError), (np.bool_(False), TypeError), (1.0, TypeError),
+    (1.5, TypeError), ("1", TypeError),
+], ids=["2**63", "-2**63-1", "uint64", "10**30", "True", "np.False_", "1.0", "1.5", "str"])
+@pytest.mark.parametrize("call", sorted(IGNORE_CALLS))
+def test_bad_ignore_index(call, value, exc):
+    with pytest.raises(exc, match="^ignore_index must"):
+        IGNORE_CALLS[call](value)
+
+
+@pytest.mark.parametrize("value", [2**63 - 1, -(2**63), np.int64(-100), np.uint64(2)])
+def test_ignore_index_int64_range_is_accepted(value):
+    x = np.random.default_rng(13).normal(size=(3, 3))
+    y = np.array([0, 1, 2])
+    v = SOFTMAX(x, y, ignore_index=value)
+    assert (v == 0).sum() == (1 if int(value) == 2 else 0)
+    FOCAL(x, y, ignore_index=value, alpha="balanced")
+    fl.class_weight(y, ignore_index=value)

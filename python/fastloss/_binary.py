@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _core
 from ._loss import Loss, finite_param
-from ._weights import resolve_class_weight
+from ._weights import check_countable, index_text, resolve_class_weight
 
 _IDS = {name: i for i, name in enumerate(_core.elementwise_losses)}
 
@@ -92,12 +92,27 @@ def _loss_shape(pred_shape, target_shape, weight_shape):
 
 
 def binary_counts(target, pred, sample_weight, omit_nan=False):
-    """(negatives, positives) of soft or hard binary targets over the loss's shape; with
-    omit_nan, samples with a NaN in pred, target or sample_weight do not count."""
+    """(negatives, positives) of soft or hard binary targets over the loss's shape.
+
+    The targets are checked first, with the kernel's message: in [0, 1] (NaN aside). With
+    omit_nan, samples with a NaN in pred, target or sample_weight do not count; otherwise
+    (nan_policy "propagate" or "raise") a NaN in target or sample_weight gives no count:
+    UncountableError, as does an infinite sample weight.
+    """
     for value, name in ((pred, "pred"), (target, "target"), (sample_weight, "sample_weight")):
         check_real(value, name)
     t = np.asarray(target, dtype=np.float64)
     shape = _loss_shape(np.shape(pred), t.shape, np.shape(sample_weight))
+    with np.errstate(over="ignore"):  # as the kernel, in the compute dtype: 1 + 1e-10 is 1
+        tc = np.asarray(target, dtype=compute_dtype(pred))
+    if ((tc < 0) | (tc > 1)).any():
+        flat = int(np.argmax((t < 0) | (t > 1)))  # the kernel's message reads float64
+        raise ValueError(f"target must hold probabilities in [0, 1]; got {float(t.flat[flat])} "
+                         f"at index {index_text(flat, t.shape)}")
+    if not omit_nan:
+        hint = "nan_policy='omit' leaves such samples out of the counts and the loss"
+        check_countable(t, "target", hint)
+        check_countable(sample_weight, "sample_weight", hint)
     t = np.broadcast_to(t, shape)
     w = None if sample_weight is None else np.broadcast_to(
         np.asarray(sample_weight, dtype=np.float64), shape)
@@ -105,6 +120,7 @@ def binary_counts(target, pred, sample_weight, omit_nan=False):
         keep = ~(np.isnan(t) | np.isnan(np.asarray(pred, dtype=np.float64)))
         if w is not None:
             keep &= ~np.isnan(w)
+            check_countable(np.where(keep, w, 0.0), "sample_weight")  # inf is not omitted
         t = np.where(keep, t, 0.0)
         w = keep.astype(np.float64) if w is None else np.where(keep, w, 0.0)
     if w is None:
@@ -157,7 +173,9 @@ l = P t' softplus(-z) + (1 - t') softplus(z) with t' = t (1 - label_smoothing) +
 label_smoothing / 2 and P = pos_weight (scalar or array broadcast like PyTorch's
 BCEWithLogitsLoss). class_weight: None, "balanced", "auto", {0: w_neg, 1: w_pos} or
 [w_neg, w_pos]; a sample's class weight w_neg (1 - t) + w_pos t multiplies its loss and
-enters the mean's denominator. log_base scales value and derivatives by 1 / ln(log_base).
+enters the mean's denominator ("balanced"/"auto" count the call's targets: a NaN in target
+or sample_weight is a ValueError unless nan_policy="omit" leaves it out of the counts).
+log_base scales value and derivatives by 1 / ln(log_base).
 from_logits=False takes probabilities, clipped to [eps, 1 - eps] with eps the dtype's
 machine epsilon.""")
 

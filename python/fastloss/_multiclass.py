@@ -11,17 +11,10 @@ from . import _core
 from ._binary import (broadcasts_to, check_keys, check_probabilities, check_real,
                       compute_dtype, log_scale, shape_text)
 from ._loss import Loss, finite_param
-from ._weights import ClassCounts, resolve_class_weight
+from ._weights import (ClassCounts, check_countable, check_ignore_index, index_text,
+                       resolve_class_weight)
 
 _IDS = {name: i for i, name in enumerate(_core.rowwise_losses)}
-
-
-def check_ignore_index(value):
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"ignore_index must be an int or None, got {type(value).__name__}")
-    return int(value)
 
 
 def n_classes_of(logits, name="logits"):
@@ -52,11 +45,50 @@ def _check_row_shapes(full, target, sample_weight):
                          f"per-row shape {rows_t}")
 
 
+_NAN_HINT = "nan_policy='omit' leaves such rows out of the counts and the loss"
+
+
+def _check_targets(logits, t, ignore_index):
+    """The kernels' target checks, with their messages, for a counting pass that runs before
+    them: class indices in [0, K) or ignore_index (first bad row in C order, indexed in the
+    rows' shape), probabilities in [0, 1] (NaN aside, indexed in the logits' shape)."""
+    k = logits.shape[-1]
+    rows = logits.shape[:-1]
+    if t.dtype.kind == "f":
+        with np.errstate(over="ignore"):  # the core converts too: 1e300 is inf in float32
+            p = np.asarray(t, dtype=compute_dtype(logits))
+        bad = (p < 0) | (p > 1)
+        if bad.any():
+            flat = int(np.argmax(bad))
+            got = str(p.flat[flat])  # str, as the core: 2.1, not float32's 2.0999999046325684
+            raise ValueError(f"target must hold probabilities in [0, 1]; got {got} at index "
+                             f"{index_text(flat, p.shape)}")
+        return
+    if t.size == 0:
+        return
+    if t.dtype.kind == "u" and t.dtype.itemsize == 8 and int(t.max()) > np.iinfo(np.int64).max:
+        # As the core: a uint64 index beyond int64 is named in the target's own shape.
+        flat = int(np.argmax(t))
+        raise ValueError(f"target holds class index {int(t.flat[flat])} at index "
+                         f"{index_text(flat, t.shape)}, outside [0, {k})")
+    y = np.broadcast_to(t, rows)
+    bad = (y < 0) | (y >= k)
+    if ignore_index is not None:
+        bad &= y != ignore_index
+    if bad.any():
+        flat = int(np.argmax(bad))
+        raise ValueError(f"target holds class index {int(y.flat[flat])} at index "
+                         f"{index_text(flat, rows)}, outside [0, {k})")
+
+
 def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):
     """Per-class (weighted) counts of index or probability targets, for 'balanced'/'auto'.
 
-    Rows whose probability target is all on ignore_index do not count; with omit_nan, rows
-    with a NaN in logits, target or sample_weight do not count either.
+    The targets are checked first, with the kernels' messages. Rows whose probability target
+    is all on ignore_index do not count; with omit_nan, rows with a NaN in logits, target or
+    sample_weight do not count either. Otherwise (nan_policy "propagate" or "raise") a NaN
+    in sample_weight or in a probability target gives no count: UncountableError, as does
+    an infinite sample weight.
     """
     for value, name in ((target, "target"), (sample_weight, "sample_weight")):
         check_real(value, name)
@@ -64,6 +96,7 @@ def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):
     t = np.asarray(target)
     rows = logits.shape[:-1]
     _check_row_shapes(logits.shape, t, sample_weight)
+    _check_targets(logits, t, ignore_index)
     w = None if sample_weight is None else np.broadcast_to(
         np.asarray(sample_weight, dtype=np.float64), rows).reshape(-1)
     keep = None
@@ -73,6 +106,12 @@ def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):
             keep &= ~np.isnan(w)
         if t.dtype.kind == "f":
             keep &= ~np.isnan(t.astype(np.float64)).reshape(-1, k).any(axis=1)
+        if w is not None:  # an infinite weight is not omitted
+            check_countable(np.where(keep, w, 0.0).reshape(rows), "sample_weight")
+    else:
+        if t.dtype.kind == "f":  # infinite probabilities were refused above
+            check_countable(t, "target", _NAN_HINT)
+        check_countable(sample_weight, "sample_weight", _NAN_HINT)
     if t.dtype.kind == "f":
         t = np.asarray(t, dtype=np.float64).reshape(-1, k)
         rw = np.ones(t.shape[0]) if w is None else w.copy()
@@ -132,6 +171,8 @@ hessian="xgboost", times K / (K - 1) with hessian="lightgbm". ignore_index (defa
 as PyTorch) drops rows from the loss and the mean. from_logits=False takes probabilities
 (clipped below at the dtype's machine epsilon). log_base scales everything by
 1 / ln(log_base): H((1, 0, 0), (0.5, 0.4, 0.1)) is 0.693147 in nats, 0.30103 with
-log_base=10.""")
+log_base=10. "balanced"/"auto" count the call's targets: a NaN in sample_weight or in a
+probability target is a ValueError unless nan_policy="omit", which leaves its row out of the
+counts.""")
 
 LOSSES = [softmax_cross_entropy]
