@@ -418,3 +418,17 @@ def test_fastloss_isa_forces_each_supported_path():
         lines = proc.stdout.split()
         assert lines[:2] == [name, name]
         assert float(lines[2]) == 15.0
+
+
+def test_losses_pickle_by_name():
+    """A Loss pickles by reference, as NumPy's ufuncs do: the same object comes back, and it
+    can be sent to worker processes (multiprocessing, concurrent.futures)."""
+    import pickle
+
+    for name, loss in fl.losses.items():
+        for proto in (2, pickle.HIGHEST_PROTOCOL):
+            assert pickle.loads(pickle.dumps(loss, protocol=proto)) is loss, name
+    x = np.array([0.5, -1.0, 2.0])
+    f = pickle.loads(pickle.dumps(fl.huber))
+    np.testing.assert_array_equal(f(x, np.zeros(3), delta=1.0),
+                                  fl.huber(x, np.zeros(3), delta=1.0))

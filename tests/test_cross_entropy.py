@@ -768,6 +768,47 @@ def test_sigmoid_gradient_tail_not_flushed(dtype, rtol):
     assert abs(float(h) / (math.exp(-30.0) / (1 + math.exp(-30.0)) ** 2) - 1.0) <= rtol
 
 
+def confident_rows(z, k):
+    """Rows (z, 0, ..., 0) of k logits, label 0, and their exact value, gradient and Hessian
+    diagonal in closed form: with s = (k - 1) e^-z, p_0 = 1 / (1 + s), 1 - p_0 = s / (1 + s),
+    p_j = e^-z / (1 + s); loss log1p(s)."""
+    s = (k - 1) * math.exp(-z)
+    p0, om, pj = 1.0 / (1.0 + s), s / (1.0 + s), math.exp(-z) / (1.0 + s)
+    x = np.zeros((1, k))
+    x[0, 0] = z
+    g = np.full((1, k), pj)
+    g[0, 0] = -om
+    h = np.full((1, k), pj * (1.0 - pj))
+    h[0, 0] = p0 * om
+    return x, np.array([0]), math.log1p(s), g, h
+
+
+@pytest.mark.parametrize("k", [2, 3, 100, 3000])  # 3000: a row of two softmax chunks
+@pytest.mark.parametrize("z", [20.0, 30.0, 40.0])
+@pytest.mark.parametrize("form", ["index", "onehot", "weighted"])
+@dtype_param
+def test_softmax_confident_rows_keep_relative_accuracy(k, z, form, dtype, isa):
+    """A row whose label has p ~ 1: the loss log1p(S1) and the gradient p - 1 = -S1 / S at the
+    label keep their relative accuracy (S1 = 9.4e-14 at (30, 0) would vanish next to 1 in a
+    plain sum), as softmax_cross_entropy's K = 2 row agrees with sigmoid_cross_entropy."""
+    x, y, v_want, g_want, h_want = confident_rows(z, k)
+    xd = x.astype(dtype)
+    tgt = y if form == "index" else np.eye(k, dtype=dtype)[y]
+    kw = {"class_weight": np.linspace(0.3, 1.7, k)} if form == "weighted" else {}
+    c = kw["class_weight"][0] if kw else 1.0
+    v = SOFTMAX(xd, tgt, **kw)
+    g, h = SOFTMAX.grad_hess(xd, tgt, **kw)
+    rtol = 2e-6 if dtype == np.float32 else 1e-12
+    tiny = np.finfo(dtype).tiny
+    np.testing.assert_allclose(v[0], c * v_want, rtol=rtol)
+    np.testing.assert_allclose(g[0, 0], c * g_want[0, 0], rtol=rtol)
+    np.testing.assert_allclose(h[0, 0], c * h_want[0, 0], rtol=rtol, atol=tiny)
+    np.testing.assert_allclose(g[0, 1:], c * g_want[0, 1:], rtol=rtol, atol=tiny)
+    if k == 2 and form == "index":
+        sg = SIGMOID.grad(np.array([z], dtype), np.array([1.0], dtype))[0]
+        np.testing.assert_allclose(g[0, 0], sg, rtol=rtol)
+
+
 @dtype_param
 def test_probabilities_at_the_bounds(dtype):
     """from_logits=False clips 0 and 1 to [eps, 1 - eps]: finite, derivatives of the formula."""
@@ -1230,3 +1271,23 @@ def test_softmax_clip_policy_weighted(reduction):
 def test_lightgbm_needs_two_classes():
     with pytest.raises(ValueError):
         SOFTMAX.grad_hess(np.zeros((3, 1)), np.array([0, 0, 0]), hessian="lightgbm")
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "softmax_focal"])
+@dtype_param
+def test_masked_logits_with_probability_targets(loss, dtype):
+    """Logits of -inf (masked classes) where the probability target is 0: 0 log 0 = 0, so the
+    one-hot row gives what its class index gives (it was NaN from 0 * -inf)."""
+    f = getattr(fl, loss)
+    x = np.array([[0.0, -np.inf, 1.0, -np.inf], [2.0, -np.inf, -1.0, 0.5]], dtype=dtype)
+    y = np.array([0, 1])
+    onehot = np.eye(4, dtype=dtype)[y]
+    kw = {"gamma": 2.0} if loss == "softmax_focal" else {"class_weight": [1.0, 2.0, 0.5, 1.5]}
+    v_idx, v_prob = f(x, y, **kw), f(x, onehot, **kw)
+    assert np.isfinite(v_idx[0]) and v_idx[1] == np.inf  # row 2's label is a masked class
+    assert v_prob[1] == np.inf
+    np.testing.assert_allclose(v_prob[0], v_idx[0], rtol=1e-6)
+    g_idx, g_prob = f.grad(x[:1], y[:1], **kw), f.grad(x[:1], onehot[:1], **kw)
+    assert np.all(np.isfinite(g_prob))
+    np.testing.assert_allclose(g_prob, g_idx, rtol=1e-6, atol=1e-7)
+    assert g_prob[0, 1] == 0 and g_prob[0, 3] == 0

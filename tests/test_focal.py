@@ -137,6 +137,34 @@ def test_extreme_logits_finite(dtype):
             assert v.dtype == dtype
 
 
+@pytest.mark.parametrize("k", [2, 100, 3000])  # 3000: a row of two softmax chunks
+@pytest.mark.parametrize("z", [20.0, 30.0, 40.0])
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 3.7])
+@pytest.mark.parametrize("onehot", [False, True])  # the short path and the general one
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_focal_confident_rows_keep_relative_accuracy(k, z, gamma, onehot, dtype):
+    """Rows (z, 0, ..., 0), label 0, p_0 ~ 1: with s = (k - 1) e^-z, 1 - p_0 = s / (1 + s) and
+    log p_0 = -log1p(s) in closed form, the focal loss -(1 - p)^gamma log p and its gradient
+    (Lin et al.: d/dx_0 = -(1 - p) phi, d/dx_j = p_j phi with
+    phi = (1 - p)^gamma - gamma p (1 - p)^(gamma - 1) log p) keep their relative accuracy:
+    1 - p is not clamped inside the positive powers."""
+    s = (k - 1) * np.exp(-z)
+    om, lp, p0 = s / (1 + s), -np.log1p(s), 1 / (1 + s)
+    pj = np.exp(-z) / (1 + s)
+    phi = om ** gamma - gamma * p0 * om ** (gamma - 1) * lp
+    x = np.zeros((1, k), dtype)
+    x[0, 0] = z
+    y = np.eye(k, dtype=dtype)[[0]] if onehot else np.array([0])
+    kw = {"gamma": gamma}
+    v = fl.softmax_focal(x, y, **kw)
+    g = fl.softmax_focal.grad(x, y, **kw)
+    rtol = 1e-5 if dtype == np.float32 else 1e-11
+    tiny = np.finfo(dtype).tiny
+    np.testing.assert_allclose(v[0], -(om ** gamma) * lp, rtol=rtol, atol=tiny)
+    np.testing.assert_allclose(g[0, 0], -om * phi, rtol=rtol, atol=tiny)
+    np.testing.assert_allclose(g[0, 1:], pj * phi, rtol=rtol, atol=tiny)
+
+
 # -- sigmoid_power_cross_entropy ----------------------------------------------------------
 
 

@@ -88,6 +88,11 @@ class Loss:
         self.__name__ = name
         self.__qualname__ = name
 
+    def __reduce__(self):
+        # Pickled by name, as NumPy pickles its ufuncs: unpickling (in another process too)
+        # gives the registered object itself, fastloss.losses[name].
+        return (_registered, (self.name,))
+
     def __repr__(self) -> str:
         ps = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"<fastloss.Loss {self.name}({ps})>" if ps else f"<fastloss.Loss {self.name}>"
@@ -224,3 +229,10 @@ def make_parser(loss_name: str, spec: Mapping[str, Callable[[Any], float]],
         return [spec[k](params.get(k, defaults[k])) for k in names]
 
     return parse
+
+
+def _registered(name: str) -> "Loss":
+    """The registered loss of that name (what a pickled Loss restores to)."""
+    from . import losses
+
+    return losses[name]

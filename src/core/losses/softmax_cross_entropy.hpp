@@ -52,6 +52,20 @@ struct SoftmaxCrossEntropy {
     VI tout{};  // probability targets outside [0, 1]
     const bool fisher = b.hess_policy == kHessFisher;
 
+    // A confident row (softmax_rows.hpp): the gradient a p - c q and the Hessian a' p (1 - p)
+    // at its largest logit kmax, from p = 1 / S and 1 - p = S1 / S (cq: c q at kmax; ah: a',
+    // the Hessian's a).
+    auto confident_fix = [&](std::int64_t kmax, double S, double S1, double a, double cq,
+                             double ah, double ds, T* g, T* h) {
+      const double p = 1.0 / S, om = S1 / S;
+      if constexpr (kG) g[kmax] = static_cast<T>(((a - cq) - a * om) * ds);
+      if constexpr (kH) {
+        double hk = ah * b.hess_factor * p * om;
+        if (b.hess_policy == kHessClip && hk < b.hess_floor) hk = b.hess_floor;
+        h[kmax] = static_cast<T>(hk * ds);
+      }
+    };
+
     // The common case as one short routine: integer labels, no class weights, logits, and rows
     // of W to 2048 logits (one softmax chunk): softmax_row_short, then the gradient pass, with
     // the chunk, target and class-weight machinery left out. The same arithmetic as the
@@ -65,13 +79,18 @@ struct SoftmaxCrossEntropy {
       const std::int64_t kt = K - W;  // the last vector, overlapping when W does not divide K
       T* e = kG ? g : h;  // exp(x - mc), scaled in place below
       T mc;
-      double S, sx;
+      double S, S1, sx;
+      std::int64_t kmax;
       V et;
-      if (!softmax_row_short<T>(x, K, e, eps != T(0), mc, S, sx, et)) return false;
-      const double lse = static_cast<double>(mc) + __builtin_log(S);
+      if (!softmax_row_short<T>(x, K, e, eps != T(0), mc, S, S1, kmax, sx, et)) return false;
       const double a = (1.0 - eps) + epsK * csum;
-      const double cqx = (1.0 - eps) * static_cast<double>(x[y]) + epsK * sx;
-      value = (a * lse - cqx) * scale * sw;
+      // a lse - sum_k q_k x_k with lse = mc + log1p(S1), as a log1p(S1) + sum_k q_k (mc - x_k):
+      // no cancellation where the label's logit is the largest and the loss is small. (Explicit
+      // fmas: the same rounding in every mode, whatever the compiler would contract.)
+      const double m = static_cast<double>(mc);
+      const double qdx = __builtin_fma(1.0 - eps, m - static_cast<double>(x[y]),
+                                       epsK * __builtin_fma(csum, m, -sx));
+      value = __builtin_fma(a, __builtin_log1p(S1), qdx) * scale * sw;
       if constexpr (kD) {
         const double ds = scale * static_cast<double>(sw) * b.gscale;
         const V va = set1<V>(static_cast<T>(a));
@@ -87,6 +106,8 @@ struct SoftmaxCrossEntropy {
         for (std::int64_t j = 0; j < nfull; j += W) put(j, load<V>(e + j));
         if (nfull < K) put(kt, et);  // the overlapped lanes get the same values again
         if constexpr (kG) g[y] = static_cast<T>(static_cast<double>(g[y]) - (1.0 - eps) * ds);
+        if (kmax >= 0) confident_fix(kmax, S, S1, a, (kmax == y ? 1.0 - eps : 0.0) + epsK, a,
+                                     ds, g, h);
       }
       return true;
     };
@@ -118,24 +139,43 @@ struct SoftmaxCrossEntropy {
             tnan |= (tv != tv);
             tout |= (tv < V{}) | (tv > T(1));
             act += to_acc(c * tv);
-            actx += to_acc(c * tv * xv);
+            actx += to_acc(select(tv != V{}, c * tv * xv, V{}));  // t = 0 at x = -inf: 0
           }
         };
         T* e_row = kG ? g : (kH ? h : nullptr);
         if (eps != T(0) || t || b.class_w) softmax_pass1<T>(x, K, e_row, st, visit);
         else softmax_pass1<T>(x, K, e_row, st, [](V, VI, std::int64_t) {});
         bad = st.nan || any_lane(tnan);
-        double a, cqx;
+        // value = a lse - sum_k c_k q_k x_k = a log_s + sum_k c_k q_k (M - x_k), as in lean_row.
+        double a, qdx;
         const double sx = (eps != T(0)) ? hsum(acx) : 0.0;
+        const double smooth = epsK * __builtin_fma(csum, st.M, -sx);
         if (b.labels) {
           const double cy = b.class_w ? b.class_w[y] : 1.0;
           a = (1.0 - eps) * cy + epsK * csum;
-          cqx = (1.0 - eps) * cy * static_cast<double>(x[y]) + epsK * sx;
+          qdx = __builtin_fma((1.0 - eps) * cy, st.M - static_cast<double>(x[y]), smooth);
         } else {
-          a = (1.0 - eps) * hsum(act) + epsK * csum;
-          cqx = (1.0 - eps) * hsum(actx) + epsK * sx;
+          const double ct = hsum(act);
+          a = (1.0 - eps) * ct + epsK * csum;
+          double tdx = __builtin_fma(ct, st.M, -hsum(actx));  // sum_k c_k t_k (M - x_k)
+          if (st.kmax >= 0) {
+            // A confident row, whose loss can be far below the rounding of c t x: the sum
+            // again, of terms that are all >= 0 (no cancellation).
+            const V vM = set1<V>(static_cast<T>(st.M));
+            typename Tr::Acc ad{};
+            for (std::int64_t k = 0; k < K; k += W) {
+              const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
+              const VI live = lane_index<V>() < live_n;
+              V ctk = load_live<V>(t + k, live);
+              if (b.class_w) ctk = ctk * load_live<V>(b.class_w + k, live);
+              const V gap = vM - load_live<V>(x + k, live);
+              ad += to_acc(select(live & (ctk != V{}), ctk * gap, V{}));  // 0 at t = 0, x = -inf
+            }
+            tdx = hsum(ad);
+          }
+          qdx = __builtin_fma(1.0 - eps, tdx, smooth);
         }
-        value = (a * st.lse - cqx) * scale * sw;
+        value = __builtin_fma(a, st.log_s, qdx) * scale * sw;
         if constexpr (kD) {
           const double ds = scale * static_cast<double>(sw) * b.gscale;
           const V va = set1<V>(static_cast<T>(a));
@@ -220,6 +260,12 @@ struct SoftmaxCrossEntropy {
           if (b.labels && kG) {
             const double cy = b.class_w ? b.class_w[y] : 1.0;
             g[y] = static_cast<T>(static_cast<double>(g[y]) - (1.0 - eps) * cy * ds);
+          }
+          if (st.kmax >= 0) {
+            const std::int64_t km = st.kmax;
+            const double ck = b.class_w ? static_cast<double>(b.class_w[km]) : 1.0;
+            const double tk = t ? static_cast<double>(t[km]) : (km == y ? 1.0 : 0.0);
+            confident_fix(km, st.S, st.S1, a, ck * ((1.0 - eps) * tk + epsK), ah, ds, g, h);
           }
         }
       } else if (!lean && !ignored) {

@@ -38,9 +38,14 @@ struct SoftmaxFocal {
   struct Gamma {
     T g;
     int kind;  // 0: gamma = 0, 2: gamma = 2, 1: any other
+    T c1;      // gamma < 1: om_min^(gamma - 1), the clamped (1 - p)^(gamma - 1)
   };
 
-  // f, phi, phi' of vectors p, om = 1 - p, lp = log p.
+  // f, phi, phi' of vectors p, om = 1 - p, lp = log p. With r = log p / (1 - p) (-> -1 as
+  // p -> 1), phi = (1-p)^gamma (1 - gamma p r) and
+  // phi' = (1-p)^(gamma-1) (-2 gamma - gamma log p + gamma (gamma - 1) p r): the only negative
+  // power left is (1-p)^(gamma-1) for gamma < 1, clamped at 1 - p = om_min; the positive
+  // powers keep their relative accuracy however close p is to 1.
   template <class T, class V>
   static FL_INLINE void terms(const Gamma<T>& G, V p, V om, V lp, V& f, V& phi, V& dphi) {
     if (G.kind == 0) {
@@ -49,23 +54,28 @@ struct SoftmaxFocal {
       dphi = V{};
       return;
     }
-    constexpr T om_min = sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16);
-    V pw, pw1, pw2;
-    if (G.kind == 2) {
-      pw1 = om;
-      pw = om * om;
-      pw2 = set1<V>(T(1));
-    } else {
-      const V oc = select(om < om_min, set1<V>(om_min), om);
-      pw = vexp_neg(G.g * vlog(oc));  // argument <= 0
-      const V ioc = T(1) / oc;
-      pw1 = pw * ioc;
-      pw2 = pw1 * ioc;
+    // p log p and p r are 0 at p = 0 (a logit of -inf), not 0 * inf.
+    if (G.kind == 2) {  // (1-p)^2: no powers to clamp
+      const V pw = om * om;
+      f = pw * lp;
+      const V plp = select(p != V{}, p * lp, V{});
+      phi = pw - T(2) * plp * om;
+      dphi = T(-4) * om - T(2) * lp * om + T(2) * plp;
+      return;
     }
+    using C = MathConst<T>;
+    constexpr T om_min = sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16);
+    const auto ok = om >= C::min_normal;
+    const V ob = select(ok, om, set1<V>(C::min_normal));
+    const V io = T(1) / ob;
+    const V pw = vexp_neg(G.g * vlog(ob));  // (1-p)^gamma; argument <= 0
+    const V r = select(ok, lp * io, set1<V>(T(-1)));
+    V pw1 = pw * io;
+    if (G.g < T(1)) pw1 = select(om < om_min, set1<V>(G.c1), pw1);
+    const V pr = select(p != V{}, p * r, V{});
     f = pw * lp;
-    const V gl = G.g * lp;
-    phi = pw - gl * p * pw1;
-    dphi = -(T(2) * G.g) * pw1 - gl * pw1 + (G.g - T(1)) * gl * p * pw2;
+    phi = pw * (T(1) - G.g * pr);
+    dphi = pw1 * (-(T(2) * G.g) - G.g * lp + (G.g * (G.g - T(1))) * pr);
   }
   // The same for one double p (the short path's target class).
   static FL_INLINE void terms1(double g, double p, double om, double lp, double& f, double& phi,
@@ -76,12 +86,15 @@ struct SoftmaxFocal {
       dphi = 0.0;
       return;
     }
-    const double oc = om < om_min ? om_min : om;
-    const double pw = g == 2.0 ? oc * oc : (g == 1.0 ? oc : __builtin_pow(oc, g));
-    const double pw1 = pw / oc, pw2 = pw1 / oc;
+    auto power = [](double b, double e) {
+      return e == 0.0 ? 1.0 : (e == 1.0 ? b : (e == 2.0 ? b * b : __builtin_pow(b, e)));
+    };
+    const double r = om > 0.0 ? lp / om : -1.0;
+    const double pw = power(om, g);
+    const double pw1 = power(g >= 1.0 ? om : (om < om_min ? om_min : om), g - 1.0);
     f = pw * lp;
-    phi = pw - g * lp * p * pw1;
-    dphi = -2.0 * g * pw1 - g * lp * pw1 + (g - 1.0) * g * lp * p * pw2;
+    phi = pw * (1.0 - g * p * r);
+    dphi = pw1 * (-2.0 * g - g * lp + g * (g - 1.0) * p * r);
   }
 
   template <int MODE, class T>
@@ -101,7 +114,9 @@ struct SoftmaxFocal {
     const bool has_ig = b.params[1] != 0.0;
     const auto ig = static_cast<std::int64_t>(b.params[2]);
     const double gamma = b.params[3];
-    const Gamma<T> G{static_cast<T>(gamma), gamma == 0.0 ? 0 : (gamma == 2.0 ? 2 : 1)};
+    const double c1 = gamma < 1.0 ? __builtin_pow(static_cast<double>(om_min), gamma - 1.0) : 0.0;
+    const Gamma<T> G{static_cast<T>(gamma), gamma == 0.0 ? 0 : (gamma == 2.0 ? 2 : 1),
+                     static_cast<T>(c1)};
     const T alpha = static_cast<T>(b.params[4]);
     const T epsK = eps / static_cast<T>(K);
     const bool fisher = b.hess_policy == kHessFisher;
@@ -126,10 +141,11 @@ struct SoftmaxFocal {
       const std::int64_t kt = K - W;  // the last vector, overlapping when W does not divide K
       T* e = kG ? g : h;  // exp(x - mc), scaled in place below (null: value only)
       T mc;
-      double S, sx;
+      double S, S1, sx;
+      std::int64_t kmax;
       V et;
-      if (!softmax_row_short<T>(x, K, e, false, mc, S, sx, et)) return false;
-      const double log_s = __builtin_log(S);
+      if (!softmax_row_short<T>(x, K, e, false, mc, S, S1, kmax, sx, et)) return false;
+      const double log_s = __builtin_log1p(S1);  // accurate for confident rows
       const double lpy = (static_cast<double>(x[y]) - mc) - log_s;
       const double py = __builtin_exp(lpy);
       const double omy = py < 0.5 ? 1.0 - py : -__builtin_expm1(lpy);  // 1 - p accurately
@@ -217,10 +233,13 @@ struct SoftmaxFocal {
             a = select(live, a * q, V{});
             V f, phi, dphi;
             terms<T>(G, p, om, lp, f, phi, dphi);
-            const V aphi = a * phi;
-            const V tp = a * p * dphi;
-            if (kVal) av += to_acc(select(live, a * f, V{}));
-            as += to_acc(select(live, aphi, V{}));
+            // A class without target mass adds nothing, also where its logit is -inf (p = 0,
+            // log p = -inf: 0, not 0 * inf).
+            const auto use = live & (a != V{});
+            const V aphi = select(use, a * phi, V{});
+            const V tp = select(use & (p != V{}), a * p * dphi, V{});
+            if (kVal) av += to_acc(select(use, a * f, V{}));
+            as += to_acc(aphi);
             const auto big = p > T(0.5);
             ahi += to_acc(select(live & big, tp, V{}));
             alo += to_acc(select(live & ~big, tp, V{}));
@@ -335,6 +354,10 @@ struct SoftmaxFocal {
               }
             }
           }
+          // A confident row (softmax_rows.hpp): at its largest logit, p S - a phi loses its
+          // digits to cancellation; it is (S - a phi) - (1 - p) S with 1 - p = S1 / S.
+          const std::int64_t km = (!reuse && stored_g) ? st.kmax : -1;
+          const double aphi_km = km >= 0 ? static_cast<double>(g[km]) : 0.0;
           for (std::int64_t k = 0; !reuse && k < K; k += W) {
             const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
             const VI live = lane_index<V>() < live_n;
@@ -353,6 +376,8 @@ struct SoftmaxFocal {
               store_n(h, k, hv * vds, live_n, true);
             }
           }
+          if (kG && km >= 0)
+            g[km] = static_cast<T>(((Sg - aphi_km) - (st.S1 / st.S) * Sg) * ds);
           if (fast) {
             if constexpr (kG) g[y] = static_cast<T>(gy * ds);
             if constexpr (kH) {

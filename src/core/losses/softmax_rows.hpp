@@ -13,6 +13,15 @@
 //
 // NaN anywhere in the row makes the statistics NaN (st.nan). Padded tail lanes hold -inf,
 // whose exp is 0.
+//
+// Confident rows. S = 1 + S1, where 1 is the largest logit's term and S1 the sum of the
+// others. Where p_max = 1 / S > 1/2 (S < 2; the largest logit is then unique), S1 is summed
+// again apart from the 1 (softmax_rest), so that log S = log1p(S1) and 1 - p_max = S1 / S keep
+// their relative accuracy however small S1 is: the compute-type sums above lose the terms
+// that the 1 absorbs (with logits (30, 0), S1 = 9.4e-14 would be 0 in float32). The row's
+// loss at its largest logit, its gradient p - 1 there and its Hessian p (1 - p) come from
+// them (kmax: that logit's index; -1 where S >= 2 and S1 = S - 1 is accurate enough). One
+// more pass over the row, for these rows only.
 
 template <class T>
 struct SoftmaxStats {
@@ -24,6 +33,9 @@ struct SoftmaxStats {
   double lse = 0.0;
   double M = 0.0;      // the row's largest logit
   double log_s = 0.0;  // log sum_k exp(x_k - M) (lse = M + log_s, kept apart for accuracy)
+  double S = 0.0;      // sum_k exp(x_k - M)
+  double S1 = 0.0;     // S - 1, accurate (see above)
+  std::int64_t kmax = -1;  // where S < 2: the index of the largest logit
   double r[kMaxChunks];  // exp(m_c - M) / S
   bool nan = false;
 };
@@ -33,6 +45,33 @@ FL_INLINE std::int64_t softmax_chunk(std::int64_t K) {
   std::int64_t c = 2048;
   while ((K + c - 1) / c > SoftmaxStats<T>::kMaxChunks) c *= 2;
   return c;
+}
+
+// The sum of exp(x_k - mc) over the entries of x[0, n) that are not equal to mc (float64 sums
+// of the vector terms), and in kmax the index of the first entry equal to mc (-1: none).
+template <class T>
+FL_INLINE double softmax_rest(const T* x, std::int64_t n, T mc, std::int64_t& kmax) {
+  using V = typename VecOf<T>::V;
+  using Tr = Traits<V>;
+  using VI = typename Tr::VI;
+  constexpr int W = Tr::W;
+  const V vmc = set1<V>(mc);
+  typename Tr::Acc acc{};
+  kmax = -1;
+  for (std::int64_t k = 0; k < n; k += W) {
+    const int live_n = (n - k < W) ? static_cast<int>(n - k) : W;
+    const VI live = lane_index<V>() < live_n;
+    const V v = select(live, load_live<V>(x + k, live), vmc);
+    const VI at = v == vmc;
+    if (kmax < 0 && any_lane(at & live))
+      for (int j = 0; j < live_n; ++j)
+        if (x[k + j] == mc) {
+          kmax = k + j;
+          break;
+        }
+    acc += to_acc(select(at, V{}, vexp_nonpos(v - vmc)));
+  }
+  return hsum(acc);
 }
 
 // visit(x, live, k0): called once per vector of logits at offset k0, with the lanes that are
@@ -137,15 +176,34 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
   double S = 0.0;
   if (st.nchunks == 1) {  // the common case: no rescaling between chunks
     S = st.s[0];
-    st.r[0] = 1.0 / S;
   } else {
     for (int c = 0; c < st.nchunks; ++c)
       if (st.s[c] > 0.0) S += st.s[c] * __builtin_exp(static_cast<double>(st.m[c]) - M);
+  }
+  double S1 = S - 1.0;
+  st.kmax = -1;
+  if (S >= 1.0 && S < 2.0) {  // a confident row: S1 apart from the largest logit's 1
+    int cm = 0;
+    while (st.m[cm] != M) ++cm;
+    const std::int64_t k0 = cm * st.chunk;
+    const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
+    std::int64_t kk;
+    S1 = softmax_rest(x + k0, n, M, kk);
+    for (int c = 0; c < st.nchunks; ++c)
+      if (c != cm && st.s[c] > 0.0) S1 += st.s[c] * __builtin_exp(static_cast<double>(st.m[c]) - M);
+    S = 1.0 + S1;
+    st.kmax = kk < 0 ? -1 : k0 + kk;
+  }
+  if (st.nchunks == 1) {
+    st.r[0] = 1.0 / S;
+  } else {
     for (int c = 0; c < st.nchunks; ++c)
       st.r[c] = st.s[c] > 0.0 ? __builtin_exp(static_cast<double>(st.m[c]) - M) / S : 0.0;
   }
   st.M = static_cast<double>(M);
-  st.log_s = __builtin_log(S);
+  st.S = S;
+  st.S1 = S1;
+  st.log_s = __builtin_log1p(S1);
   st.lse = st.M + st.log_s;
   if (st.nan) {
     st.lse = __builtin_nan("");
@@ -161,11 +219,13 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
 // null and summed: S (float64, over runs of at most 32 terms per lane in the compute type).
 // The last vector overlaps the previous one when W does not divide K; its exps are returned
 // in et (also stored) so that a caller writing its outputs over e_out in place still has
-// them. With sum_x, sx is the plain sum of x (for label smoothing). Returns false, e_out
-// untouched, for a row holding NaN or only -inf: the chunked path handles those.
+// them. S1 and kmax as in SoftmaxStats (confident rows). With sum_x, sx is the plain sum of x
+// (for label smoothing). Returns false, e_out untouched, for a row holding NaN or only -inf:
+// the chunked path handles those.
 template <class T>
 FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_x, T& mc,
-                                 double& S, double& sx, typename VecOf<T>::V& et) {
+                                 double& S, double& S1, std::int64_t& kmax, double& sx,
+                                 typename VecOf<T>::V& et) {
   using V = typename VecOf<T>::V;
   using Tr = Traits<V>;
   using VI = typename Tr::VI;
@@ -225,6 +285,12 @@ FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_
     acc += to_acc(select(tl, et, V{}));
   }
   S = hsum(acc);
+  S1 = S - 1.0;
+  kmax = -1;
+  if (S < 2.0) {  // a confident row (S >= 1: the largest logit's term is 1)
+    S1 = softmax_rest(x, K, mc, kmax);
+    S = 1.0 + S1;
+  }
   sx = sum_x ? hsum(ax) : 0.0;
   return true;
 }
