@@ -90,7 +90,7 @@ struct SoftmaxCrossEntropy {
       const double m = static_cast<double>(mc);
       const double qdx = __builtin_fma(1.0 - eps, m - static_cast<double>(x[y]),
                                        epsK * __builtin_fma(csum, m, -sx));
-      value = __builtin_fma(a, __builtin_log1p(S1), qdx) * scale * sw;
+      value = __builtin_fma(a, log_sum(S, S1), qdx) * scale * sw;
       if constexpr (kD) {
         const double ds = scale * static_cast<double>(sw) * b.gscale;
         const V va = set1<V>(static_cast<T>(a));

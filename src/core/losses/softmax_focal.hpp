@@ -145,7 +145,7 @@ struct SoftmaxFocal {
       std::int64_t kmax;
       V et;
       if (!softmax_row_short<T>(x, K, e, false, mc, S, S1, kmax, sx, et)) return false;
-      const double log_s = __builtin_log1p(S1);  // accurate for confident rows
+      const double log_s = log_sum(S, S1);
       const double lpy = (static_cast<double>(x[y]) - mc) - log_s;
       const double py = __builtin_exp(lpy);
       const double omy = py < 0.5 ? 1.0 - py : -__builtin_expm1(lpy);  // 1 - p accurately

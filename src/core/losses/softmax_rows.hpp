@@ -47,6 +47,12 @@ FL_INLINE std::int64_t softmax_chunk(std::int64_t K) {
   return c;
 }
 
+// log S from S = 1 + S1: log1p(S1) for a confident row (S < 2), where S1 is accurate and S
+// is not; log S elsewhere (the same value to rounding, and a cheaper function).
+FL_INLINE double log_sum(double S, double S1) {
+  return S < 2.0 ? __builtin_log1p(S1) : __builtin_log(S);
+}
+
 // The sum of exp(x_k - mc) over the entries of x[0, n) that are not equal to mc (float64 sums
 // of the vector terms), and in kmax the index of the first entry equal to mc (-1: none).
 template <class T>
@@ -203,7 +209,7 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
   st.M = static_cast<double>(M);
   st.S = S;
   st.S1 = S1;
-  st.log_s = __builtin_log1p(S1);
+  st.log_s = log_sum(S, S1);
   st.lse = st.M + st.log_s;
   if (st.nan) {
     st.lse = __builtin_nan("");
