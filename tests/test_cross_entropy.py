@@ -1291,3 +1291,64 @@ def test_masked_logits_with_probability_targets(loss, dtype):
     assert np.all(np.isfinite(g_prob))
     np.testing.assert_allclose(g_prob, g_idx, rtol=1e-6, atol=1e-7)
     assert g_prob[0, 1] == 0 and g_prob[0, 3] == 0
+
+
+@pytest.mark.parametrize("ig", [2**53 + 1, 2**63 - 1])
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "softmax_focal", "multiclass_hinge",
+                                  "crcnn_ranking"])
+def test_huge_ignore_index_is_ignored(loss, ig):
+    """An ignore_index beyond 2^53 (not exact as a double) still ignores its rows: value 0 and a
+    zero gradient row, never a read or write at that index."""
+    f = getattr(fl, loss)
+    x = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -2.0]])
+    y = np.array([ig, 0], dtype=np.int64)
+    v, g = f.value_and_grad(x, y, ignore_index=ig)
+    assert v[0] == 0 and np.all(g[0] == 0)
+    v1, g1 = f.value_and_grad(x[1:], y[1:], ignore_index=ig)
+    np.testing.assert_array_equal(v[1:], v1)
+    np.testing.assert_array_equal(g[1:], g1)
+
+
+@dtype_param
+def test_nan_row_longer_than_a_chunk_is_all_nan(dtype):
+    """A NaN in a row of two softmax chunks makes the whole gradient and Hessian row NaN, also
+    where the rest of the row is a confident one."""
+    x = np.zeros((1, 3000), dtype=dtype)
+    x[0, 0] = 30
+    x[0, 2500] = np.nan
+    g, h = SOFTMAX.grad_hess(x, np.array([0]))
+    assert np.all(np.isnan(g)) and np.all(np.isnan(h))
+    assert np.isnan(SOFTMAX(x, np.array([0]))[0])
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 3.7])
+@dtype_param
+def test_focal_label_on_masked_logit(gamma, dtype):
+    """The label's logit is -inf: the loss is inf, and the gradient is finite (p_y = 0, so phi
+    = 1 and the row's gradient is p - onehot, as softmax_cross_entropy's)."""
+    for k in (4, 100, 3000):
+        x = np.zeros((1, k), dtype=dtype)
+        x[0, 1] = -np.inf
+        x[0, 2] = 1.0
+        y = np.array([1])
+        assert fl.softmax_focal(x, y, gamma=gamma)[0] == np.inf
+        g, h = fl.softmax_focal.grad_hess(x, y, gamma=gamma)
+        assert np.all(np.isfinite(g)) and np.all(np.isfinite(h))
+        np.testing.assert_allclose(g, SOFTMAX.grad(x, y), rtol=1e-5, atol=1e-7)
+
+
+def test_zero_weight_class_with_masked_logit():
+    """A class of weight 0 whose logit is -inf adds nothing (0, not 0 * inf = NaN), on the
+    confident path and the other alike, as in softmax_focal with gamma = 0."""
+    cw = [1.0, 0.0, 1.0, 1.0]
+    t = np.array([[0.5, 0.5, 0.0, 0.0]])
+    for x in ([[0.0, -np.inf, 1.0, 0.5]], [[0.0, -np.inf, 1.0, 0.9]], [[5.0, -np.inf, 1.0, 0.9]]):
+        x = np.array(x)
+        v = SOFTMAX(x, t, class_weight=cw)
+        assert np.isfinite(v[0])
+        np.testing.assert_allclose(v, fl.softmax_focal(x, t, gamma=0.0, class_weight=cw),
+                                   rtol=1e-12)
+    x = np.array([[0.0, -np.inf, 1.0, 0.9]])
+    v = SOFTMAX(x, np.array([0]), class_weight=cw, label_smoothing=0.1)
+    np.testing.assert_allclose(v, fl.softmax_focal(x, np.array([0]), gamma=0.0, class_weight=cw,
+                                                   label_smoothing=0.1), rtol=1e-12)

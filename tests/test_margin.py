@@ -854,3 +854,14 @@ def test_losses_registered():
         assert fl.losses[name] is getattr(fl, name)
     assert fl.margin_ranking.arg_names == ("x1", "x2", "y")
     assert fl.pairwise_logistic.kind == "pairwise"
+
+
+def test_margin_ranking_broadcast_gradient_summed_wide():
+    """A float32 x2 broadcast against a float64 x1: its gradient is summed in float64, then
+    cast (a float32 running sum of 10^6 terms would be off by about 1%)."""
+    x1 = np.zeros((10**6, 4))
+    x2 = np.ones((1, 4), dtype=np.float32)
+    y = np.ones((10**6, 4))
+    _, g2 = fl.margin_ranking.grad(x1, x2, y, margin=0.0, sample_weight=0.1)
+    assert g2.dtype == np.float32
+    np.testing.assert_allclose(g2, 1e5, rtol=1e-6)

@@ -52,14 +52,16 @@ Gradient -2 y max(0, margin - y f); Hessian 2 where y f < margin, else 0.""")
 
 
 def _sum_to(full: np.ndarray, shape, dtype) -> np.ndarray:
-    """The gradient of a sum w.r.t. an operand of `shape` broadcast to full.shape, in dtype
-    (summed in dtype: a float64 x2 against a float32 x1 gets a float64 sum)."""
+    """The gradient of a sum w.r.t. an operand of `shape` broadcast to full.shape, in dtype."""
     if full.shape == tuple(shape):
         return full.astype(dtype, copy=False)
     off = full.ndim - len(shape)
     axes = tuple(d for d in range(full.ndim)
                  if d < off or (shape[d - off] == 1 and full.shape[d] != 1))
-    return full.sum(axis=axes, dtype=dtype).reshape(shape)
+    # Summed in the wider of the two dtypes, then cast (a float32 running sum of many float64
+    # terms would drift).
+    wide = np.promote_types(full.dtype, dtype)
+    return full.sum(axis=axes, dtype=wide).astype(dtype, copy=False).reshape(shape)
 
 
 def _pair_out(obj, name):

@@ -27,7 +27,7 @@ struct CrcnnRanking {
     const std::int64_t K = b.K;
     const double gamma = b.params[0];
     const bool has_ig = b.params[1] != 0.0;
-    const auto ig = static_cast<std::int64_t>(b.params[2]);
+    const std::int64_t ig = ignore_index_param(b.params[2]);
     const double m_pos = b.params[3], m_neg = b.params[4];
     const bool has_other = b.params[5] != 0.0;
     const auto other = static_cast<std::int64_t>(b.params[6]);

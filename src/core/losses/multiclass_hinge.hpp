@@ -28,7 +28,7 @@ struct MulticlassHinge {
     const std::int64_t K = b.K;
     const T m = static_cast<T>(b.params[0]);
     const bool has_ig = b.params[1] != 0.0;
-    const auto ig = static_cast<std::int64_t>(b.params[2]);
+    const std::int64_t ig = ignore_index_param(b.params[2]);
     const bool ww = b.params[3] != 0.0;
     const bool sq = b.params[4] == 2.0;
     const bool clip = b.hess_policy == kHessClip;

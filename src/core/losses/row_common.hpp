@@ -87,7 +87,7 @@ FL_INLINE std::int64_t row_argmax_except(const T* x, std::int64_t K, std::int64_
 template <bool VArr, class T>
 FL_INLINE bool ignored_row(std::int64_t y, bool has_ig, std::int64_t ig, T* g, T* h,
                            std::int64_t K, T* value_i) {
-  if (!has_ig || y != ig) return false;
+  if (!is_ignored(y, has_ig, ig, K)) return false;
   if (g) fill_row<T>(g, K, T(0));
   if (h) fill_row<T>(h, K, T(0));
   if constexpr (VArr) *value_i = T(0);

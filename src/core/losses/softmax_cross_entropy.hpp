@@ -35,7 +35,7 @@ struct SoftmaxCrossEntropy {
     const std::int64_t K = b.K;
     const T eps = static_cast<T>(b.params[0]);
     const bool has_ig = b.params[1] != 0.0;
-    const auto ig = static_cast<std::int64_t>(b.params[2]);
+    const std::int64_t ig = ignore_index_param(b.params[2]);
     const bool from_logits = b.params[3] != 0.0;
     const T clip = static_cast<T>(b.params[4]);
     const double scale = b.params[5];
@@ -82,7 +82,7 @@ struct SoftmaxCrossEntropy {
       double S, S1, sx;
       std::int64_t kmax;
       V et;
-      if (!softmax_row_short<T>(x, K, e, eps != T(0), mc, S, S1, kmax, sx, et)) return false;
+      if (!softmax_row_short<kD, T>(x, K, e, eps != T(0), mc, S, S1, kmax, sx, et)) return false;
       const double a = (1.0 - eps) + epsK * csum;
       // a lse - sum_k q_k x_k with lse = mc + log1p(S1), as a log1p(S1) + sum_k q_k (mc - x_k):
       // no cancellation where the label's logit is the largest and the loss is small. (Explicit
@@ -119,7 +119,7 @@ struct SoftmaxCrossEntropy {
       T* h = kH ? b.hess + i * K : nullptr;
       const T sw = b.weight ? b.weight[i] : T(1);
       const std::int64_t y = b.labels ? b.labels[i] : -1;
-      bool ignored = has_ig && (b.labels ? y == ig : t[ig] == T(1));
+      bool ignored = b.labels ? is_ignored(y, has_ig, ig, K) : (has_ig && t[ig] == T(1));
       double value = 0.0;
       bool bad = false;  // a NaN in this row (for nan_policy="omit")
       // (The value takes the same route below either way, so that the compiler's
@@ -133,13 +133,14 @@ struct SoftmaxCrossEntropy {
           // Lanes not live are zeroed through c (the class weights, or 1).
           V c = select(live, b.class_w ? load_live<V>(b.class_w + k0, live) : set1<V>(T(1)), V{});
           V xv = select(live, v, V{});
-          if (eps != T(0)) acx += to_acc(c * xv);
+          if (eps != T(0)) acx += to_acc(select(c != V{}, c * xv, V{}));  // as actx
           if (t) {
             V tv = load_live<V>(t + k0, live);
             tnan |= (tv != tv);
             tout |= (tv < V{}) | (tv > T(1));
             act += to_acc(c * tv);
-            actx += to_acc(select(tv != V{}, c * tv * xv, V{}));  // t = 0 at x = -inf: 0
+            const V ct = c * tv;
+            actx += to_acc(select(ct != V{}, ct * xv, V{}));  // c t = 0 at x = -inf: 0
           }
         };
         T* e_row = kG ? g : (kH ? h : nullptr);

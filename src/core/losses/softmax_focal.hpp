@@ -56,10 +56,11 @@ struct SoftmaxFocal {
     }
     // p log p and p r are 0 at p = 0 (a logit of -inf), not 0 * inf.
     if (G.kind == 2) {  // (1-p)^2: no powers to clamp
-      const V pw = om * om;
-      f = pw * lp;
+      f = (om * om) * lp;
       const V plp = select(p != V{}, p * lp, V{});
-      phi = pw - T(2) * plp * om;
+      // (1-p)^2 - 2 p log p (1-p), factored: no product for the compiler to fuse into the
+      // subtraction in one mode and not in another (the value shares (1-p)^2 only in some).
+      phi = om * (om - T(2) * plp);
       dphi = T(-4) * om - T(2) * lp * om + T(2) * plp;
       return;
     }
@@ -90,11 +91,12 @@ struct SoftmaxFocal {
       return e == 0.0 ? 1.0 : (e == 1.0 ? b : (e == 2.0 ? b * b : __builtin_pow(b, e)));
     };
     const double r = om > 0.0 ? lp / om : -1.0;
+    const double pr = p > 0.0 ? p * r : 0.0;  // 0 at p = 0 (log p = -inf), not 0 * inf
     const double pw = power(om, g);
     const double pw1 = power(g >= 1.0 ? om : (om < om_min ? om_min : om), g - 1.0);
     f = pw * lp;
-    phi = pw * (1.0 - g * p * r);
-    dphi = pw1 * (-2.0 * g - g * lp + g * (g - 1.0) * p * r);
+    phi = pw * (1.0 - g * pr);
+    dphi = pw1 * (-2.0 * g - g * lp + g * (g - 1.0) * pr);
   }
 
   template <int MODE, class T>
@@ -112,7 +114,7 @@ struct SoftmaxFocal {
     const std::int64_t K = b.K;
     const T eps = static_cast<T>(b.params[0]);
     const bool has_ig = b.params[1] != 0.0;
-    const auto ig = static_cast<std::int64_t>(b.params[2]);
+    const std::int64_t ig = ignore_index_param(b.params[2]);
     const double gamma = b.params[3];
     const double c1 = gamma < 1.0 ? __builtin_pow(static_cast<double>(om_min), gamma - 1.0) : 0.0;
     const Gamma<T> G{static_cast<T>(gamma), gamma == 0.0 ? 0 : (gamma == 2.0 ? 2 : 1),
@@ -144,7 +146,7 @@ struct SoftmaxFocal {
       double S, S1, sx;
       std::int64_t kmax;
       V et;
-      if (!softmax_row_short<T>(x, K, e, false, mc, S, S1, kmax, sx, et)) return false;
+      if (!softmax_row_short<kG || kH, T>(x, K, e, false, mc, S, S1, kmax, sx, et)) return false;
       const double log_s = log_sum(S, S1);
       const double lpy = (static_cast<double>(x[y]) - mc) - log_s;
       const double py = __builtin_exp(lpy);
@@ -159,7 +161,8 @@ struct SoftmaxFocal {
         const double ds = static_cast<double>(sw) * b.gscale;
         const V vds = set1<V>(static_cast<T>(ds));
         const V vS = set1<V>(static_cast<T>(ay * phi));
-        const V vT = set1<V>(static_cast<T>(ay * py * dphi));
+        const double pd = py > 0.0 ? py * dphi : 0.0;  // dphi = +inf at p = 0
+        const V vT = set1<V>(static_cast<T>(ay * pd));
         const V r = set1<V>(static_cast<T>(1.0 / S));
         const V vM = set1<V>(mc), vls = set1<V>(static_cast<T>(log_s));
         // Classes other than y: g_k = p_k S, h_k = p_k (1 - p_k) S - p_k^2 T.
@@ -180,7 +183,7 @@ struct SoftmaxFocal {
         if (nfull < K) put(kt, et);  // the overlapped lanes get the same values again
         if constexpr (kG) g[y] = static_cast<T>(-ay * phi * omy * ds);
         if constexpr (kH) {
-          double hv = ay * py * omy * (phi - dphi * omy) * b.hess_factor;
+          double hv = ay * omy * (py * phi - pd * omy) * b.hess_factor;
           if (clip && !(hv >= b.hess_floor)) hv = hv != hv ? hv : b.hess_floor;
           if (habs) hv = hv < 0 ? -hv : hv;
           h[y] = static_cast<T>(hv * ds);
@@ -196,7 +199,7 @@ struct SoftmaxFocal {
       T* h = kH ? b.hess + i * K : nullptr;
       const T sw = b.weight ? b.weight[i] : T(1);
       const std::int64_t y = b.labels ? b.labels[i] : -1;
-      const bool ignored = has_ig && (b.labels ? y == ig : t[ig] == T(1));
+      const bool ignored = b.labels ? is_ignored(y, has_ig, ig, K) : (has_ig && t[ig] == T(1));
       double value = 0.0;
       bool bad = false;
       // Index targets without smoothing (the short path, below) whose outputs are not the
@@ -289,9 +292,10 @@ struct SoftmaxFocal {
           terms1(gamma, py, omy, lpy, f, phi, dphi, static_cast<double>(om_min));
           value = -ay * f;
           Sg = Sh = ay * phi;
-          Tlo = ay * py * dphi;
+          const double pd = py > 0.0 ? py * dphi : 0.0;  // dphi = +inf at p = 0
+          Tlo = ay * pd;
           gy = -ay * phi * omy;
-          hy = ay * py * omy * (phi - dphi * omy);
+          hy = ay * omy * (py * phi - pd * omy);
         } else if (kVal || kG || (kH && !fisher)) {
           double S = 0.0;
           pass2(q_target, kG ? g : nullptr, (kH && !fisher) ? h : nullptr, value, S, Tlo, Thi);

@@ -23,6 +23,18 @@
 // them (kmax: that logit's index; -1 where S >= 2 and S1 = S - 1 is accurate enough). One
 // more pass over the row, for these rows only.
 
+// ignore_index, passed as a double parameter: as an int64 without overflow (a value beyond
+// 2^53 is not exact, but the binding has compared the labels with the exact one: every label
+// outside [0, K) that reached a kernel is ignore_index, which is_ignored uses).
+FL_INLINE std::int64_t ignore_index_param(double v) {
+  if (!(v < 9.2e18)) return INT64_MAX;
+  if (!(v > -9.2e18)) return INT64_MIN;
+  return static_cast<std::int64_t>(v);
+}
+FL_INLINE bool is_ignored(std::int64_t y, bool has_ig, std::int64_t ig, std::int64_t K) {
+  return has_ig && (y == ig || y < 0 || y >= K);
+}
+
 template <class T>
 struct SoftmaxStats {
   static constexpr int kMaxChunks = 512;
@@ -188,7 +200,7 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
   }
   double S1 = S - 1.0;
   st.kmax = -1;
-  if (S >= 1.0 && S < 2.0) {  // a confident row: S1 apart from the largest logit's 1
+  if (!st.nan && S >= 1.0 && S < 2.0) {  // a confident row: S1 apart from the largest logit's 1
     int cm = 0;
     while (st.m[cm] != M) ++cm;
     const std::int64_t k0 = cm * st.chunk;
@@ -221,14 +233,13 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
 // The same statistics for a row of W <= K <= softmax_chunk(1) logits (one chunk), as one
 // short routine without the chunk machinery: about 1.5x faster at K = 100, where that
 // machinery is a large part of a row (float32, AVX2, Zen 3). The row's max mc (two running
-// maxima: half the dependency chain), then e = exp(x - mc), stored into e_out when it is not
-// null and summed: S (float64, over runs of at most 32 terms per lane in the compute type).
+// maxima: half the dependency chain), then e = exp(x - mc), stored into e_out with Store
+// and summed: S (float64, over runs of at most 32 terms per lane in the compute type).
 // The last vector overlaps the previous one when W does not divide K; its exps are returned
-// in et (also stored) so that a caller writing its outputs over e_out in place still has
-// them. S1 and kmax as in SoftmaxStats (confident rows). With sum_x, sx is the plain sum of x
+// in et only (e_out holds the full vectors' exps), for the caller's last output vector. S1 and kmax as in SoftmaxStats (confident rows). With sum_x, sx is the plain sum of x
 // (for label smoothing). Returns false, e_out untouched, for a row holding NaN or only -inf:
 // the chunked path handles those.
-template <class T>
+template <bool Store, class T>
 FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_x, T& mc,
                                  double& S, double& S1, std::int64_t& kmax, double& sx,
                                  typename VecOf<T>::V& et) {
@@ -279,15 +290,14 @@ FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_
     V run{};
     for (; j < jend; j += W) {
       const V ev = vexp_nonpos(load<V>(x + j) - vmc);
-      if (e_out) store(e_out + j, ev);
+      if constexpr (Store) store(e_out + j, ev);
       run += ev;
     }
     acc += to_acc(run);
   }
   et = V{};
-  if (rem) {
-    et = vexp_nonpos(tail - vmc);
-    if (e_out) store(e_out + kt, et);
+  if (rem) {  // kept in et, not stored: a store overlapping the last full vector would stall
+    et = vexp_nonpos(tail - vmc);  // its reload (no store-to-load forwarding)
     acc += to_acc(select(tl, et, V{}));
   }
   S = hsum(acc);
