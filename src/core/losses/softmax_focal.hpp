@@ -99,6 +99,21 @@ struct SoftmaxFocal {
     dphi = pw1 * (-2.0 * g - g * lp + g * (g - 1.0) * pr);
   }
 
+  // The short path's scalars, from log p of the target class y and its weight ay = a_y: the
+  // value -a_y f, S = a_y phi, T = a_y p phi' and y's own gradient and Hessian entries (before
+  // the sample weight and the Hessian policy).
+  struct TargetTerms {
+    double value, S, T, gy, hy;
+  };
+  static FL_INLINE TargetTerms target_terms(double gamma, double lpy, double ay, double om_min) {
+    const double py = __builtin_exp(lpy);
+    const double omy = py < 0.5 ? 1.0 - py : -__builtin_expm1(lpy);  // 1 - p accurately
+    double f, phi, dphi;
+    terms1(gamma, py, omy, lpy, f, phi, dphi, om_min);
+    const double pd = py > 0.0 ? py * dphi : 0.0;  // dphi = +inf at p = 0
+    return {-ay * f, ay * phi, ay * pd, -ay * phi * omy, ay * omy * (py * phi - pd * omy)};
+  }
+
   template <int MODE, class T>
   static void rows(const RowBlock<T>& b) noexcept {
     using V = typename VecOf<T>::V;
@@ -131,6 +146,20 @@ struct SoftmaxFocal {
     SoftmaxStats<T> st;
     VI tout{};
 
+    // a_y of a class index: alpha (per class or scalar) times the class weight.
+    auto alpha_y = [&](std::int64_t y) {
+      double ay = b.class_aux ? static_cast<double>(b.class_aux[y]) : static_cast<double>(alpha);
+      return b.class_w ? ay * static_cast<double>(b.class_w[y]) : ay;
+    };
+
+    // The target class's Hessian entry hy under the policy, times the row's scale ds.
+    auto hess_y = [&](double hy, double ds) {
+      double hv = hy * b.hess_factor;
+      if (clip && !(hv >= b.hess_floor)) hv = hv != hv ? hv : b.hess_floor;
+      if (habs) hv = hv < 0 ? -hv : hv;
+      return static_cast<T>(hv * ds);
+    };
+
     // The short path as one short routine for rows of W to 2048 logits (one softmax chunk),
     // as softmax_cross_entropy's: softmax_row_short, the target class's scalars, then one
     // output pass scaling the exps in place. The same arithmetic as the short path below. A
@@ -148,21 +177,15 @@ struct SoftmaxFocal {
       V et;
       if (!softmax_row_short<kG || kH, T>(x, K, e, false, mc, S, S1, kmax, sx, et)) return false;
       const double log_s = log_sum(S, S1);
-      const double lpy = (static_cast<double>(x[y]) - mc) - log_s;
-      const double py = __builtin_exp(lpy);
-      const double omy = py < 0.5 ? 1.0 - py : -__builtin_expm1(lpy);  // 1 - p accurately
-      double ay = b.class_aux ? static_cast<double>(b.class_aux[y]) : static_cast<double>(alpha);
-      if (b.class_w) ay *= static_cast<double>(b.class_w[y]);
-      double f, phi, dphi;
-      terms1(gamma, py, omy, lpy, f, phi, dphi, static_cast<double>(om_min));
-      value = -ay * f;
+      const TargetTerms tt = target_terms(gamma, (static_cast<double>(x[y]) - mc) - log_s,
+                                          alpha_y(y), static_cast<double>(om_min));
+      value = tt.value;
       value *= static_cast<double>(sw);
       if constexpr (kG || kH) {
         const double ds = static_cast<double>(sw) * b.gscale;
         const V vds = set1<V>(static_cast<T>(ds));
-        const V vS = set1<V>(static_cast<T>(ay * phi));
-        const double pd = py > 0.0 ? py * dphi : 0.0;  // dphi = +inf at p = 0
-        const V vT = set1<V>(static_cast<T>(ay * pd));
+        const V vS = set1<V>(static_cast<T>(tt.S));
+        const V vT = set1<V>(static_cast<T>(tt.T));
         const V r = set1<V>(static_cast<T>(1.0 / S));
         const V vM = set1<V>(mc), vls = set1<V>(static_cast<T>(log_s));
         // Classes other than y: g_k = p_k S, h_k = p_k (1 - p_k) S - p_k^2 T.
@@ -181,13 +204,8 @@ struct SoftmaxFocal {
         };
         for (std::int64_t j = 0; j < nfull; j += W) put(j, load<V>(e + j));
         if (nfull < K) put(kt, et);  // the overlapped lanes get the same values again
-        if constexpr (kG) g[y] = static_cast<T>(-ay * phi * omy * ds);
-        if constexpr (kH) {
-          double hv = ay * omy * (py * phi - pd * omy) * b.hess_factor;
-          if (clip && !(hv >= b.hess_floor)) hv = hv != hv ? hv : b.hess_floor;
-          if (habs) hv = hv < 0 ? -hv : hv;
-          h[y] = static_cast<T>(hv * ds);
-        }
+        if constexpr (kG) g[y] = static_cast<T>(tt.gy * ds);
+        if constexpr (kH) h[y] = hess_y(tt.hy, ds);
       }
       return true;
     };
@@ -284,18 +302,12 @@ struct SoftmaxFocal {
         bool stored_g = false, stored_h = false;
         if (fast) {
           const double lpy = (static_cast<double>(x[y]) - st.M) - st.log_s;
-          const double py = __builtin_exp(lpy);
-          const double omy = py < 0.5 ? 1.0 - py : -__builtin_expm1(lpy);  // 1 - p accurately
-          double ay = b.class_aux ? static_cast<double>(b.class_aux[y]) : static_cast<double>(alpha);
-          if (b.class_w) ay *= static_cast<double>(b.class_w[y]);
-          double f, phi, dphi;
-          terms1(gamma, py, omy, lpy, f, phi, dphi, static_cast<double>(om_min));
-          value = -ay * f;
-          Sg = Sh = ay * phi;
-          const double pd = py > 0.0 ? py * dphi : 0.0;  // dphi = +inf at p = 0
-          Tlo = ay * pd;
-          gy = -ay * phi * omy;
-          hy = ay * omy * (py * phi - pd * omy);
+          const TargetTerms tt = target_terms(gamma, lpy, alpha_y(y), static_cast<double>(om_min));
+          value = tt.value;
+          Sg = Sh = tt.S;
+          Tlo = tt.T;
+          gy = tt.gy;
+          hy = tt.hy;
         } else if (kVal || kG || (kH && !fisher)) {
           double S = 0.0;
           pass2(q_target, kG ? g : nullptr, (kH && !fisher) ? h : nullptr, value, S, Tlo, Thi);
@@ -384,14 +396,8 @@ struct SoftmaxFocal {
             g[km] = static_cast<T>(((Sg - aphi_km) - (st.S1 / st.S) * Sg) * ds);
           if (fast) {
             if constexpr (kG) g[y] = static_cast<T>(gy * ds);
-            if constexpr (kH) {
-              if (!fisher) {
-                double hv = hy * b.hess_factor;
-                if (clip && !(hv >= b.hess_floor)) hv = hv != hv ? hv : b.hess_floor;
-                if (habs) hv = hv < 0 ? -hv : hv;
-                h[y] = static_cast<T>(hv * ds);
-              }
-            }
+            if constexpr (kH)
+              if (!fisher) h[y] = hess_y(hy, ds);
           }
         }
       }
