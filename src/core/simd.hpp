@@ -88,9 +88,13 @@ template <class V> FL_INLINE typename Traits<V>::VI bits(V v) {
 template <class V> FL_INLINE V from_bits(typename Traits<V>::VI v) {
   return (V)v;
 }
-// m is a comparison result (all ones or all zeros per lane).
+// m is a comparison result (all ones or all zeros per lane). Written as the vector ?: (not
+// as and/andnot/or of the bits) so that the compiler sees the comparison and the choice
+// together: select(x < lo, lo, x) becomes one MAXPS (which has exactly these semantics, NaN
+// and signed zeros included), select(m, 0, x) one ANDNPS, and other choices a blend in the
+// floating-point domain.
 template <class V> FL_INLINE V select(typename Traits<V>::VI m, V a, V b) {
-  return from_bits<V>((bits(a) & m) | (bits(b) & ~m));
+  return m ? a : b;
 }
 template <class V> FL_INLINE V abs(V x) {
   return from_bits<V>(bits(x) & ~iset1<V>(Traits<V>::sign_mask));

@@ -67,36 +67,31 @@ struct SoftmaxCrossEntropy {
     };
 
     // The common case as one short routine: integer labels, no class weights, logits, and rows
-    // of W to 2048 logits (one softmax chunk): softmax_row_short, then the gradient pass, with
-    // the chunk, target and class-weight machinery left out. The same arithmetic as the
-    // general path below. A row holding NaN, or only -inf, returns false untouched and goes
-    // the general way.
+    // of W to 2048 logits (one softmax chunk): softmax_row_short for a batch of rows
+    // (ShortRow), the batch's logs, then each row's value and gradient pass, with the chunk,
+    // target and class-weight machinery left out. The same arithmetic as the general path
+    // below. A row holding NaN, or only -inf, is left untouched and goes the general way.
     const bool lean_ok = from_logits && b.labels && !b.class_w && !b.tprob && K >= W &&
                          K <= softmax_chunk<T>(1);
-    auto lean_row = [&](const T* x, std::int64_t y, T sw, T* g, T* h, double& value)
-                        __attribute__((always_inline)) -> bool {
+    auto lean_row = [&](const T* x, std::int64_t y, T sw, T* g, T* h, const ShortRow<T>& q,
+                        double& value) __attribute__((always_inline)) {
       const std::int64_t nfull = K - K % W;
       const std::int64_t kt = K - W;  // the last vector, overlapping when W does not divide K
       T* e = kG ? g : h;  // exp(x - mc), scaled in place below
-      T mc;
-      double S, S1, sx;
-      std::int64_t kmax;
-      V et;
-      if (!softmax_row_short<kD, T>(x, K, e, eps != T(0), mc, S, S1, kmax, sx, et)) return false;
       const double a = (1.0 - eps) + epsK * csum;
       // a lse - sum_k q_k x_k with lse = mc + log1p(S1), as a log1p(S1) + sum_k q_k (mc - x_k):
       // no cancellation where the label's logit is the largest and the loss is small. (Explicit
       // fmas: the same rounding in every mode, whatever the compiler would contract.)
-      const double m = static_cast<double>(mc);
+      const double m = static_cast<double>(q.mc);
       const double qdx = __builtin_fma(1.0 - eps, m - static_cast<double>(x[y]),
-                                       epsK * __builtin_fma(csum, m, -sx));
-      value = __builtin_fma(a, log_sum(S, S1), qdx) * scale * sw;
+                                       epsK * __builtin_fma(csum, m, -q.sx));
+      value = __builtin_fma(a, q.log_s, qdx) * scale * sw;
       if constexpr (kD) {
         const double ds = scale * static_cast<double>(sw) * b.gscale;
         const V va = set1<V>(static_cast<T>(a));
         const V vd = set1<V>(static_cast<T>(ds));
         const V hf = set1<V>(static_cast<T>(a * b.hess_factor));  // fisher: a, no class weights
-        const V r = set1<V>(static_cast<T>(1.0 / S));
+        const V r = set1<V>(static_cast<T>(1.0 / q.S));
         const V cq = set1<V>(epsK);
         auto put = [&](std::int64_t k, V ev) __attribute__((always_inline)) {
           const V p = ev * r;
@@ -104,220 +99,239 @@ struct SoftmaxCrossEntropy {
           if constexpr (kG) store(g + k, (va * p - cq) * vd);
         };
         for (std::int64_t j = 0; j < nfull; j += W) put(j, load<V>(e + j));
-        if (nfull < K) put(kt, et);  // the overlapped lanes get the same values again
+        if (nfull < K) put(kt, q.et);  // the overlapped lanes get the same values again
         if constexpr (kG) g[y] = static_cast<T>(static_cast<double>(g[y]) - (1.0 - eps) * ds);
-        if (kmax >= 0) confident_fix(kmax, S, S1, a, (kmax == y ? 1.0 - eps : 0.0) + epsK, a,
-                                     ds, g, h);
+        if (q.kmax >= 0)
+          confident_fix(q.kmax, q.S, q.S1, a, (q.kmax == y ? 1.0 - eps : 0.0) + epsK, a, ds, g, h);
       }
-      return true;
     };
+    const int nbatch = lean_ok ? short_batch<T>(K) : 1;
+    ShortRow<T> batch[kShortBatch];
 
-    for (std::int64_t i = 0; i < b.rows; ++i) {
-      const T* x = b.logits + i * K;
-      const T* t = b.tprob ? b.tprob + i * K : nullptr;
-      T* g = kG ? b.grad + i * K : nullptr;
-      T* h = kH ? b.hess + i * K : nullptr;
-      const T sw = b.weight ? b.weight[i] : T(1);
-      const std::int64_t y = b.labels ? b.labels[i] : -1;
-      bool ignored = b.labels ? is_ignored(y, has_ig, ig, K) : (has_ig && t[ig] == T(1));
-      double value = 0.0;
-      bool bad = false;  // a NaN in this row (for nan_policy="omit")
-      // (The value takes the same route below either way, so that the compiler's
-      // contractions of its arithmetic are the same in every mode.)
-      const bool lean = lean_ok && !ignored && sw == sw && lean_row(x, y, sw, g, h, value);
-      if (!lean && !ignored && from_logits) {
-        // Pass 1, with the row sums the value needs fused in: sum c x, sum c t, sum c t x.
-        typename Tr::Acc acx{}, act{}, actx{};
-        VI tnan{};
-        auto visit = [&](V v, VI live, std::int64_t k0) {
-          // Lanes not live are zeroed through c (the class weights, or 1).
-          V c = select(live, b.class_w ? load_live<V>(b.class_w + k0, live) : set1<V>(T(1)), V{});
-          V xv = select(live, v, V{});
-          if (eps != T(0)) acx += to_acc(select(c != V{}, c * xv, V{}));  // as actx
-          if (t) {
-            V tv = load_live<V>(t + k0, live);
-            tnan |= (tv != tv);
-            tout |= (tv < V{}) | (tv > T(1));
-            act += to_acc(c * tv);
-            const V ct = c * tv;
-            actx += to_acc(select(ct != V{}, ct * xv, V{}));  // c t = 0 at x = -inf: 0
-          }
-        };
-        T* e_row = kG ? g : (kH ? h : nullptr);
-        if (eps != T(0) || t || b.class_w) softmax_pass1<T>(x, K, e_row, st, visit);
-        else softmax_pass1<T>(x, K, e_row, st, [](V, VI, std::int64_t) {});
-        bad = st.nan || any_lane(tnan);
-        // value = a lse - sum_k c_k q_k x_k = a log_s + sum_k c_k q_k (M - x_k), as in lean_row.
-        double a, qdx;
-        const double sx = (eps != T(0)) ? hsum(acx) : 0.0;
-        const double smooth = epsK * __builtin_fma(csum, st.M, -sx);
-        if (b.labels) {
-          const double cy = b.class_w ? b.class_w[y] : 1.0;
-          a = (1.0 - eps) * cy + epsK * csum;
-          qdx = __builtin_fma((1.0 - eps) * cy, st.M - static_cast<double>(x[y]), smooth);
-        } else {
-          const double ct = hsum(act);
-          a = (1.0 - eps) * ct + epsK * csum;
-          double tdx = __builtin_fma(ct, st.M, -hsum(actx));  // sum_k c_k t_k (M - x_k)
-          if (st.kmax >= 0) {
-            // A confident row, whose loss can be far below the rounding of c t x: the sum
-            // again, of terms that are all >= 0 (no cancellation).
-            const V vM = set1<V>(static_cast<T>(st.M));
-            typename Tr::Acc ad{};
-            for (std::int64_t k = 0; k < K; k += W) {
-              const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
-              const VI live = lane_index<V>() < live_n;
-              V ctk = load_live<V>(t + k, live);
-              if (b.class_w) ctk = ctk * load_live<V>(b.class_w + k, live);
-              const V gap = vM - load_live<V>(x + k, live);
-              ad += to_acc(select(live & (ctk != V{}), ctk * gap, V{}));  // 0 at t = 0, x = -inf
-            }
-            tdx = hsum(ad);
-          }
-          qdx = __builtin_fma(1.0 - eps, tdx, smooth);
+    for (std::int64_t i0 = 0; i0 < b.rows; i0 += nbatch) {
+      const int nb = b.rows - i0 < nbatch ? static_cast<int>(b.rows - i0) : nbatch;
+      if (lean_ok) {
+        for (int r = 0; r < nb; ++r) {
+          const std::int64_t i = i0 + r;
+          const std::int64_t y = b.labels[i];
+          const T sw = b.weight ? b.weight[i] : T(1);
+          ShortRow<T>& q = batch[r];
+          T* e = kG ? b.grad + i * K : (kH ? b.hess + i * K : nullptr);
+          q.ok = !is_ignored(y, has_ig, ig, K) && sw == sw &&
+                 softmax_row_short<kD, T>(b.logits + i * K, K, e, eps != T(0), q.mc, q.S, q.S1,
+                                          q.kmax, q.sx, q.et);
         }
-        value = __builtin_fma(a, st.log_s, qdx) * scale * sw;
-        if constexpr (kD) {
-          const double ds = scale * static_cast<double>(sw) * b.gscale;
-          const V va = set1<V>(static_cast<T>(a));
-          const V vd = set1<V>(static_cast<T>(ds));
-          // hessian="fisher": the expected Hessian, a with q replaced by its model expectation
-          // (1 - eps) p + eps/K: sum_k c_k p_k (1 - eps) + eps/K sum_k c_k. Equal to a without
-          // class weights.
-          double ah = a;
-          if (fisher && b.class_w) {
-            const T* ev = kG ? g : h;
-            double cp = 0.0;
+        short_row_logs(batch, nb);
+      }
+      for (int r = 0; r < nb; ++r) {
+        const std::int64_t i = i0 + r;
+        const T* x = b.logits + i * K;
+        const T* t = b.tprob ? b.tprob + i * K : nullptr;
+        T* g = kG ? b.grad + i * K : nullptr;
+        T* h = kH ? b.hess + i * K : nullptr;
+        const T sw = b.weight ? b.weight[i] : T(1);
+        const std::int64_t y = b.labels ? b.labels[i] : -1;
+        bool ignored = b.labels ? is_ignored(y, has_ig, ig, K) : (has_ig && t[ig] == T(1));
+        double value = 0.0;
+        bool bad = false;  // a NaN in this row (for nan_policy="omit")
+        // (The value takes the same route below either way, so that the compiler's
+        // contractions of its arithmetic are the same in every mode.)
+        const bool lean = lean_ok && batch[r].ok;
+        if (lean) lean_row(x, y, sw, g, h, batch[r], value);
+        if (!lean && !ignored && from_logits) {
+          // Pass 1, with the row sums the value needs fused in: sum c x, sum c t, sum c t x.
+          typename Tr::Acc acx{}, act{}, actx{};
+          VI tnan{};
+          auto visit = [&](V v, VI live, std::int64_t k0) {
+            // Lanes not live are zeroed through c (the class weights, or 1).
+            V c = select(live, b.class_w ? load_live<V>(b.class_w + k0, live) : set1<V>(T(1)), V{});
+            V xv = select(live, v, V{});
+            if (eps != T(0)) acx += to_acc(select(c != V{}, c * xv, V{}));  // as actx
+            if (t) {
+              V tv = load_live<V>(t + k0, live);
+              tnan |= (tv != tv);
+              tout |= (tv < V{}) | (tv > T(1));
+              act += to_acc(c * tv);
+              const V ct = c * tv;
+              actx += to_acc(select(ct != V{}, ct * xv, V{}));  // c t = 0 at x = -inf: 0
+            }
+          };
+          T* e_row = kG ? g : (kH ? h : nullptr);
+          if (eps != T(0) || t || b.class_w) softmax_pass1<T>(x, K, e_row, st, visit);
+          else softmax_pass1<T>(x, K, e_row, st, [](V, VI, std::int64_t) {});
+          bad = st.nan || any_lane(tnan);
+          // value = a lse - sum_k c_k q_k x_k = a log_s + sum_k c_k q_k (M - x_k), as in lean_row.
+          double a, qdx;
+          const double sx = (eps != T(0)) ? hsum(acx) : 0.0;
+          const double smooth = epsK * __builtin_fma(csum, st.M, -sx);
+          if (b.labels) {
+            const double cy = b.class_w ? b.class_w[y] : 1.0;
+            a = (1.0 - eps) * cy + epsK * csum;
+            qdx = __builtin_fma((1.0 - eps) * cy, st.M - static_cast<double>(x[y]), smooth);
+          } else {
+            const double ct = hsum(act);
+            a = (1.0 - eps) * ct + epsK * csum;
+            double tdx = __builtin_fma(ct, st.M, -hsum(actx));  // sum_k c_k t_k (M - x_k)
+            if (st.kmax >= 0) {
+              // A confident row, whose loss can be far below the rounding of c t x: the sum
+              // again, of terms that are all >= 0 (no cancellation).
+              const V vM = set1<V>(static_cast<T>(st.M));
+              typename Tr::Acc ad{};
+              for (std::int64_t k = 0; k < K; k += W) {
+                const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
+                const VI live = lane_index<V>() < live_n;
+                V ctk = load_live<V>(t + k, live);
+                if (b.class_w) ctk = ctk * load_live<V>(b.class_w + k, live);
+                const V gap = vM - load_live<V>(x + k, live);
+                ad += to_acc(select(live & (ctk != V{}), ctk * gap, V{}));  // 0 at t = 0, x = -inf
+              }
+              tdx = hsum(ad);
+            }
+            qdx = __builtin_fma(1.0 - eps, tdx, smooth);
+          }
+          value = __builtin_fma(a, st.log_s, qdx) * scale * sw;
+          if constexpr (kD) {
+            const double ds = scale * static_cast<double>(sw) * b.gscale;
+            const V va = set1<V>(static_cast<T>(a));
+            const V vd = set1<V>(static_cast<T>(ds));
+            // hessian="fisher": the expected Hessian, a with q replaced by its model expectation
+            // (1 - eps) p + eps/K: sum_k c_k p_k (1 - eps) + eps/K sum_k c_k. Equal to a without
+            // class weights.
+            double ah = a;
+            if (fisher && b.class_w) {
+              const T* ev = kG ? g : h;
+              double cp = 0.0;
+              for (int c = 0; c < st.nchunks; ++c) {
+                const std::int64_t k0 = c * st.chunk;
+                const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
+                double part = 0.0;
+                for (std::int64_t j = 0; j < n; ++j) part += static_cast<double>(b.class_w[k0 + j]) * ev[k0 + j];
+                cp += part * st.r[c];
+              }
+              ah = (1.0 - eps) * cp + epsK * csum;
+            }
+            const V hf = set1<V>(static_cast<T>(ah * b.hess_factor));
+            T* e = kG ? g : h;  // where pass 1 left exp(x - m_c)
+            const V ceps = set1<V>(epsK), c1 = set1<V>(T(1) - eps);
+            // One vector of the gradient / Hessian from exp values ev (scaled by r).
+            auto step = [&](V ev, V r, V c, V tv, V& gv, V& hv) {
+              V p = ev * r;
+              V cq = c * ceps;
+              if (t) cq = cq + c * c1 * tv;
+              if constexpr (kH) hv = max_nan1(hf * p * (T(1) - p), floor) * vd;  // clip, then weight
+              gv = (va * p - cq) * vd;
+            };
             for (int c = 0; c < st.nchunks; ++c) {
               const std::int64_t k0 = c * st.chunk;
               const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
-              double part = 0.0;
-              for (std::int64_t j = 0; j < n; ++j) part += static_cast<double>(b.class_w[k0 + j]) * ev[k0 + j];
-              cp += part * st.r[c];
-            }
-            ah = (1.0 - eps) * cp + epsK * csum;
-          }
-          const V hf = set1<V>(static_cast<T>(ah * b.hess_factor));
-          T* e = kG ? g : h;  // where pass 1 left exp(x - m_c)
-          const V ceps = set1<V>(epsK), c1 = set1<V>(T(1) - eps);
-          // One vector of the gradient / Hessian from exp values ev (scaled by r).
-          auto step = [&](V ev, V r, V c, V tv, V& gv, V& hv) {
-            V p = ev * r;
-            V cq = c * ceps;
-            if (t) cq = cq + c * c1 * tv;
-            if constexpr (kH) hv = max_nan1(hf * p * (T(1) - p), floor) * vd;  // clip, then weight
-            gv = (va * p - cq) * vd;
-          };
-          for (int c = 0; c < st.nchunks; ++c) {
-            const std::int64_t k0 = c * st.chunk;
-            const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
-            const V r = set1<V>(static_cast<T>(st.r[c]));
-            std::int64_t j = 0;
-            V gv{}, hv{};
-            const V one = set1<V>(T(1));
-            // A chunk whose length is not a multiple of W ends with one vector overlapping the
-            // previous one: its exp values are saved before the loop overwrites them in place,
-            // so that the overlapped lanes are recomputed from the same inputs.
-            const bool overlap = (n % W) != 0 && n >= W;
-            const std::int64_t kt = k0 + n - W;
-            const V et = overlap ? load<V>(e + kt) : V{};
-            if (!b.class_w && !t) {  // the common case: no per-class loads
-              const V cq = ceps;
+              const V r = set1<V>(static_cast<T>(st.r[c]));
+              std::int64_t j = 0;
+              V gv{}, hv{};
+              const V one = set1<V>(T(1));
+              // A chunk whose length is not a multiple of W ends with one vector overlapping the
+              // previous one: its exp values are saved before the loop overwrites them in place,
+              // so that the overlapped lanes are recomputed from the same inputs.
+              const bool overlap = (n % W) != 0 && n >= W;
+              const std::int64_t kt = k0 + n - W;
+              const V et = overlap ? load<V>(e + kt) : V{};
+              if (!b.class_w && !t) {  // the common case: no per-class loads
+                const V cq = ceps;
+                for (; j + W <= n; j += W) {
+                  const std::int64_t k = k0 + j;
+                  V p = load<V>(e + k) * r;
+                  if constexpr (kH) store(h + k, max_nan1(hf * p * (T(1) - p), floor) * vd);
+                  if constexpr (kG) store(g + k, (va * p - cq) * vd);
+                }
+              }
               for (; j + W <= n; j += W) {
                 const std::int64_t k = k0 + j;
-                V p = load<V>(e + k) * r;
-                if constexpr (kH) store(h + k, max_nan1(hf * p * (T(1) - p), floor) * vd);
-                if constexpr (kG) store(g + k, (va * p - cq) * vd);
+                step(load<V>(e + k), r, b.class_w ? load<V>(b.class_w + k) : one,
+                     t ? load<V>(t + k) : V{}, gv, hv);
+                if constexpr (kG) store(g + k, gv);
+                if constexpr (kH) store(h + k, hv);
+              }
+              if (overlap) {
+                step(et, r, b.class_w ? load<V>(b.class_w + kt) : one, t ? load<V>(t + kt) : V{},
+                     gv, hv);
+                if constexpr (kG) store(g + kt, gv);
+                if constexpr (kH) store(h + kt, hv);
+                j = n;
+              }
+              for (; j < n; ++j) {  // the tail, scalar
+                const std::int64_t k = k0 + j;
+                const double p = static_cast<double>(e[k]) * st.r[c];
+                const double ck = b.class_w ? static_cast<double>(b.class_w[k]) : 1.0;
+                double cq = ck * epsK;
+                if (t) cq += ck * (1.0 - eps) * static_cast<double>(t[k]);
+                if constexpr (kH) {
+                  double hk = ah * b.hess_factor * p * (1.0 - p);
+                  if (b.hess_policy == kHessClip && !(hk >= b.hess_floor)) hk = hk != hk ? hk : b.hess_floor;
+                  h[k] = static_cast<T>(hk * ds);
+                }
+                if constexpr (kG) g[k] = static_cast<T>((a * p - cq) * ds);
               }
             }
-            for (; j + W <= n; j += W) {
-              const std::int64_t k = k0 + j;
-              step(load<V>(e + k), r, b.class_w ? load<V>(b.class_w + k) : one,
-                   t ? load<V>(t + k) : V{}, gv, hv);
-              if constexpr (kG) store(g + k, gv);
-              if constexpr (kH) store(h + k, hv);
+            if (b.labels && kG) {
+              const double cy = b.class_w ? b.class_w[y] : 1.0;
+              g[y] = static_cast<T>(static_cast<double>(g[y]) - (1.0 - eps) * cy * ds);
             }
-            if (overlap) {
-              step(et, r, b.class_w ? load<V>(b.class_w + kt) : one, t ? load<V>(t + kt) : V{},
-                   gv, hv);
-              if constexpr (kG) store(g + kt, gv);
-              if constexpr (kH) store(h + kt, hv);
-              j = n;
-            }
-            for (; j < n; ++j) {  // the tail, scalar
-              const std::int64_t k = k0 + j;
-              const double p = static_cast<double>(e[k]) * st.r[c];
-              const double ck = b.class_w ? static_cast<double>(b.class_w[k]) : 1.0;
-              double cq = ck * epsK;
-              if (t) cq += ck * (1.0 - eps) * static_cast<double>(t[k]);
-              if constexpr (kH) {
-                double hk = ah * b.hess_factor * p * (1.0 - p);
-                if (b.hess_policy == kHessClip && !(hk >= b.hess_floor)) hk = hk != hk ? hk : b.hess_floor;
-                h[k] = static_cast<T>(hk * ds);
-              }
-              if constexpr (kG) g[k] = static_cast<T>((a * p - cq) * ds);
+            if (st.kmax >= 0) {
+              const std::int64_t km = st.kmax;
+              const double ck = b.class_w ? static_cast<double>(b.class_w[km]) : 1.0;
+              const double tk = t ? static_cast<double>(t[km]) : (km == y ? 1.0 : 0.0);
+              confident_fix(km, st.S, st.S1, a, ck * ((1.0 - eps) * tk + epsK), ah, ds, g, h);
             }
           }
-          if (b.labels && kG) {
-            const double cy = b.class_w ? b.class_w[y] : 1.0;
-            g[y] = static_cast<T>(static_cast<double>(g[y]) - (1.0 - eps) * cy * ds);
+        } else if (!lean && !ignored) {
+          // Probabilities in: one pass, no softmax.
+          const double ds = scale * static_cast<double>(sw) * b.gscale;
+          const V vd = set1<V>(static_cast<T>(ds));
+          typename Tr::Acc acc{};
+          VI nanm{};
+          for (std::int64_t k = 0; k < K; k += W) {
+            const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
+            const VI live = lane_index<V>() < live_n;
+            V pv = load_live<V>(x + k, live);
+            nanm |= (pv != pv) & live;
+            pv = select(live, pv, set1<V>(T(1)));
+            V pc = select(pv < clip, set1<V>(clip), pv);
+            pc = select(pc > T(1), set1<V>(T(1)), pc);
+            V c = b.class_w ? load_live<V>(b.class_w + k, live) : set1<V>(T(1));
+            V q = set1<V>(epsK);
+            if (t) {
+              V tv = load_live<V>(t + k, live);
+              nanm |= (tv != tv) & live;
+              tout |= (tv < V{}) | (tv > T(1));
+              q = q + (T(1) - eps) * tv;
+            } else {
+              q = select(lane_index<V>() + iset1<V>(static_cast<typename Tr::I>(k)) ==
+                             iset1<V>(static_cast<typename Tr::I>(y)),
+                         q + (T(1) - eps), q);
+            }
+            V cq = select(live, c * q, V{});
+            if constexpr (kVArr || kVSum) acc += to_acc(cq * vlog(pc));
+            V ip = T(1) / pc;
+            store_n(g, k, -(cq * ip) * vd, live_n, kG);
+            if constexpr (kH) {
+              // fisher: q replaced by its expectation (1 - eps) p + eps/K under the model.
+              V cqh = fisher ? select(live, c * ((T(1) - eps) * pc + epsK), V{}) : cq;
+              store_n(h, k, max_nan1(cqh * ip * ip, floor) * vd, live_n, kH);
+            }
           }
-          if (st.kmax >= 0) {
-            const std::int64_t km = st.kmax;
-            const double ck = b.class_w ? static_cast<double>(b.class_w[km]) : 1.0;
-            const double tk = t ? static_cast<double>(t[km]) : (km == y ? 1.0 : 0.0);
-            confident_fix(km, st.S, st.S1, a, ck * ((1.0 - eps) * tk + epsK), ah, ds, g, h);
-          }
+          bad = any_lane(nanm);
+          value = -hsum(acc) * scale * sw;
         }
-      } else if (!lean && !ignored) {
-        // Probabilities in: one pass, no softmax.
-        const double ds = scale * static_cast<double>(sw) * b.gscale;
-        const V vd = set1<V>(static_cast<T>(ds));
-        typename Tr::Acc acc{};
-        VI nanm{};
-        for (std::int64_t k = 0; k < K; k += W) {
-          const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
-          const VI live = lane_index<V>() < live_n;
-          V pv = load_live<V>(x + k, live);
-          nanm |= (pv != pv) & live;
-          pv = select(live, pv, set1<V>(T(1)));
-          V pc = select(pv < clip, set1<V>(clip), pv);
-          pc = select(pc > T(1), set1<V>(T(1)), pc);
-          V c = b.class_w ? load_live<V>(b.class_w + k, live) : set1<V>(T(1));
-          V q = set1<V>(epsK);
-          if (t) {
-            V tv = load_live<V>(t + k, live);
-            nanm |= (tv != tv) & live;
-            tout |= (tv < V{}) | (tv > T(1));
-            q = q + (T(1) - eps) * tv;
-          } else {
-            q = select(lane_index<V>() + iset1<V>(static_cast<typename Tr::I>(k)) ==
-                           iset1<V>(static_cast<typename Tr::I>(y)),
-                       q + (T(1) - eps), q);
-          }
-          V cq = select(live, c * q, V{});
-          if constexpr (kVArr || kVSum) acc += to_acc(cq * vlog(pc));
-          V ip = T(1) / pc;
-          store_n(g, k, -(cq * ip) * vd, live_n, kG);
-          if constexpr (kH) {
-            // fisher: q replaced by its expectation (1 - eps) p + eps/K under the model.
-            V cqh = fisher ? select(live, c * ((T(1) - eps) * pc + epsK), V{}) : cq;
-            store_n(h, k, max_nan1(cqh * ip * ip, floor) * vd, live_n, kH);
-          }
+        if (!ignored && sw != sw) bad = true;
+        if (ignored || (b.omit_nan && bad)) {
+          value = 0.0;
+          if constexpr (kG)
+            for (std::int64_t k = 0; k < K; ++k) g[k] = T(0);
+          if constexpr (kH)
+            for (std::int64_t k = 0; k < K; ++k) h[k] = T(0);
         }
-        bad = any_lane(nanm);
-        value = -hsum(acc) * scale * sw;
+        if constexpr (kVArr) b.value[i] = static_cast<T>(value);
+        if constexpr (kVSum) vsum += value;
       }
-      if (!ignored && sw != sw) bad = true;
-      if (ignored || (b.omit_nan && bad)) {
-        value = 0.0;
-        if constexpr (kG)
-          for (std::int64_t k = 0; k < K; ++k) g[k] = T(0);
-        if constexpr (kH)
-          for (std::int64_t k = 0; k < K; ++k) h[k] = T(0);
-      }
-      if constexpr (kVArr) b.value[i] = static_cast<T>(value);
-      if constexpr (kVSum) vsum += value;
     }
     if constexpr (kVSum) *b.value_sum = vsum;
     if (b.bad_target && any_lane(tout)) *b.bad_target = 1;

@@ -161,22 +161,21 @@ struct SoftmaxFocal {
     };
 
     // The short path as one short routine for rows of W to 2048 logits (one softmax chunk),
-    // as softmax_cross_entropy's: softmax_row_short, the target class's scalars, then one
-    // output pass scaling the exps in place. The same arithmetic as the short path below. A
-    // row holding NaN, or only -inf, returns false untouched and goes the general way.
+    // as softmax_cross_entropy's: softmax_row_short for a batch of rows (ShortRow), the
+    // batch's logs, then per row the target class's scalars and one output pass scaling the
+    // exps in place. The same arithmetic as the short path below. A row holding NaN, or only
+    // -inf, is left untouched and goes the general way.
     const bool lean_ok = b.labels && eps == T(0) && !(kH && fisher) && K >= W &&
                          K <= softmax_chunk<T>(1);
-    auto lean_row = [&](const T* x, std::int64_t y, T sw, T* g, T* h, double& value)
-                        __attribute__((always_inline)) -> bool {
+    auto lean_row = [&](const T* x, std::int64_t y, T sw, T* g, T* h, const ShortRow<T>& q,
+                        double& value) __attribute__((always_inline)) {
       const std::int64_t nfull = K - K % W;
       const std::int64_t kt = K - W;  // the last vector, overlapping when W does not divide K
       T* e = kG ? g : h;  // exp(x - mc), scaled in place below (null: value only)
-      T mc;
-      double S, S1, sx;
-      std::int64_t kmax;
-      V et;
-      if (!softmax_row_short<kG || kH, T>(x, K, e, false, mc, S, S1, kmax, sx, et)) return false;
-      const double log_s = log_sum(S, S1);
+      const T mc = q.mc;
+      const double S = q.S;
+      const V et = q.et;
+      const double log_s = q.log_s;
       const TargetTerms tt = target_terms(gamma, (static_cast<double>(x[y]) - mc) - log_s,
                                           alpha_y(y), static_cast<double>(om_min));
       value = tt.value;
@@ -207,210 +206,229 @@ struct SoftmaxFocal {
         if constexpr (kG) g[y] = static_cast<T>(tt.gy * ds);
         if constexpr (kH) h[y] = hess_y(tt.hy, ds);
       }
-      return true;
     };
+    const int nbatch = lean_ok ? short_batch<T>(K) : 1;
+    ShortRow<T> batch[kShortBatch];
 
-    for (std::int64_t i = 0; i < b.rows; ++i) {
-      const T* x = b.logits + i * K;
-      const T* t = b.tprob ? b.tprob + i * K : nullptr;
-      T* g = kG ? b.grad + i * K : nullptr;
-      T* h = kH ? b.hess + i * K : nullptr;
-      const T sw = b.weight ? b.weight[i] : T(1);
-      const std::int64_t y = b.labels ? b.labels[i] : -1;
-      const bool ignored = b.labels ? is_ignored(y, has_ig, ig, K) : (has_ig && t[ig] == T(1));
-      double value = 0.0;
-      bool bad = false;
-      // Index targets without smoothing (the short path, below) whose outputs are not the
-      // Fisher Hessian: pass 1 leaves exp(x - m_c) in an output row and the output pass
-      // scales it, as softmax_cross_entropy does (one exp per logit).
-      const bool fast = b.labels && eps == T(0);
-      const bool reuse = fast && (kG || kH) && !(kH && fisher);
-      T* e_row = reuse ? (kG ? g : h) : nullptr;
-      const bool lean = lean_ok && !ignored && sw == sw && lean_row(x, y, sw, g, h, value);
-      if (!lean && !ignored) {
-        softmax_pass1<T>(x, K, e_row, st, [](V, VI, std::int64_t) {});
-        bad = st.nan;
-        const V vM = set1<V>(static_cast<T>(st.M));
-        const V vls = set1<V>(static_cast<T>(st.log_s));
-        // p, 1 - p and log p of the logits at k (lanes not live: p = 0).
-        auto probs = [&](std::int64_t k, VI live, V& p, V& om, V& lp) {
-          lp = select(live, (load_live<V>(x + k, live) - vM) - vls, ninf);
-          vexp_neg_1m(-lp, p, om);
-        };
-        // Pass 2 over the row for a target distribution: qk(k, live, p) gives q_k; sums
-        // value, S, T (split by p > 1/2) and keeps a phi in `gst`, a p phi' in `hst`.
-        auto pass2 = [&](auto qk, T* gst, T* hst, double& val, double& S, double& Tlo,
-                         double& Thi) {
-          typename Tr::Acc av{}, as{}, alo{}, ahi{};
-          VI tnan{};
-          for (std::int64_t k = 0; k < K; k += W) {
-            const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
-            const VI live = lane_index<V>() < live_n;
-            V p, om, lp;
-            probs(k, live, p, om, lp);
-            V a = b.class_aux ? load_live<V>(b.class_aux + k, live) : set1<V>(alpha);
-            if (b.class_w) a = a * load_live<V>(b.class_w + k, live);
-            const V q = qk(k, live, p, tnan);
-            a = select(live, a * q, V{});
-            V f, phi, dphi;
-            terms<T>(G, p, om, lp, f, phi, dphi);
-            // A class without target mass adds nothing, also where its logit is -inf (p = 0,
-            // log p = -inf: 0, not 0 * inf).
-            const auto use = live & (a != V{});
-            const V aphi = select(use, a * phi, V{});
-            const V tp = select(use & (p != V{}), a * p * dphi, V{});
-            if (kVal) av += to_acc(select(use, a * f, V{}));
-            as += to_acc(aphi);
-            const auto big = p > T(0.5);
-            ahi += to_acc(select(live & big, tp, V{}));
-            alo += to_acc(select(live & ~big, tp, V{}));
-            if (gst) store_n(gst, k, aphi, live_n, true);
-            if (hst) store_n(hst, k, tp, live_n, true);
-          }
-          val = -hsum(av);
-          S = hsum(as);
-          Tlo = hsum(alo);
-          Thi = hsum(ahi);
-          if (any_lane(tnan)) bad = true;
-        };
-        auto q_target = [&](std::int64_t k, VI live, V, VI& tnan) -> V {
-          if (t) {
-            const V tv = load_live<V>(t + k, live);
-            tnan |= (tv != tv) & live;
-            tout |= ((tv < V{}) | (tv > T(1))) & live;
-            return (T(1) - eps) * tv + epsK;
-          }
-          const auto hit = lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(y));
-          return select(hit, set1<V>(T(1) - eps + epsK), set1<V>(epsK));
-        };
-        // The model's expected target. A class equal to ignore_index contributes nothing (its
-        // samples are ignored): q = (1 - eps) p [k != ig] + (1 - p_ig) eps / K.
-        const bool ig_in_row = has_ig && ig >= 0 && ig < K;
-        const T p_ig = ig_in_row ? static_cast<T>(__builtin_exp((static_cast<double>(x[ig]) - st.M) - st.log_s)) : T(0);
-        const V qm_eps = set1<V>((T(1) - p_ig) * epsK);
-        auto q_model = [&](std::int64_t k, VI, V p, VI&) -> V {
-          V pk = p;
-          if (ig_in_row) {
-            const auto hit = lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(ig));
-            pk = select(hit, V{}, p);
-          }
-          return (T(1) - eps) * pk + qm_eps;
-        };
-
-        double Sg = 0.0, Sh = 0.0, Tlo = 0.0, Thi = 0.0;
-        double gy = 0.0, hy = 0.0;  // the short path's outputs at y (before scaling)
-        bool stored_g = false, stored_h = false;
-        if (fast) {
-          const double lpy = (static_cast<double>(x[y]) - st.M) - st.log_s;
-          const TargetTerms tt = target_terms(gamma, lpy, alpha_y(y), static_cast<double>(om_min));
-          value = tt.value;
-          Sg = Sh = tt.S;
-          Tlo = tt.T;
-          gy = tt.gy;
-          hy = tt.hy;
-        } else if (kVal || kG || (kH && !fisher)) {
-          double S = 0.0;
-          pass2(q_target, kG ? g : nullptr, (kH && !fisher) ? h : nullptr, value, S, Tlo, Thi);
-          Sg = Sh = S;
-          stored_g = kG;
-          stored_h = kH && !fisher;
+    for (std::int64_t i0 = 0; i0 < b.rows; i0 += nbatch) {
+      const int nb = b.rows - i0 < nbatch ? static_cast<int>(b.rows - i0) : nbatch;
+      if (lean_ok) {
+        for (int r = 0; r < nb; ++r) {
+          const std::int64_t i = i0 + r;
+          const std::int64_t y = b.labels[i];
+          const T sw = b.weight ? b.weight[i] : T(1);
+          ShortRow<T>& q = batch[r];
+          T* e = kG ? b.grad + i * K : (kH ? b.hess + i * K : nullptr);
+          q.ok = !is_ignored(y, has_ig, ig, K) && sw == sw &&
+                 softmax_row_short<kG || kH, T>(b.logits + i * K, K, e, false, q.mc, q.S, q.S1,
+                                                q.kmax, q.sx, q.et);
         }
-        if (kH && fisher) {
-          double vdummy = 0.0;
-          pass2(q_model, nullptr, h, vdummy, Sh, Tlo, Thi);
-          stored_h = true;
-        }
-        value *= static_cast<double>(sw);
-        if constexpr (kG || kH) {
-          const double ds = static_cast<double>(sw) * b.gscale;
-          const V vds = set1<V>(static_cast<T>(ds));
-          const V vSg = set1<V>(static_cast<T>(Sg)), vSh = set1<V>(static_cast<T>(Sh));
-          const V vTlo = set1<V>(static_cast<T>(Tlo)), vThi = set1<V>(static_cast<T>(Thi));
-          // The short path's classes other than y: a_k = 0, so g_k = p_k S and
-          // h_k = p_k (1 - p_k) S - p_k^2 T with T = a_y p_y phi'_y (= Tlo).
-          auto short_out = [&](std::int64_t k, V p) {
-            V om = T(1) - p;
-            if (any_lane(p > T(0.5))) {  // at most one class per row: 1 - p from expm1
-              V lp;
-              probs(k, iset1<V>(-1), p, om, lp);
-            }
-            if constexpr (kG) store(g + k, p * vSg * vds);
-            if constexpr (kH) {
-              V hv = (p * om * vSh - p * p * vTlo) * hf;
-              if (clip) hv = max_nan1(hv, floor);
-              if (habs) hv = abs(hv);
-              store(h + k, hv * vds);
-            }
+        short_row_logs(batch, nb);
+      }
+      for (int r = 0; r < nb; ++r) {
+        const std::int64_t i = i0 + r;
+        const T* x = b.logits + i * K;
+        const T* t = b.tprob ? b.tprob + i * K : nullptr;
+        T* g = kG ? b.grad + i * K : nullptr;
+        T* h = kH ? b.hess + i * K : nullptr;
+        const T sw = b.weight ? b.weight[i] : T(1);
+        const std::int64_t y = b.labels ? b.labels[i] : -1;
+        const bool ignored = b.labels ? is_ignored(y, has_ig, ig, K) : (has_ig && t[ig] == T(1));
+        double value = 0.0;
+        bool bad = false;
+        // Index targets without smoothing (the short path, below) whose outputs are not the
+        // Fisher Hessian: pass 1 leaves exp(x - m_c) in an output row and the output pass
+        // scales it, as softmax_cross_entropy does (one exp per logit).
+        const bool fast = b.labels && eps == T(0);
+        const bool reuse = fast && (kG || kH) && !(kH && fisher);
+        T* e_row = reuse ? (kG ? g : h) : nullptr;
+        const bool lean = lean_ok && batch[r].ok;
+        if (lean) lean_row(x, y, sw, g, h, batch[r], value);
+        if (!lean && !ignored) {
+          softmax_pass1<T>(x, K, e_row, st, [](V, VI, std::int64_t) {});
+          bad = st.nan;
+          const V vM = set1<V>(static_cast<T>(st.M));
+          const V vls = set1<V>(static_cast<T>(st.log_s));
+          // p, 1 - p and log p of the logits at k (lanes not live: p = 0).
+          auto probs = [&](std::int64_t k, VI live, V& p, V& om, V& lp) {
+            lp = select(live, (load_live<V>(x + k, live) - vM) - vls, ninf);
+            vexp_neg_1m(-lp, p, om);
           };
-          for (int c = 0; reuse && c < st.nchunks; ++c) {
-            const std::int64_t k0 = c * st.chunk;
-            const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
-            const V r = set1<V>(static_cast<T>(st.r[c]));
-            // A chunk whose length is not a multiple of W ends with one vector overlapping the
-            // previous one; its exps are read before the loop overwrites them.
-            const bool overlap = (n % W) != 0 && n >= W;
-            const std::int64_t kt = k0 + n - W;
-            const V et = overlap ? load<V>(e_row + kt) : V{};
-            std::int64_t j = 0;
-            for (; j + W <= n; j += W) short_out(k0 + j, load<V>(e_row + k0 + j) * r);
-            if (overlap) {
-              short_out(kt, et * r);
-            } else {
-              for (; j < n; ++j) {  // a row shorter than one vector
-                const std::int64_t k = k0 + j;
-                const double lp = (static_cast<double>(x[k]) - st.M) - st.log_s;
-                const double p = __builtin_exp(lp), om = -__builtin_expm1(lp);
-                if constexpr (kG) g[k] = static_cast<T>(p * Sg * ds);
-                if constexpr (kH) {
-                  double hv = (p * om * Sh - p * p * Tlo) * b.hess_factor;
-                  if (clip && !(hv >= b.hess_floor)) hv = hv != hv ? hv : b.hess_floor;
-                  if (habs) hv = hv < 0 ? -hv : hv;
-                  h[k] = static_cast<T>(hv * ds);
+          // Pass 2 over the row for a target distribution: qk(k, live, p) gives q_k; sums
+          // value, S, T (split by p > 1/2) and keeps a phi in `gst`, a p phi' in `hst`.
+          auto pass2 = [&](auto qk, T* gst, T* hst, double& val, double& S, double& Tlo,
+                           double& Thi) {
+            typename Tr::Acc av{}, as{}, alo{}, ahi{};
+            VI tnan{};
+            for (std::int64_t k = 0; k < K; k += W) {
+              const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
+              const VI live = lane_index<V>() < live_n;
+              V p, om, lp;
+              probs(k, live, p, om, lp);
+              V a = b.class_aux ? load_live<V>(b.class_aux + k, live) : set1<V>(alpha);
+              if (b.class_w) a = a * load_live<V>(b.class_w + k, live);
+              const V q = qk(k, live, p, tnan);
+              a = select(live, a * q, V{});
+              V f, phi, dphi;
+              terms<T>(G, p, om, lp, f, phi, dphi);
+              // A class without target mass adds nothing, also where its logit is -inf (p = 0,
+              // log p = -inf: 0, not 0 * inf).
+              const auto use = live & (a != V{});
+              const V aphi = select(use, a * phi, V{});
+              const V tp = select(use & (p != V{}), a * p * dphi, V{});
+              if (kVal) av += to_acc(select(use, a * f, V{}));
+              as += to_acc(aphi);
+              const auto big = p > T(0.5);
+              ahi += to_acc(select(live & big, tp, V{}));
+              alo += to_acc(select(live & ~big, tp, V{}));
+              if (gst) store_n(gst, k, aphi, live_n, true);
+              if (hst) store_n(hst, k, tp, live_n, true);
+            }
+            val = -hsum(av);
+            S = hsum(as);
+            Tlo = hsum(alo);
+            Thi = hsum(ahi);
+            if (any_lane(tnan)) bad = true;
+          };
+          auto q_target = [&](std::int64_t k, VI live, V, VI& tnan) -> V {
+            if (t) {
+              const V tv = load_live<V>(t + k, live);
+              tnan |= (tv != tv) & live;
+              tout |= ((tv < V{}) | (tv > T(1))) & live;
+              return (T(1) - eps) * tv + epsK;
+            }
+            const auto hit = lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(y));
+            return select(hit, set1<V>(T(1) - eps + epsK), set1<V>(epsK));
+          };
+          // The model's expected target. A class equal to ignore_index contributes nothing (its
+          // samples are ignored): q = (1 - eps) p [k != ig] + (1 - p_ig) eps / K.
+          const bool ig_in_row = has_ig && ig >= 0 && ig < K;
+          const T p_ig = ig_in_row ? static_cast<T>(__builtin_exp((static_cast<double>(x[ig]) - st.M) - st.log_s)) : T(0);
+          const V qm_eps = set1<V>((T(1) - p_ig) * epsK);
+          auto q_model = [&](std::int64_t k, VI, V p, VI&) -> V {
+            V pk = p;
+            if (ig_in_row) {
+              const auto hit = lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(ig));
+              pk = select(hit, V{}, p);
+            }
+            return (T(1) - eps) * pk + qm_eps;
+          };
+
+          double Sg = 0.0, Sh = 0.0, Tlo = 0.0, Thi = 0.0;
+          double gy = 0.0, hy = 0.0;  // the short path's outputs at y (before scaling)
+          bool stored_g = false, stored_h = false;
+          if (fast) {
+            const double lpy = (static_cast<double>(x[y]) - st.M) - st.log_s;
+            const TargetTerms tt = target_terms(gamma, lpy, alpha_y(y), static_cast<double>(om_min));
+            value = tt.value;
+            Sg = Sh = tt.S;
+            Tlo = tt.T;
+            gy = tt.gy;
+            hy = tt.hy;
+          } else if (kVal || kG || (kH && !fisher)) {
+            double S = 0.0;
+            pass2(q_target, kG ? g : nullptr, (kH && !fisher) ? h : nullptr, value, S, Tlo, Thi);
+            Sg = Sh = S;
+            stored_g = kG;
+            stored_h = kH && !fisher;
+          }
+          if (kH && fisher) {
+            double vdummy = 0.0;
+            pass2(q_model, nullptr, h, vdummy, Sh, Tlo, Thi);
+            stored_h = true;
+          }
+          value *= static_cast<double>(sw);
+          if constexpr (kG || kH) {
+            const double ds = static_cast<double>(sw) * b.gscale;
+            const V vds = set1<V>(static_cast<T>(ds));
+            const V vSg = set1<V>(static_cast<T>(Sg)), vSh = set1<V>(static_cast<T>(Sh));
+            const V vTlo = set1<V>(static_cast<T>(Tlo)), vThi = set1<V>(static_cast<T>(Thi));
+            // The short path's classes other than y: a_k = 0, so g_k = p_k S and
+            // h_k = p_k (1 - p_k) S - p_k^2 T with T = a_y p_y phi'_y (= Tlo).
+            auto short_out = [&](std::int64_t k, V p) {
+              V om = T(1) - p;
+              if (any_lane(p > T(0.5))) {  // at most one class per row: 1 - p from expm1
+                V lp;
+                probs(k, iset1<V>(-1), p, om, lp);
+              }
+              if constexpr (kG) store(g + k, p * vSg * vds);
+              if constexpr (kH) {
+                V hv = (p * om * vSh - p * p * vTlo) * hf;
+                if (clip) hv = max_nan1(hv, floor);
+                if (habs) hv = abs(hv);
+                store(h + k, hv * vds);
+              }
+            };
+            for (int c = 0; reuse && c < st.nchunks; ++c) {
+              const std::int64_t k0 = c * st.chunk;
+              const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
+              const V r = set1<V>(static_cast<T>(st.r[c]));
+              // A chunk whose length is not a multiple of W ends with one vector overlapping the
+              // previous one; its exps are read before the loop overwrites them.
+              const bool overlap = (n % W) != 0 && n >= W;
+              const std::int64_t kt = k0 + n - W;
+              const V et = overlap ? load<V>(e_row + kt) : V{};
+              std::int64_t j = 0;
+              for (; j + W <= n; j += W) short_out(k0 + j, load<V>(e_row + k0 + j) * r);
+              if (overlap) {
+                short_out(kt, et * r);
+              } else {
+                for (; j < n; ++j) {  // a row shorter than one vector
+                  const std::int64_t k = k0 + j;
+                  const double lp = (static_cast<double>(x[k]) - st.M) - st.log_s;
+                  const double p = __builtin_exp(lp), om = -__builtin_expm1(lp);
+                  if constexpr (kG) g[k] = static_cast<T>(p * Sg * ds);
+                  if constexpr (kH) {
+                    double hv = (p * om * Sh - p * p * Tlo) * b.hess_factor;
+                    if (clip && !(hv >= b.hess_floor)) hv = hv != hv ? hv : b.hess_floor;
+                    if (habs) hv = hv < 0 ? -hv : hv;
+                    h[k] = static_cast<T>(hv * ds);
+                  }
                 }
               }
             }
-          }
-          // A confident row (softmax_rows.hpp): at its largest logit, p S - a phi loses its
-          // digits to cancellation; it is (S - a phi) - (1 - p) S with 1 - p = S1 / S.
-          const std::int64_t km = (!reuse && stored_g) ? st.kmax : -1;
-          const double aphi_km = km >= 0 ? static_cast<double>(g[km]) : 0.0;
-          for (std::int64_t k = 0; !reuse && k < K; k += W) {
-            const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
-            const VI live = lane_index<V>() < live_n;
-            V p, om, lp;
-            probs(k, live, p, om, lp);
-            if constexpr (kG) {
-              const V gs = stored_g ? load_live<V>(g + k, live) : V{};
-              store_n(g, k, (p * vSg - gs) * vds, live_n, true);
+            // A confident row (softmax_rows.hpp): at its largest logit, p S - a phi loses its
+            // digits to cancellation; it is (S - a phi) - (1 - p) S with 1 - p = S1 / S.
+            const std::int64_t km = (!reuse && stored_g) ? st.kmax : -1;
+            const double aphi_km = km >= 0 ? static_cast<double>(g[km]) : 0.0;
+            for (std::int64_t k = 0; !reuse && k < K; k += W) {
+              const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
+              const VI live = lane_index<V>() < live_n;
+              V p, om, lp;
+              probs(k, live, p, om, lp);
+              if constexpr (kG) {
+                const V gs = stored_g ? load_live<V>(g + k, live) : V{};
+                store_n(g, k, (p * vSg - gs) * vds, live_n, true);
+              }
+              if constexpr (kH) {
+                const V hs = stored_h ? load_live<V>(h + k, live) : V{};
+                const V Tm = select(p > T(0.5), vTlo, vThi + (vTlo - hs));
+                V hv = (p * om * vSh - p * p * Tm - hs * om * om) * hf;
+                if (clip) hv = max_nan1(hv, floor);
+                if (habs) hv = abs(hv);
+                store_n(h, k, hv * vds, live_n, true);
+              }
             }
-            if constexpr (kH) {
-              const V hs = stored_h ? load_live<V>(h + k, live) : V{};
-              const V Tm = select(p > T(0.5), vTlo, vThi + (vTlo - hs));
-              V hv = (p * om * vSh - p * p * Tm - hs * om * om) * hf;
-              if (clip) hv = max_nan1(hv, floor);
-              if (habs) hv = abs(hv);
-              store_n(h, k, hv * vds, live_n, true);
+            if (kG && km >= 0)
+              g[km] = static_cast<T>(((Sg - aphi_km) - (st.S1 / st.S) * Sg) * ds);
+            if (fast) {
+              if constexpr (kG) g[y] = static_cast<T>(gy * ds);
+              if constexpr (kH)
+                if (!fisher) h[y] = hess_y(hy, ds);
             }
-          }
-          if (kG && km >= 0)
-            g[km] = static_cast<T>(((Sg - aphi_km) - (st.S1 / st.S) * Sg) * ds);
-          if (fast) {
-            if constexpr (kG) g[y] = static_cast<T>(gy * ds);
-            if constexpr (kH)
-              if (!fisher) h[y] = hess_y(hy, ds);
           }
         }
+        if (!ignored && sw != sw) bad = true;
+        if (ignored || (b.omit_nan && bad)) {
+          value = 0.0;
+          if constexpr (kG)
+            for (std::int64_t k = 0; k < K; ++k) g[k] = T(0);
+          if constexpr (kH)
+            for (std::int64_t k = 0; k < K; ++k) h[k] = T(0);
+        }
+        if constexpr (kVArr) b.value[i] = static_cast<T>(value);
+        if constexpr (kVSum) vsum += value;
       }
-      if (!ignored && sw != sw) bad = true;
-      if (ignored || (b.omit_nan && bad)) {
-        value = 0.0;
-        if constexpr (kG)
-          for (std::int64_t k = 0; k < K; ++k) g[k] = T(0);
-        if constexpr (kH)
-          for (std::int64_t k = 0; k < K; ++k) h[k] = T(0);
-      }
-      if constexpr (kVArr) b.value[i] = static_cast<T>(value);
-      if constexpr (kVSum) vsum += value;
     }
     if constexpr (kVSum) *b.value_sum = vsum;
     if (b.bad_target && any_lane(tout)) *b.bad_target = 1;

@@ -233,12 +233,15 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
 // The same statistics for a row of W <= K <= softmax_chunk(1) logits (one chunk), as one
 // short routine without the chunk machinery: about 1.5x faster at K = 100, where that
 // machinery is a large part of a row (float32, AVX2, Zen 3). The row's max mc (two running
-// maxima: half the dependency chain), then e = exp(x - mc), stored into e_out with Store
-// and summed: S (float64, over runs of at most 32 terms per lane in the compute type).
-// The last vector overlaps the previous one when W does not divide K; its exps are returned
-// in et only (e_out holds the full vectors' exps), for the caller's last output vector. S1 and kmax as in SoftmaxStats (confident rows). With sum_x, sx is the plain sum of x
-// (for label smoothing). Returns false, e_out untouched, for a row holding NaN or only -inf:
-// the chunked path handles those.
+// maxima: half the dependency chain; one MAXPS per vector, which skips NaN), then
+// e = exp(x - mc), stored into e_out with Store and summed: S (float64, over runs of at most
+// 32 terms per lane in the compute type). A NaN logit, or +inf, makes S NaN, which is how such
+// a row is recognised (no NaN test per vector). The last vector overlaps the previous one
+// when W does not divide K; its exps are returned in et only (e_out holds the full vectors'
+// exps), for the caller's last output vector. S1 and kmax as in SoftmaxStats (confident
+// rows). With sum_x, sx is the plain sum of x (for label smoothing). Returns false for a row
+// holding NaN, +inf or only -inf (e_out may hold partial results): the chunked path handles
+// those, and rewrites the whole row.
 template <bool Store, class T>
 FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_x, T& mc,
                                  double& S, double& S1, std::int64_t& kmax, double& sx,
@@ -253,13 +256,11 @@ FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_
   const std::int64_t kt = K - W;               // the last vector, overlapping when rem > 0
   const VI tl = lane_index<V>() >= (W - rem);  // its new lanes
   V vm0 = set1<V>(ninf), vm1 = vm0;
-  VI nanm{};
   typename Tr::Acc ax{};
   std::int64_t j = 0;
   for (; j + 2 * W <= nfull; j += 2 * W) {
     const V u = load<V>(x + j), v = load<V>(x + j + W);
-    nanm |= (u != u) | (v != v);
-    vm0 = select(u > vm0, u, vm0);
+    vm0 = select(u > vm0, u, vm0);  // MAXPS: a NaN u leaves vm0
     vm1 = select(v > vm1, v, vm1);
     if (sum_x) {
       ax += to_acc(u);
@@ -268,20 +269,18 @@ FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_
   }
   for (; j < nfull; j += W) {
     const V u = load<V>(x + j);
-    nanm |= (u != u);
     vm0 = select(u > vm0, u, vm0);
     if (sum_x) ax += to_acc(u);
   }
   V tail{};
   if (rem) {
     tail = load<V>(x + kt);
-    nanm |= (tail != tail);
     vm1 = select(tail > vm1, tail, vm1);
     if (sum_x) ax += to_acc(select(tl, tail, V{}));
   }
   vm0 = select(vm1 > vm0, vm1, vm0);
   mc = hmax(vm0);
-  if (any_lane(nanm) || mc == ninf) return false;
+  if (mc == ninf) return false;
   const V vmc = set1<V>(mc);
   typename Tr::Acc acc{};
   constexpr std::int64_t kRun = 32 * W;
@@ -301,6 +300,7 @@ FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_
     acc += to_acc(select(tl, et, V{}));
   }
   S = hsum(acc);
+  if (S != S) return false;  // a NaN logit, or +inf (mc = inf, inf - inf)
   S1 = S - 1.0;
   kmax = -1;
   if (S < 2.0) {  // a confident row (S >= 1: the largest logit's term is 1)
@@ -309,4 +309,43 @@ FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_
   }
   sx = sum_x ? hsum(ax) : 0.0;
   return true;
+}
+
+// A batch of short rows: softmax_row_short's results for up to kShortBatch consecutive rows,
+// kept until the batch's logarithms are taken together (short_row_logs) and each row's outputs
+// are written. Batching lets a row's max and exp passes overlap the previous row's closing
+// sums, and replaces one scalar log per row by a vector of them.
+template <class T>
+struct ShortRow {
+  typename VecOf<T>::V et;  // the overlapping last vector's exps (softmax_row_short)
+  double S, S1, sx, log_s;
+  std::int64_t kmax;
+  T mc;
+  bool ok;  // the row went the short way (no NaN, not all -inf, not ignored)
+};
+constexpr int kShortBatch = 8;
+
+// Rows per batch for rows of K logits: at most kShortBatch, and few enough that the batch's
+// exps (left in the output rows) stay in L1 until its outputs are written.
+template <class T>
+FL_INLINE int short_batch(std::int64_t K) {
+  const std::int64_t n = 16384 / (K * static_cast<std::int64_t>(sizeof(T)));
+  return n < 1 ? 1 : (n > kShortBatch ? kShortBatch : static_cast<int>(n));
+}
+
+// log S of the batch's short rows, as log_sum gives it: log S from the float64 vector log for
+// every row, then log1p(S1) for the confident ones (S < 2, rare).
+template <class T>
+FL_INLINE void short_row_logs(ShortRow<T>* rs, int n) {
+  constexpr int WD = Traits<vd>::W;
+  for (int r0 = 0; r0 < n; r0 += WD) {
+    vd s = set1<vd>(2.0);
+    for (int j = 0; j < WD && r0 + j < n; ++j)
+      if (rs[r0 + j].ok) s[j] = rs[r0 + j].S;
+    const vd ls = vlog(s);
+    for (int j = 0; j < WD && r0 + j < n; ++j) {
+      ShortRow<T>& q = rs[r0 + j];
+      if (q.ok) q.log_s = q.S < 2.0 ? __builtin_log1p(q.S1) : ls[j];
+    }
+  }
 }
