@@ -11,8 +11,9 @@
 //  * exp/expm1: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, with ln2 split in a
 //    high part exact in n * ln2_hi (fdlibm's split for float64; the 0.693359375 split for
 //    float32) and the Taylor series of expm1(r) = sum r^k / k!, truncated where the next
-//    term is below 2^-60 (float64, degree 13) or 2^-28 (float32, degree 7) relative.
-//    2^n is applied in two halves so that subnormal results are formed by one rounding.
+//    term is below 2^-60 (float64, degree 13) or 2^-28 (float32, degree 7) relative;
+//    exp's polynomial by Horner's rule down to its constant 1 (exp_reduced), expm1's as
+//    r + r^2 (...) (expm1_reduced). 2^n is applied in two halves so that subnormal results are formed by one rounding.
 //  * log: x = m 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(f), f = (m-1)/(m+1),
 //    |f| <= 0.1716, the atanh series sum f^(2k+1)/(2k+1) truncated below 2^-55 (float64,
 //    9 terms after f) or 2^-25 (float32, 4 terms). Subnormal x is scaled by 2^mant_bits.
@@ -81,6 +82,36 @@ FL_INLINE vd expm1_reduced(vd r) {
   return (r * r) * p + r;
 }
 
+// exp on the reduced range, 1 + r + r^2/2! + ..., by Horner's rule down to the constant term
+// (the same series as expm1_reduced, one operation fewer than expm1_reduced(r) + 1: the last
+// step is one multiply-add onto 1, a single rounding).
+FL_INLINE vf exp_reduced(vf r) {
+  vf p = set1<vf>(1.0f / 5040.0f);
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  return p * r + 1.0f;
+}
+FL_INLINE vd exp_reduced(vd r) {
+  vd p = set1<vd>(1.0 / 6227020800.0);  // 1/13!
+  p = p * r + 1.0 / 479001600.0;         // 1/12!
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  return p * r + 1.0;
+}
+
 // 2^n for integer lanes n within the normal exponent range.
 template <class V> FL_INLINE V pow2i(typename Traits<V>::VI n) {
   using Tr = Traits<V>;
@@ -120,7 +151,7 @@ template <class V> FL_INLINE V vexp(V x) {
   xc = select(xc < C::exp_lo, set1<V>(C::exp_lo), xc);
   typename Traits<V>::VI n;
   V r = reduce_ln2(xc, n);
-  V p = expm1_reduced(r) + T(1);
+  V p = exp_reduced(r);
   return ldexp2(p, n);
 }
 
@@ -156,7 +187,7 @@ template <class V> FL_INLINE V vexp_neg(V x) {
   V xc = select(x < C::exp_lo, set1<V>(C::exp_lo), x);
   V scale;
   V r = reduce_ln2_pow2<V, Tr::exp_bias + kLift>(xc, scale);
-  V p = expm1_reduced(r) + T(1);
+  V p = exp_reduced(r);
   return (p * scale) * exp2_neg<T>(kLift);
 }
 
@@ -171,7 +202,7 @@ template <class V> FL_INLINE V vexp_nonpos(V x) {
   V xc = select(tiny, set1<V>(lo), x);
   V scale;
   V r = reduce_ln2_pow2<V, Tr::exp_bias>(xc, scale);
-  V p = expm1_reduced(r) + T(1);
+  V p = exp_reduced(r);
   return select(tiny, V{}, p * scale);
 }
 

@@ -88,15 +88,18 @@ struct SoftmaxCrossEntropy {
       value = __builtin_fma(a, q.log_s, qdx) * scale * sw;
       if constexpr (kD) {
         const double ds = scale * static_cast<double>(sw) * b.gscale;
-        const V va = set1<V>(static_cast<T>(a));
         const V vd = set1<V>(static_cast<T>(ds));
         const V hf = set1<V>(static_cast<T>(a * b.hess_factor));  // fisher: a, no class weights
         const V r = set1<V>(static_cast<T>(1.0 / q.S));
-        const V cq = set1<V>(epsK);
+        // (a p - q) ds = e (a ds / S) - q ds: one multiply-add per vector.
+        const V ga = set1<V>(static_cast<T>(a * ds / q.S));
+        const V gc = set1<V>(static_cast<T>(static_cast<double>(epsK) * ds));
         auto put = [&](std::int64_t k, V ev) __attribute__((always_inline)) {
-          const V p = ev * r;
-          if constexpr (kH) store(h + k, max_nan1(hf * p * (T(1) - p), floor) * vd);
-          if constexpr (kG) store(g + k, (va * p - cq) * vd);
+          if constexpr (kH) {
+            const V p = ev * r;
+            store(h + k, max_nan1(hf * p * (T(1) - p), floor) * vd);
+          }
+          if constexpr (kG) store(g + k, ev * ga - gc);
         };
         for (std::int64_t j = 0; j < nfull; j += W) put(j, load<V>(e + j));
         if (nfull < K) put(kt, q.et);  // the overlapped lanes get the same values again
@@ -234,13 +237,17 @@ struct SoftmaxCrossEntropy {
               const bool overlap = (n % W) != 0 && n >= W;
               const std::int64_t kt = k0 + n - W;
               const V et = overlap ? load<V>(e + kt) : V{};
-              if (!b.class_w && !t) {  // the common case: no per-class loads
-                const V cq = ceps;
+              if (!b.class_w && !t) {  // the common case: no per-class loads (as lean_row)
+                const V ga = set1<V>(static_cast<T>(a * ds * st.r[c]));
+                const V gc = set1<V>(static_cast<T>(static_cast<double>(epsK) * ds));
                 for (; j + W <= n; j += W) {
                   const std::int64_t k = k0 + j;
-                  V p = load<V>(e + k) * r;
-                  if constexpr (kH) store(h + k, max_nan1(hf * p * (T(1) - p), floor) * vd);
-                  if constexpr (kG) store(g + k, (va * p - cq) * vd);
+                  const V ev = load<V>(e + k);
+                  if constexpr (kH) {
+                    const V p = ev * r;
+                    store(h + k, max_nan1(hf * p * (T(1) - p), floor) * vd);
+                  }
+                  if constexpr (kG) store(g + k, ev * ga - gc);
                 }
               }
               for (; j + W <= n; j += W) {

@@ -188,9 +188,10 @@ struct SoftmaxFocal {
         const V r = set1<V>(static_cast<T>(1.0 / S));
         const V vM = set1<V>(mc), vls = set1<V>(static_cast<T>(log_s));
         // Classes other than y: g_k = p_k S, h_k = p_k (1 - p_k) S - p_k^2 T.
+        const V gS = set1<V>(static_cast<T>(tt.S * ds / S));  // p S ds = e (S ds / sum)
         auto put = [&](std::int64_t k, V ev) __attribute__((always_inline)) {
           V p = ev * r;
-          if constexpr (kG) store(g + k, p * vS * vds);
+          if constexpr (kG) store(g + k, ev * gS);
           if constexpr (kH) {
             V om = T(1) - p;
             if (any_lane(p > T(0.5)))  // at most one class per row: 1 - p from expm1
