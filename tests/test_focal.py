@@ -168,7 +168,7 @@ def test_softmax_focal_confident_rows_keep_relative_accuracy(k, z, gamma, onehot
 # -- sigmoid_power_cross_entropy ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [0.5, 1.0, 2.0, 3.7, 10.0])
+@pytest.mark.parametrize("n", [0.5, 1.0, 2.0, 3.0, 3.7, 8.0, 10.0])
 @pytest.mark.parametrize("soft", [False, True])
 def test_power_derivatives_fd(n, soft):
     z, t = binary_data(soft=soft)
@@ -209,21 +209,23 @@ def test_power_tails_accurate():
     np.testing.assert_allclose(v, np.exp(2 * z), rtol=1e-3)  # ~ p^2, p ~ e^z
 
 
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_power_n2_closed_form_matches_general_n(dtype):
-    # n = 2 (the default) runs closed forms (P = s^2, 1 - P = s'(1 + s)); n one ulp above 2
-    # runs the general log1mexp path. Both must agree over the whole logit range, tails
+def test_power_integer_n_closed_form_matches_general_n(dtype, n):
+    # n = 2 (the default) runs closed forms (P = s^2, 1 - P = s'(1 + s)), integer n up to 8
+    # their polynomial extension (1 - P = s'(1 + s + ... + s^(n-1))); n one ulp above runs
+    # the general log1mexp path. Both must agree over the whole logit range, tails
     # included, for value, gradient and Hessian, and for soft targets.
     z = np.concatenate([np.linspace(-40, 40, 2001), [-1e4, -200.0, -88.0, 0.0, 88.0, 200.0, 1e4]])
     z = z.astype(dtype)
-    n_above = float(np.nextafter(dtype(2.0), dtype(3.0)))
+    n_above = float(np.nextafter(dtype(n), dtype(n + 1)))
     # (the gradient for soft targets is a difference of two O(1) terms near its zero: an
     # absolute tolerance at the dtype's resolution of those terms)
     rtol, atol = (1e-10, 1e-15) if dtype == np.float64 else (2e-5, 1e-6)
     for t in (np.zeros_like(z), np.ones_like(z), np.full_like(z, 0.3)):
-        a = fl.sigmoid_power_cross_entropy.value_and_grad(z, t)
+        a = fl.sigmoid_power_cross_entropy.value_and_grad(z, t, n=float(n))
         b = fl.sigmoid_power_cross_entropy.value_and_grad(z, t, n=n_above)
-        ha = fl.sigmoid_power_cross_entropy.grad_hess(z, t)[1]
+        ha = fl.sigmoid_power_cross_entropy.grad_hess(z, t, n=float(n))[1]
         hb = fl.sigmoid_power_cross_entropy.grad_hess(z, t, n=n_above)[1]
         for x, y in ((a[0], b[0]), (a[1], b[1]), (ha, hb)):
             assert np.isfinite(x).all()

@@ -13,7 +13,8 @@
 //    float32) and the Taylor series of expm1(r) = sum r^k / k!, truncated where the next
 //    term is below 2^-60 (float64, degree 13) or 2^-28 (float32, degree 7) relative;
 //    exp's polynomial by Horner's rule down to its constant 1 (exp_reduced), expm1's as
-//    r + r^2 (...) (expm1_reduced). 2^n is applied in two halves so that subnormal results are formed by one rounding.
+//    r + r^2 (...) (expm1_reduced). 2^n is applied in two halves so that subnormal results
+//    are formed by one rounding.
 //  * log: x = m 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(f), f = (m-1)/(m+1),
 //    |f| <= 0.1716, the atanh series sum f^(2k+1)/(2k+1) truncated below 2^-55 (float64,
 //    9 terms after f) or 2^-25 (float32, 4 terms). Subnormal x is scaled by 2^mant_bits.
@@ -84,7 +85,7 @@ FL_INLINE vd expm1_reduced(vd r) {
 
 // exp on the reduced range, 1 + r + r^2/2! + ..., by Horner's rule down to the constant term
 // (the same series as expm1_reduced, one operation fewer than expm1_reduced(r) + 1: the last
-// step is one multiply-add onto 1, a single rounding).
+// step is one multiply-add onto 1, a single rounding where the ISA has FMA).
 FL_INLINE vf exp_reduced(vf r) {
   vf p = set1<vf>(1.0f / 5040.0f);
   p = p * r + 1.0f / 720.0f;

@@ -23,6 +23,9 @@
 // forms are exact to rounding and are used instead, so that the value stays finite when
 // exp(-z) underflows: log(1 - P) = log(n) - z, g = 1/n and N / (1 - P) = (n + 1) y / 2.
 //
+// n = 2 (the default) and integer n in [3, kMaxIntN] take polynomial forms in s instead
+// (P = s^n, 1 - P = s' (1 + s + ... + s^(n-1)); see eval_logistic): no second exp.
+//
 // Parameters: [0] n, [1] log(n), [2] eps / (n + 1).
 struct SigmoidPowerCrossEntropy : ElementwiseLoss {
   static constexpr int n_params = 3;
@@ -31,21 +34,31 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
   static FL_INLINE typename Traits<V>::VI target_outside(V t) {
     return (t < V{}) | (t > typename Traits<V>::T(1));
   }
+  // Integer n up to this take the polynomial forms below (no second exp, no log1mexp pass).
+  static constexpr int kMaxIntN = 8;
   template <class T> struct Params {
     T n, n1, inv_n, log_n, y_small;
+    int ni;    // n when it is an integer in [3, kMaxIntN], else 0
     bool two;  // n = 2 (the default): the closed forms below
+    bool intn;  // ni != 0
     explicit Params(const double* p)
-        : n(static_cast<T>(p[0])), n1(static_cast<T>(p[0] + 1.0)), inv_n(static_cast<T>(1.0 / p[0])),
-          log_n(static_cast<T>(p[1])), y_small(static_cast<T>(p[2])), two(p[0] == 2.0) {}
+        : n(static_cast<T>(p[0])), n1(static_cast<T>(p[0] + 1.0)),
+          inv_n(static_cast<T>(1.0 / p[0])),
+          log_n(static_cast<T>(p[1])), y_small(static_cast<T>(p[2])),
+          ni(p[0] >= 3.0 && p[0] <= kMaxIntN && p[0] == static_cast<double>(static_cast<int>(p[0]))
+                 ? static_cast<int>(p[0])
+                 : 0),
+          two(p[0] == 2.0), intn(ni != 0) {}
   };
-  static constexpr int n_split = 2;  // n = 2
+  static constexpr int n_split = 3;  // 0: any n, 1: n = 2, 2: integer n in [3, kMaxIntN]
   template <class P>
   static FL_INLINE int split(const P& p) {
-    return p.two ? 1 : 0;
+    return p.two ? 1 : (p.intn ? 2 : 0);
   }
   template <class P>
   static FL_INLINE void set_split(P& p, int k) {
-    p.two = k != 0;
+    p.two = k == 1;
+    p.intn = k == 2;
   }
 
   // For A >= 0: P = exp(-A), L1 = log(1 - P) and iD = 1 / (1 - P), with 1 - P accurate in both
@@ -86,7 +99,7 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
   static constexpr int n_pre2 = 3;
   template <class P>
   static FL_INLINE bool pre2_on(const P& p) {
-    return !p.two;
+    return !p.two && !p.intn;
   }
   template <class V>
   static FL_INLINE void pre2(const Params<typename Traits<V>::T>& p, V z, Logistic<V>& lg) {
@@ -134,6 +147,45 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
       if constexpr (VAL) l = T(2) * (t * y) - t1 * L1;
       if constexpr (GRAD) g = T(2) * (t1 * gr - t * sn);
       if constexpr (HESS) h = T(2) * (t1 * gr * (sn * (s + T(2)) * is1) + t * s * sn);
+      return;
+    }
+    if (p.intn) {
+      // Integer n in [3, kMaxIntN]: P = s^n and 1 - P = s' Q, Q = 1 + s + ... + s^(n-1) in
+      // [1, n], so that, as for n = 2, no second exp is needed:
+      //   log(1 - P) = log1p(-P) = 2 atanh(-P / (2 - P))   for P < 1 - sqrt(1/2),
+      //              = -softplus(z) + log Q                  above (Q = 2^e m as in vlog),
+      //   g = s' P / (1 - P) = P / Q,
+      //   n (s' + g) - s = (n - s Q) / Q = s' R / Q,  R = sum_(j < n) (n - j) s^j
+      // (n - s Q = sum_(k = 1..n) (1 - s^k), each term s' times a polynomial: no cancellation
+      // where s' vanishes). One division gives both 1 / Q and the atanh argument.
+      using Tr = Traits<V>;
+      using VI = typename Tr::VI;
+      using C = MathConst<T>;
+      V Q = set1<V>(T(1)), P = s, R = set1<V>(T(1));
+      for (int k = 1; k < p.ni; ++k) {
+        Q = Q * s + T(1);
+        P = P * s;
+        R = R * s + static_cast<T>(k + 1);
+      }
+      const auto near = P < T(1) - T(1) / C::sqrt2;
+      const VI qi = bits(Q);
+      VI e = ((qi >> Tr::mant_bits) & Tr::exp_mask) - Tr::exp_bias;
+      V m = from_bits<V>((qi & Tr::mant_mask) | Tr::one_bits);  // [1, 2)
+      const VI hi = m > C::sqrt2;
+      m = select(hi, m * T(0.5), m);
+      e = e - hi;
+      const V num = select(near, -P, m - T(1));
+      const V den = select(near, T(2) - P, m + T(1));
+      const V d = T(1) / (den * Q);
+      const V iQ = den * d;  // 1 / Q
+      const V at = atanh2_series(num * Q * d);
+      const V ef = small_int_to_float<V>(e);
+      const V sp_pos = select(neg, V{}, z) + lg.l1;  // softplus(z)
+      const V L1 = select(near, at, (ef * C::ln2_hi + (ef * C::ln2_lo + at)) - sp_pos);
+      const V gr = P * iQ;
+      if constexpr (VAL) l = t * (p.n * y) - t1 * L1;
+      if constexpr (GRAD) g = p.n * (t1 * gr - t * sn);
+      if constexpr (HESS) h = p.n * (t1 * gr * (sn * R * iQ) + t * s * sn);
       return;
     }
     const V A = p.n * y;

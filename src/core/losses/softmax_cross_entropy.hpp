@@ -69,8 +69,10 @@ struct SoftmaxCrossEntropy {
     // The common case as one short routine: integer labels, no class weights, logits, and rows
     // of W to 2048 logits (one softmax chunk): softmax_row_short for a batch of rows
     // (ShortRow), the batch's logs, then each row's value and gradient pass, with the chunk,
-    // target and class-weight machinery left out. The same arithmetic as the general path
-    // below. A row holding NaN, or only -inf, is left untouched and goes the general way.
+    // target and class-weight machinery left out. The same formulas as the general path below
+    // (log S from the float64 vector log, not libm's: the value may differ in its last bits).
+    // A row holding NaN, +inf or only -inf goes the general way, which rewrites the whole row
+    // over the partial exps the short routine may have left in it.
     const bool lean_ok = from_logits && b.labels && !b.class_w && !b.tprob && K >= W &&
                          K <= softmax_chunk<T>(1);
     auto lean_row = [&](const T* x, std::int64_t y, T sw, T* g, T* h, const ShortRow<T>& q,
@@ -91,8 +93,9 @@ struct SoftmaxCrossEntropy {
         const V vd = set1<V>(static_cast<T>(ds));
         const V hf = set1<V>(static_cast<T>(a * b.hess_factor));  // fisher: a, no class weights
         const V r = set1<V>(static_cast<T>(1.0 / q.S));
-        // (a p - q) ds = e (a ds / S) - q ds: one multiply-add per vector.
-        const V ga = set1<V>(static_cast<T>(a * ds / q.S));
+        // (a p - q) ds = e (a ds / S) - q ds: one multiply-add per vector (a ds / S rounded
+        // as the general path's a ds r with r = 1 / S, so that both give the same bits).
+        const V ga = set1<V>(static_cast<T>(a * ds * (1.0 / q.S)));
         const V gc = set1<V>(static_cast<T>(static_cast<double>(epsK) * ds));
         auto put = [&](std::int64_t k, V ev) __attribute__((always_inline)) {
           if constexpr (kH) {
@@ -208,7 +211,8 @@ struct SoftmaxCrossEntropy {
                 const std::int64_t k0 = c * st.chunk;
                 const std::int64_t n = (K - k0 < st.chunk) ? K - k0 : st.chunk;
                 double part = 0.0;
-                for (std::int64_t j = 0; j < n; ++j) part += static_cast<double>(b.class_w[k0 + j]) * ev[k0 + j];
+                for (std::int64_t j = 0; j < n; ++j)
+                  part += static_cast<double>(b.class_w[k0 + j]) * ev[k0 + j];
                 cp += part * st.r[c];
               }
               ah = (1.0 - eps) * cp + epsK * csum;
@@ -221,7 +225,8 @@ struct SoftmaxCrossEntropy {
               V p = ev * r;
               V cq = c * ceps;
               if (t) cq = cq + c * c1 * tv;
-              if constexpr (kH) hv = max_nan1(hf * p * (T(1) - p), floor) * vd;  // clip, then weight
+              // clip, then weight
+              if constexpr (kH) hv = max_nan1(hf * p * (T(1) - p), floor) * vd;
               gv = (va * p - cq) * vd;
             };
             for (int c = 0; c < st.nchunks; ++c) {
@@ -272,7 +277,8 @@ struct SoftmaxCrossEntropy {
                 if (t) cq += ck * (1.0 - eps) * static_cast<double>(t[k]);
                 if constexpr (kH) {
                   double hk = ah * b.hess_factor * p * (1.0 - p);
-                  if (b.hess_policy == kHessClip && !(hk >= b.hess_floor)) hk = hk != hk ? hk : b.hess_floor;
+                  if (b.hess_policy == kHessClip && !(hk >= b.hess_floor))
+                    hk = hk != hk ? hk : b.hess_floor;
                   h[k] = static_cast<T>(hk * ds);
                 }
                 if constexpr (kG) g[k] = static_cast<T>((a * p - cq) * ds);

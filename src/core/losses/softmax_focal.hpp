@@ -163,8 +163,9 @@ struct SoftmaxFocal {
     // The short path as one short routine for rows of W to 2048 logits (one softmax chunk),
     // as softmax_cross_entropy's: softmax_row_short for a batch of rows (ShortRow), the
     // batch's logs, then per row the target class's scalars and one output pass scaling the
-    // exps in place. The same arithmetic as the short path below. A row holding NaN, or only
-    // -inf, is left untouched and goes the general way.
+    // exps in place. The same formulas as the short path below (to rounding: log S from the
+    // float64 vector log, the gradient as e S ds / sum). A row holding NaN, +inf or only -inf
+    // goes the general way, which rewrites the whole row over any partial exps left in it.
     const bool lean_ok = b.labels && eps == T(0) && !(kH && fisher) && K >= W &&
                          K <= softmax_chunk<T>(1);
     auto lean_row = [&](const T* x, std::int64_t y, T sw, T* g, T* h, const ShortRow<T>& q,
@@ -298,18 +299,23 @@ struct SoftmaxFocal {
               tout |= ((tv < V{}) | (tv > T(1))) & live;
               return (T(1) - eps) * tv + epsK;
             }
-            const auto hit = lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(y));
+            const auto hit =
+                lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(y));
             return select(hit, set1<V>(T(1) - eps + epsK), set1<V>(epsK));
           };
           // The model's expected target. A class equal to ignore_index contributes nothing (its
           // samples are ignored): q = (1 - eps) p [k != ig] + (1 - p_ig) eps / K.
           const bool ig_in_row = has_ig && ig >= 0 && ig < K;
-          const T p_ig = ig_in_row ? static_cast<T>(__builtin_exp((static_cast<double>(x[ig]) - st.M) - st.log_s)) : T(0);
+          const T p_ig =
+              ig_in_row
+                  ? static_cast<T>(__builtin_exp((static_cast<double>(x[ig]) - st.M) - st.log_s))
+                  : T(0);
           const V qm_eps = set1<V>((T(1) - p_ig) * epsK);
           auto q_model = [&](std::int64_t k, VI, V p, VI&) -> V {
             V pk = p;
             if (ig_in_row) {
-              const auto hit = lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(ig));
+              const auto hit =
+                  lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(ig));
               pk = select(hit, V{}, p);
             }
             return (T(1) - eps) * pk + qm_eps;
@@ -320,7 +326,8 @@ struct SoftmaxFocal {
           bool stored_g = false, stored_h = false;
           if (fast) {
             const double lpy = (static_cast<double>(x[y]) - st.M) - st.log_s;
-            const TargetTerms tt = target_terms(gamma, lpy, alpha_y(y), static_cast<double>(om_min));
+            const TargetTerms tt =
+                target_terms(gamma, lpy, alpha_y(y), static_cast<double>(om_min));
             value = tt.value;
             Sg = Sh = tt.S;
             Tlo = tt.T;

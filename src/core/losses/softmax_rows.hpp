@@ -241,7 +241,8 @@ FL_INLINE void softmax_pass1(const T* x, std::int64_t K, T* e_out, SoftmaxStats<
 // exps), for the caller's last output vector. S1 and kmax as in SoftmaxStats (confident
 // rows). With sum_x, sx is the plain sum of x (for label smoothing). Returns false for a row
 // holding NaN, +inf or only -inf (e_out may hold partial results): the chunked path handles
-// those, and rewrites the whole row.
+// those, and rewrites the whole row. (Such a row thus pays its exp pass twice: only data
+// heavy in NaN rows would notice.)
 template <bool Store, class T>
 FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_x, T& mc,
                                  double& S, double& S1, std::int64_t& kmax, double& sx,
@@ -321,7 +322,8 @@ struct ShortRow {
   double S, S1, sx, log_s;
   std::int64_t kmax;
   T mc;
-  bool ok;  // the row went the short way (no NaN, not all -inf, not ignored)
+  bool ok;  // the row went the short way (not ignored, sample weight not NaN, no NaN or
+            // +inf logit, not all -inf)
 };
 constexpr int kShortBatch = 8;
 
@@ -333,8 +335,8 @@ FL_INLINE int short_batch(std::int64_t K) {
   return n < 1 ? 1 : (n > kShortBatch ? kShortBatch : static_cast<int>(n));
 }
 
-// log S of the batch's short rows, as log_sum gives it: log S from the float64 vector log for
-// every row, then log1p(S1) for the confident ones (S < 2, rare).
+// log S of the batch's short rows, by log_sum's rule (log1p(S1) for the confident rows,
+// S < 2, rare; log S elsewhere), log S from the float64 vector log (within 2 ulp, not libm's).
 template <class T>
 FL_INLINE void short_row_logs(ShortRow<T>* rs, int n) {
   constexpr int WD = Traits<vd>::W;
