@@ -57,17 +57,18 @@ template <> struct MathConst<double> {
   static constexpr double subnormal_scale = 4503599627370496.0;  // 2^52
 };
 
-// expm1 on the reduced range |r| <= ln2/2: r + r^2 (1/2! + r (1/3! + ...)).
-FL_INLINE vf expm1_reduced(vf r) {
+// The series of exp on the reduced range |r| <= ln2/2, 1 + r + r^2/2! + ..., truncated where
+// the next term is below 2^-60 (float64, degree 13) or 2^-28 (float32, degree 7): its tail
+// 1/2! + r/3! + ... by Horner's rule, shared by expm1_reduced and exp_reduced.
+FL_INLINE vf exp_tail(vf r) {
   vf p = set1<vf>(1.0f / 5040.0f);
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
   p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  return (r * r) * p + r;
+  return p * r + 0.5f;
 }
-FL_INLINE vd expm1_reduced(vd r) {
+FL_INLINE vd exp_tail(vd r) {
   vd p = set1<vd>(1.0 / 6227020800.0);  // 1/13!
   p = p * r + 1.0 / 479001600.0;         // 1/12!
   p = p * r + 1.0 / 39916800.0;
@@ -79,38 +80,16 @@ FL_INLINE vd expm1_reduced(vd r) {
   p = p * r + 1.0 / 120.0;
   p = p * r + 1.0 / 24.0;
   p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  return (r * r) * p + r;
+  return p * r + 0.5;
 }
-
-// exp on the reduced range, 1 + r + r^2/2! + ..., by Horner's rule down to the constant term
-// (the same series as expm1_reduced, one operation fewer than expm1_reduced(r) + 1: the last
-// step is one multiply-add onto 1, a single rounding where the ISA has FMA).
-FL_INLINE vf exp_reduced(vf r) {
-  vf p = set1<vf>(1.0f / 5040.0f);
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  return p * r + 1.0f;
-}
-FL_INLINE vd exp_reduced(vd r) {
-  vd p = set1<vd>(1.0 / 6227020800.0);  // 1/13!
-  p = p * r + 1.0 / 479001600.0;         // 1/12!
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  return p * r + 1.0;
+// expm1 on the reduced range: r + r^2 (1/2! + r/3! + ...).
+template <class V> FL_INLINE V expm1_reduced(V r) { return (r * r) * exp_tail(r) + r; }
+// exp on the reduced range by Horner's rule down to the constant term: one operation fewer
+// than expm1_reduced(r) + 1, the last step one multiply-add onto 1 (a single rounding where
+// the ISA has FMA).
+template <class V> FL_INLINE V exp_reduced(V r) {
+  using T = typename Traits<V>::T;
+  return (exp_tail(r) * r + T(1)) * r + T(1);
 }
 
 // 2^n for integer lanes n within the normal exponent range.

@@ -116,19 +116,8 @@ struct SoftmaxCrossEntropy {
 
     for (std::int64_t i0 = 0; i0 < b.rows; i0 += nbatch) {
       const int nb = b.rows - i0 < nbatch ? static_cast<int>(b.rows - i0) : nbatch;
-      if (lean_ok) {
-        for (int r = 0; r < nb; ++r) {
-          const std::int64_t i = i0 + r;
-          const std::int64_t y = b.labels[i];
-          const T sw = b.weight ? b.weight[i] : T(1);
-          ShortRow<T>& q = batch[r];
-          T* e = kG ? b.grad + i * K : (kH ? b.hess + i * K : nullptr);
-          q.ok = !is_ignored(y, has_ig, ig, K) && sw == sw &&
-                 softmax_row_short<kD, T>(b.logits + i * K, K, e, eps != T(0), q.mc, q.S, q.S1,
-                                          q.kmax, q.sx, q.et);
-        }
-        short_row_logs(batch, nb);
-      }
+      if (lean_ok)
+        short_rows<kD>(b, kG ? b.grad : b.hess, i0, nb, has_ig, ig, eps != T(0), batch);
       for (int r = 0; r < nb; ++r) {
         const std::int64_t i = i0 + r;
         const T* x = b.logits + i * K;

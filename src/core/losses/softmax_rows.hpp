@@ -351,3 +351,21 @@ FL_INLINE void short_row_logs(ShortRow<T>* rs, int n) {
     }
   }
 }
+
+// The first phase of a batch of nb short rows from row i0 of b: softmax_row_short for each
+// row that is not ignored and whose sample weight is not NaN (exps stored into e_base's rows
+// with Store), then the batch's logs. A row with ok = false goes the caller's general way.
+template <bool Store, class T>
+FL_INLINE void short_rows(const RowBlock<T>& b, T* e_base, std::int64_t i0, int nb, bool has_ig,
+                          std::int64_t ig, bool sum_x, ShortRow<T>* batch) {
+  const std::int64_t K = b.K;
+  for (int r = 0; r < nb; ++r) {
+    const std::int64_t i = i0 + r;
+    const T sw = b.weight ? b.weight[i] : T(1);
+    ShortRow<T>& q = batch[r];
+    q.ok = !is_ignored(b.labels[i], has_ig, ig, K) && sw == sw &&
+           softmax_row_short<Store, T>(b.logits + i * K, K, Store ? e_base + i * K : nullptr,
+                                       sum_x, q.mc, q.S, q.S1, q.kmax, q.sx, q.et);
+  }
+  short_row_logs(batch, nb);
+}
