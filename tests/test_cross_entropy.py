@@ -1352,3 +1352,32 @@ def test_zero_weight_class_with_masked_logit():
     v = SOFTMAX(x, np.array([0]), class_weight=cw, label_smoothing=0.1)
     np.testing.assert_allclose(v, fl.softmax_focal(x, np.array([0]), gamma=0.0, class_weight=cw,
                                                    label_smoothing=0.1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", [fl.softmax_cross_entropy, fl.softmax_focal],
+                         ids=["softmax_cross_entropy", "softmax_focal"])
+@pytest.mark.parametrize("dtype, lo", [(np.float32, -87.33654), (np.float64, -708.39642)])
+def test_softmax_rows_near_the_exp_range_edge_agree(loss, dtype, lo):
+    """A row whose logits span less than the normal range of exp(x - max) takes the exp
+    without its underflow clamp; one that spans more takes the clamped exp. Two rows that
+    differ only in one logit whose term underflows (below the float64 sum's last bit either
+    way) must give the same bits everywhere else, whichever exp each row took."""
+    rng = np.random.default_rng(11)
+    K, pos, y = 100, 37, 5
+    base = rng.standard_normal(K).astype(dtype)
+    base[y] = 3.0
+    rows = []
+    for gap in (lo + 1.5, lo + 0.7, lo - 0.2, lo - 5.0, -1e4):  # x[pos] - max(x)
+        r = base.copy()
+        r[pos] = dtype(3.0 + gap)
+        rows.append(r)
+    x = np.stack(rows)
+    labels = np.full(len(rows), y)
+    v, g = loss.value_and_grad(x, labels)
+    h = loss.grad_hess(x, labels)[1]
+    keep = np.arange(K) != pos
+    for k in range(1, len(rows)):
+        assert v[k] == v[0]
+        np.testing.assert_array_equal(g[k, keep], g[0, keep])
+        np.testing.assert_array_equal(h[k, keep], h[0, keep])
+    assert np.all(np.isfinite(g)) and np.all(g[:, pos] >= 0) and np.all(h[:, pos] >= 0)

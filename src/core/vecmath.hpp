@@ -176,6 +176,20 @@ template <class V> FL_INLINE V vexp_neg(V x) {
   return (p * scale) * exp2_neg<T>(kLift);
 }
 
+// exp for -(bias - 1) ln2 <= x <= 0 (NaN passes), where the result is normal: 2^n in one step,
+// no clamp. Used by vexp_nonpos, and alone where the range is known (a softmax row whose
+// logits span less than exp_nonpos_span).
+template <class V> FL_INLINE V vexp_nonpos_normal(V x) {
+  V scale;
+  V r = reduce_ln2_pow2<V, Traits<V>::exp_bias>(x, scale);
+  return exp_reduced(r) * scale;
+}
+// The span max - min of a row's logits below which every x - max is in vexp_nonpos_normal's
+// range (ln 2 inside its bound, for the rounding of the test and of x - max).
+template <class T> constexpr double exp_nonpos_span() {
+  return static_cast<double>(Traits<typename VecOf<T>::V>::exp_bias - 2) * 0.6931471805599453;
+}
+
 // exp for x <= 0 (softmax's x - max): no overflow side, and results below the smallest
 // normal (x < log(2^-(bias-1)), about -87.3 for float32, -708.4 for float64) flush to 0,
 // so 2^n is applied in one step. Within 1 ulp of vexp elsewhere.
@@ -184,11 +198,7 @@ template <class V> FL_INLINE V vexp_nonpos(V x) {
   using T = typename Tr::T;
   const T lo = -static_cast<T>(Tr::exp_bias - 1) * MathConst<T>::ln2;
   auto tiny = x < lo;
-  V xc = select(tiny, set1<V>(lo), x);
-  V scale;
-  V r = reduce_ln2_pow2<V, Tr::exp_bias>(xc, scale);
-  V p = exp_reduced(r);
-  return select(tiny, V{}, p * scale);
+  return select(tiny, V{}, vexp_nonpos_normal(select(tiny, set1<V>(lo), x)));
 }
 
 template <class V> FL_INLINE V vexpm1(V x) {
