@@ -234,23 +234,42 @@ template <bool B> struct ClampTag {
   static constexpr bool value = B;
 };
 
-// The same statistics for a row of W <= K <= softmax_chunk(1) logits (one chunk), as one
-// short routine without the chunk machinery: about 1.5x faster at K = 100, where that
-// machinery is a large part of a row (float32, AVX2, Zen 3). The row's max mc (two running
-// maxima: half the dependency chain; one MAXPS per vector, which skips NaN), then
-// e = exp(x - mc), stored into e_out with Store and summed: S (float64, over runs of at most
-// 32 terms per lane in the compute type). A NaN logit, or +inf, makes S NaN, which is how such
-// a row is recognised (no NaN test per vector). The last vector overlaps the previous one
-// when W does not divide K; its exps are returned in et only (e_out holds the full vectors'
-// exps), for the caller's last output vector. S1 and kmax as in SoftmaxStats (confident
-// rows). With sum_x, sx is the plain sum of x (for label smoothing). Returns false for a row
-// holding NaN, +inf or only -inf (e_out may hold partial results): the chunked path handles
-// those, and rewrites the whole row. (Such a row thus pays its exp pass twice: only data
-// heavy in NaN rows would notice.)
-template <bool Store, class T>
-FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_x, T& mc,
-                                 double& S, double& S1, std::int64_t& kmax, double& sx,
-                                 typename VecOf<T>::V& et) {
+// A batch of short rows: softmax_rows_short's results for up to kShortBatch consecutive rows,
+// kept until the batch's logarithms are taken together (short_row_logs) and each row's outputs
+// are written. Batching lets a row's max and exp passes overlap the previous row's closing
+// sums, and replaces one scalar log per row by a vector of them.
+template <class T>
+struct ShortRow {
+  typename VecOf<T>::V et;  // the overlapping last vector's exps (softmax_rows_short)
+  double S, S1, sx, log_s;
+  std::int64_t kmax;
+  T mc;
+  T mn;  // the row's smallest logit
+  bool ok;  // the row went the short way (not ignored, sample weight not NaN, no NaN or
+            // +inf logit, not all -inf)
+};
+constexpr int kShortBatch = 8;
+
+// The same statistics for R rows of W <= K <= softmax_chunk(1) logits each (one chunk), as
+// one short routine without the chunk machinery: about 1.5x faster at K = 100, where that
+// machinery is a large part of a row (float32, AVX2, Zen 3). The R rows (x[r], results in
+// *q[r]) run in lockstep, one vector of each row per step: a row's passes form one chain
+// (its max, then its exps, then their sum), longer than the out-of-order core can see past
+// at K = 100, so that two rows side by side take less time than one after the other; each
+// row's arithmetic is the same either way (the same bits). Per row: the max mc (two running
+// maxima: half the dependency chain; one MAXPS per vector, which skips NaN) and min mn, then
+// e = exp(x - mc), stored into e_out[r] with Store and summed: S (float64, over runs of at
+// most 32 terms per lane in the compute type). A NaN logit, or +inf, makes S NaN, which is
+// how such a row is recognised (no NaN test per vector). The last vector overlaps the
+// previous one when W does not divide K; its exps are returned in et only (e_out holds the
+// full vectors' exps), for the caller's last output vector. S1 and kmax as in SoftmaxStats
+// (confident rows). With sum_x, sx is the plain sum of x (for label smoothing). ok is false
+// for a row holding NaN, +inf or only -inf (e_out may hold partial results): the chunked path
+// handles those, and rewrites the whole row. (Such a row thus pays its exp pass twice: only
+// data heavy in NaN rows would notice.)
+template <bool Store, int R, class T>
+FL_INLINE void softmax_rows_short(const T* const* x, std::int64_t K, T* const* e_out, bool sum_x,
+                                  ShortRow<T>* const* q) {
   using V = typename VecOf<T>::V;
   using Tr = Traits<V>;
   using VI = typename Tr::VI;
@@ -260,44 +279,66 @@ FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_
   const int rem = static_cast<int>(K - nfull);
   const std::int64_t kt = K - W;               // the last vector, overlapping when rem > 0
   const VI tl = lane_index<V>() >= (W - rem);  // its new lanes
-  V vm0 = set1<V>(ninf), vm1 = vm0;
-  V vn0 = set1<V>(-ninf), vn1 = vn0;  // running minima (MINPS: a NaN u leaves them)
-  typename Tr::Acc ax{};
+  V vm0[R], vm1[R], vn0[R], vn1[R];
+  typename Tr::Acc ax[R];
+  for (int r = 0; r < R; ++r) {
+    vm0[r] = vm1[r] = set1<V>(ninf);
+    vn0[r] = vn1[r] = set1<V>(-ninf);  // running minima (MINPS: a NaN u leaves them)
+    ax[r] = typename Tr::Acc{};
+  }
   std::int64_t j = 0;
   for (; j + 2 * W <= nfull; j += 2 * W) {
-    const V u = load<V>(x + j), v = load<V>(x + j + W);
-    vm0 = select(u > vm0, u, vm0);  // MAXPS: a NaN u leaves vm0
-    vm1 = select(v > vm1, v, vm1);
-    vn0 = select(u < vn0, u, vn0);
-    vn1 = select(v < vn1, v, vn1);
-    if (sum_x) {
-      ax += to_acc(u);
-      ax += to_acc(v);
+    for (int r = 0; r < R; ++r) {
+      const V u = load<V>(x[r] + j), v = load<V>(x[r] + j + W);
+      vm0[r] = select(u > vm0[r], u, vm0[r]);  // MAXPS: a NaN u leaves vm0
+      vm1[r] = select(v > vm1[r], v, vm1[r]);
+      vn0[r] = select(u < vn0[r], u, vn0[r]);
+      vn1[r] = select(v < vn1[r], v, vn1[r]);
+      if (sum_x) {
+        ax[r] += to_acc(u);
+        ax[r] += to_acc(v);
+      }
     }
   }
   for (; j < nfull; j += W) {
-    const V u = load<V>(x + j);
-    vm0 = select(u > vm0, u, vm0);
-    vn0 = select(u < vn0, u, vn0);
-    if (sum_x) ax += to_acc(u);
+    for (int r = 0; r < R; ++r) {
+      const V u = load<V>(x[r] + j);
+      vm0[r] = select(u > vm0[r], u, vm0[r]);
+      vn0[r] = select(u < vn0[r], u, vn0[r]);
+      if (sum_x) ax[r] += to_acc(u);
+    }
   }
-  V tail{};
-  if (rem) {
-    tail = load<V>(x + kt);
-    vm1 = select(tail > vm1, tail, vm1);
-    vn1 = select(tail < vn1, tail, vn1);
-    if (sum_x) ax += to_acc(select(tl, tail, V{}));
+  V tail[R];
+  bool in_range = true;  // every row's logits span less than exp_nonpos_span
+  V vmc[R];
+  for (int r = 0; r < R; ++r) {
+    tail[r] = V{};
+    if (rem) {
+      tail[r] = load<V>(x[r] + kt);
+      vm1[r] = select(tail[r] > vm1[r], tail[r], vm1[r]);
+      vn1[r] = select(tail[r] < vn1[r], tail[r], vn1[r]);
+      if (sum_x) ax[r] += to_acc(select(tl, tail[r], V{}));
+    }
+    vm0[r] = select(vm1[r] > vm0[r], vm1[r], vm0[r]);
+    vn0[r] = select(vn1[r] < vn0[r], vn1[r], vn0[r]);
+    q[r]->mc = hmax(vm0[r]);
+    q[r]->mn = -hmax(-vn0[r]);
+    q[r]->sx = sum_x ? hsum(ax[r]) : 0.0;
+    vmc[r] = set1<V>(q[r]->mc);
+    // (Rounding is monotone: a computed span below the bound means every rounded x - mc is
+    // above -exp_nonpos_span - 1e-12 > the normal range's end.)
+    in_range = in_range && static_cast<double>(q[r]->mc) - static_cast<double>(q[r]->mn) <
+                               exp_nonpos_span<T>();
   }
-  vm0 = select(vm1 > vm0, vm1, vm0);
-  vn0 = select(vn1 < vn0, vn1, vn0);
-  mc = hmax(vm0);
-  if (mc == ninf) return false;
-  const T mn = -hmax(-vn0);
-  const V vmc = set1<V>(mc);
-  typename Tr::Acc acc{};
-  // exp(x - mc) with the clamp of vexp_nonpos (Clamp) or, for a row whose logits span less
-  // than exp_nonpos_span (every x - mc in the normal range: the common case), without it:
-  // the same bits, three operations fewer per vector.
+  typename Tr::Acc acc[R];
+  V et[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = typename Tr::Acc{};
+    et[r] = V{};
+  }
+  // exp(x - mc) with the clamp of vexp_nonpos (Clamp) or, when every row's logits span less
+  // than exp_nonpos_span (every x - mc in the normal range: the common case), without it: the
+  // same bits, three operations fewer per vector.
   auto exp_pass = [&](auto clamp) __attribute__((always_inline)) {
     auto ex = [](V u) __attribute__((always_inline)) {
       if constexpr (decltype(clamp)::value) return vexp_nonpos(u);
@@ -306,52 +347,46 @@ FL_INLINE bool softmax_row_short(const T* x, std::int64_t K, T* e_out, bool sum_
     constexpr std::int64_t kRun = 32 * W;
     for (j = 0; j < nfull;) {
       const std::int64_t jend = (nfull - j < kRun) ? nfull : j + kRun;
-      V run{};
+      V run[R];
+      for (int r = 0; r < R; ++r) run[r] = V{};
       for (; j < jend; j += W) {
-        const V ev = ex(load<V>(x + j) - vmc);
-        if constexpr (Store) store(e_out + j, ev);
-        run += ev;
+        for (int r = 0; r < R; ++r) {
+          const V ev = ex(load<V>(x[r] + j) - vmc[r]);
+          if constexpr (Store) store(e_out[r] + j, ev);
+          run[r] += ev;
+        }
       }
-      acc += to_acc(run);
+      for (int r = 0; r < R; ++r) acc[r] += to_acc(run[r]);
     }
-    et = V{};
     if (rem) {  // kept in et, not stored: a store overlapping the last full vector would stall
-      et = ex(tail - vmc);  // its reload (no store-to-load forwarding)
-      acc += to_acc(select(tl, et, V{}));
+      for (int r = 0; r < R; ++r) {
+        et[r] = ex(tail[r] - vmc[r]);  // its reload (no store-to-load forwarding)
+        acc[r] += to_acc(select(tl, et[r], V{}));
+      }
     }
   };
-  // (Rounding is monotone: a computed span below the bound means every rounded x - mc is
-  // above -exp_nonpos_span - 1e-12 > the normal range's end.)
-  if (static_cast<double>(mc) - static_cast<double>(mn) < exp_nonpos_span<T>())
+  if (in_range)
     exp_pass(ClampTag<false>{});
   else
     exp_pass(ClampTag<true>{});
-  S = hsum(acc);
-  if (S != S) return false;  // a NaN logit, or +inf (mc = inf, inf - inf)
-  S1 = S - 1.0;
-  kmax = -1;
-  if (S < 2.0) {  // a confident row (S >= 1: the largest logit's term is 1)
-    S1 = softmax_rest(x, K, mc, kmax);
-    S = 1.0 + S1;
+  for (int r = 0; r < R; ++r) {
+    ShortRow<T>& qr = *q[r];
+    qr.et = et[r];
+    qr.ok = false;
+    if (qr.mc == ninf) continue;  // only -inf (or NaN and -inf)
+    double S = hsum(acc[r]);
+    if (S != S) continue;  // a NaN logit, or +inf (mc = inf, inf - inf)
+    qr.S1 = S - 1.0;
+    qr.kmax = -1;
+    if (S < 2.0) {  // a confident row (S >= 1: the largest logit's term is 1)
+      qr.S1 = softmax_rest(x[r], K, qr.mc, qr.kmax);
+      S = 1.0 + qr.S1;
+    }
+    qr.S = S;
+    qr.ok = true;
   }
-  sx = sum_x ? hsum(ax) : 0.0;
-  return true;
 }
 
-// A batch of short rows: softmax_row_short's results for up to kShortBatch consecutive rows,
-// kept until the batch's logarithms are taken together (short_row_logs) and each row's outputs
-// are written. Batching lets a row's max and exp passes overlap the previous row's closing
-// sums, and replaces one scalar log per row by a vector of them.
-template <class T>
-struct ShortRow {
-  typename VecOf<T>::V et;  // the overlapping last vector's exps (softmax_row_short)
-  double S, S1, sx, log_s;
-  std::int64_t kmax;
-  T mc;
-  bool ok;  // the row went the short way (not ignored, sample weight not NaN, no NaN or
-            // +inf logit, not all -inf)
-};
-constexpr int kShortBatch = 8;
 
 // Rows per batch for rows of K logits: at most kShortBatch, and few enough that the batch's
 // exps (left in the output rows) stay in L1 until its outputs are written.
@@ -378,20 +413,31 @@ FL_INLINE void short_row_logs(ShortRow<T>* rs, int n) {
   }
 }
 
-// The first phase of a batch of nb short rows from row i0 of b: softmax_row_short for each
-// row that is not ignored and whose sample weight is not NaN (exps stored into e_base's rows
-// with Store), then the batch's logs. A row with ok = false goes the caller's general way.
+// The first phase of a batch of nb short rows from row i0 of b: softmax_rows_short for the
+// rows that are not ignored and whose sample weight is not NaN, two at a time (exps stored
+// into e_base's rows with Store), then the batch's logs. A row with ok = false goes the
+// caller's general way.
 template <bool Store, class T>
 FL_INLINE void short_rows(const RowBlock<T>& b, T* e_base, std::int64_t i0, int nb, bool has_ig,
                           std::int64_t ig, bool sum_x, ShortRow<T>* batch) {
   const std::int64_t K = b.K;
+  const T* xs[2];
+  T* es[2];
+  ShortRow<T>* qs[2];
+  int n = 0;  // rows waiting for a partner
   for (int r = 0; r < nb; ++r) {
     const std::int64_t i = i0 + r;
     const T sw = b.weight ? b.weight[i] : T(1);
-    ShortRow<T>& q = batch[r];
-    q.ok = !is_ignored(b.labels[i], has_ig, ig, K) && sw == sw &&
-           softmax_row_short<Store, T>(b.logits + i * K, K, Store ? e_base + i * K : nullptr,
-                                       sum_x, q.mc, q.S, q.S1, q.kmax, q.sx, q.et);
+    batch[r].ok = false;
+    if (is_ignored(b.labels[i], has_ig, ig, K) || sw != sw) continue;
+    xs[n] = b.logits + i * K;
+    es[n] = Store ? e_base + i * K : nullptr;
+    qs[n] = &batch[r];
+    if (++n == 2) {
+      softmax_rows_short<Store, 2, T>(xs, K, es, sum_x, qs);
+      n = 0;
+    }
   }
+  if (n == 1) softmax_rows_short<Store, 1, T>(xs, K, es, sum_x, qs);
   short_row_logs(batch, nb);
 }
