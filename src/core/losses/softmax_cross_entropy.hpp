@@ -104,9 +104,18 @@ struct SoftmaxCrossEntropy {
           }
           if constexpr (kG) store(g + k, ev * ga - gc);
         };
+        // The label's entry, e_y ga - gc as the vector step rounds it, taken before the pass
+        // overwrites e and stored after it: no read of g[y] right behind the vector store that
+        // wrote it (a store-to-load forwarding stall on every row).
+        T gy{};
+        if constexpr (kG) {
+          const T ey = y < nfull ? e[y] : q.et[y - kt];
+          const V gyv = set1<V>(ey) * ga - gc;
+          gy = gyv[0];
+        }
         for (std::int64_t j = 0; j < nfull; j += W) put(j, load<V>(e + j));
         if (nfull < K) put(kt, q.et);  // the overlapped lanes get the same values again
-        if constexpr (kG) g[y] = static_cast<T>(static_cast<double>(g[y]) - (1.0 - eps) * ds);
+        if constexpr (kG) g[y] = static_cast<T>(static_cast<double>(gy) - (1.0 - eps) * ds);
         if (q.kmax >= 0)
           confident_fix(q.kmax, q.S, q.S1, a, (q.kmax == y ? 1.0 - eps : 0.0) + epsK, a, ds, g, h);
       }
