@@ -1381,3 +1381,19 @@ def test_softmax_rows_near_the_exp_range_edge_agree(loss, dtype, lo):
         np.testing.assert_array_equal(g[k, keep], g[0, keep])
         np.testing.assert_array_equal(h[k, keep], h[0, keep])
     assert np.all(np.isfinite(g)) and np.all(g[:, pos] >= 0) and np.all(h[:, pos] >= 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", [8, 13, 100, 101])
+def test_softmax_short_and_general_rows_same_gradient_bits(dtype, K):
+    """Integer labels without class weights take the short row routine (rows two at a time);
+    class weights of ones take the general one. The gradient is rounded the same way on both
+    (labels in the last, overlapping vector included); the value may differ in its last bits
+    (log S from the vector log on the short way)."""
+    rng = np.random.default_rng(K)
+    x = (rng.standard_normal((65, K)) * 3).astype(dtype)  # an odd count: one row alone
+    y = np.r_[np.full(20, K - 1), np.zeros(5, np.int64), rng.integers(0, K, 40)]
+    v1, g1 = SOFTMAX.value_and_grad(x, y)
+    v2, g2 = SOFTMAX.value_and_grad(x, y, class_weight=np.ones(K))
+    np.testing.assert_array_equal(g1, g2)
+    np.testing.assert_allclose(v1, v2, rtol=4 * np.finfo(dtype).eps, atol=0)
