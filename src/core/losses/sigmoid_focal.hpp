@@ -88,7 +88,9 @@ struct SigmoidFocal : ElementwiseLoss {
     const V sn = select(neg, lg.r, er);  // sigma(-z)
     const V v = s * sn;
     const V t1 = T(1) - t;
-    const V ce = t * (select(neg, -z, V{}) + lg.l1) + t1 * (select(neg, V{}, z) + lg.l1);
+    // ce = t softplus(-z) + (1 - t) softplus(z) = l1 + (z < 0 ? -t z : (1 - t) z): one
+    // product of two non-negative factors onto l1 (no cancellation).
+    const V ce = select(neg, -t, t1) * z + lg.l1;
     const V ce1 = t1 * s - t * sn;
     const V q = t * sn + t1 * s;
     if (p.kind == 0) {
