@@ -1397,3 +1397,25 @@ def test_softmax_short_and_general_rows_same_gradient_bits(dtype, K):
     v2, g2 = SOFTMAX.value_and_grad(x, y, class_weight=np.ones(K))
     np.testing.assert_array_equal(g1, g2)
     np.testing.assert_allclose(v1, v2, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", [8, 13, 100, 101])
+def test_softmax_label_entry_rounds_as_the_other_entries(dtype, K):
+    """With label smoothing the gradient entry of class k is e_k ga - gc, rounded in the
+    compute type, whether or not k is the label; at the label it is then lowered by 1 - eps
+    in float64 (reduction "none": the scale is 1). So the label's entry must equal that of
+    another label's row at the same class, minus 0.9, rounded once: whatever the compiler
+    contracts, both entries take the same rounding (labels in the overlapping last vector
+    included)."""
+    rng = np.random.default_rng(K + 1)
+    x = (0.2 * rng.standard_normal((31, K))).astype(dtype)  # no confident rows (S >= 2)
+    y = np.r_[np.full(10, K - 1), rng.integers(0, K, 21)]
+    y_other = (y + 1 + rng.integers(0, K - 1, y.size)) % K
+    assert np.all(y_other != y)
+    _, g = SOFTMAX.value_and_grad(x, y, label_smoothing=0.1)
+    _, g_other = SOFTMAX.value_and_grad(x, y_other, label_smoothing=0.1)
+    rows = np.arange(y.size)
+    one_minus_eps = 1.0 - float(dtype(0.1))  # the kernel's eps is in the compute type
+    expected = (g_other[rows, y].astype(np.float64) - one_minus_eps).astype(dtype)
+    np.testing.assert_array_equal(g[rows, y], expected)

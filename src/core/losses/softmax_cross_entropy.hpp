@@ -67,7 +67,7 @@ struct SoftmaxCrossEntropy {
     };
 
     // The common case as one short routine: integer labels, no class weights, logits, and rows
-    // of W to 2048 logits (one softmax chunk): softmax_row_short for a batch of rows
+    // of W to 2048 logits (one softmax chunk): softmax_rows_short for a batch of rows
     // (ShortRow), the batch's logs, then each row's value and gradient pass, with the chunk,
     // target and class-weight machinery left out. The same formulas as the general path below
     // (log S from the float64 vector log, not libm's: the value may differ in its last bits).

@@ -161,7 +161,7 @@ struct SoftmaxFocal {
     };
 
     // The short path as one short routine for rows of W to 2048 logits (one softmax chunk),
-    // as softmax_cross_entropy's: softmax_row_short for a batch of rows (ShortRow), the
+    // as softmax_cross_entropy's: softmax_rows_short for a batch of rows (ShortRow), the
     // batch's logs, then per row the target class's scalars and one output pass scaling the
     // exps in place. The same formulas as the short path below (to rounding: log S from the
     // float64 vector log, the gradient as e S ds / sum). A row holding NaN, +inf or only -inf

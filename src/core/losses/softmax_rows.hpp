@@ -325,8 +325,9 @@ FL_INLINE void softmax_rows_short(const T* const* x, std::int64_t K, T* const* e
     q[r]->mn = -hmax(-vn0[r]);
     q[r]->sx = sum_x ? hsum(ax[r]) : 0.0;
     vmc[r] = set1<V>(q[r]->mc);
-    // (Rounding is monotone: a computed span below the bound means every rounded x - mc is
-    // above -exp_nonpos_span - 1e-12 > the normal range's end.)
+    // (Rounding is monotone: with a computed span below the bound, every rounded x - mc is
+    // above -exp_nonpos_span less a few ulp of it (about 1e-5 for float32), and the bound
+    // leaves ln 2 to the normal range's end.)
     in_range = in_range && static_cast<double>(q[r]->mc) - static_cast<double>(q[r]->mn) <
                                exp_nonpos_span<T>();
   }
