@@ -177,8 +177,9 @@ template <class V> FL_INLINE V vexp_neg(V x) {
 }
 
 // exp for -(bias - 1) ln2 <= x <= 0 (NaN passes), where 2^n is normal: applied in one step
-// (a result just below the smallest normal at the low end is formed by one rounding), no clamp. Used by vexp_nonpos, and alone where the range is known (a softmax row whose
-// logits span less than exp_nonpos_span).
+// (a result just below the smallest normal at the low end is formed by one rounding), no
+// clamp. Used by vexp_nonpos, and alone where the range is known (a softmax row whose logits
+// span less than exp_nonpos_span).
 template <class V> FL_INLINE V vexp_nonpos_normal(V x) {
   V scale;
   V r = reduce_ln2_pow2<V, Traits<V>::exp_bias>(x, scale);
