@@ -188,7 +188,7 @@ template <class V> FL_INLINE V vexp_nonpos_normal(V x) {
 // The span max - min of a row's logits below which every x - max is in vexp_nonpos_normal's
 // range (ln 2 inside its bound, for the rounding of the test and of x - max).
 template <class T> constexpr double exp_nonpos_span() {
-  return static_cast<double>(Traits<typename VecOf<T>::V>::exp_bias - 2) * 0.6931471805599453;
+  return static_cast<double>(Traits<typename VecOf<T>::V>::exp_bias - 2) * MathConst<double>::ln2;
 }
 
 // exp for x <= 0 (softmax's x - max): no overflow side, and results below the smallest

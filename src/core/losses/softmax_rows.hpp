@@ -388,7 +388,6 @@ FL_INLINE void softmax_rows_short(const T* const* x, std::int64_t K, T* const* e
   }
 }
 
-
 // Rows per batch for rows of K logits: at most kShortBatch, and few enough that the batch's
 // exps (left in the output rows) stay in L1 until its outputs are written.
 template <class T>
