@@ -15,7 +15,11 @@ result is checked against fastloss before it is timed. Bandwidth is measured in 
 (``fastloss._core.stream``: "triad" for the elementwise cases, "copy" for the row case).
 
     python bench/focal.py [--cases sigmoid_focal softmax_focal power] [--threads 1 2]
-                          [--repeat 5] [--peers numpy numba torch jax] [--json PATH]
+                          [--repeat 5] [--peers numpy numba torch jax] [--isa avx2 avx512]
+                          [--json PATH]
+
+``--isa`` times fastloss under each named ISA (default: the active one); the ratios are to the
+fastest.
 """
 
 from __future__ import annotations
@@ -242,6 +246,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--peers", nargs="+", default=list(ALL_PEERS))
+    ap.add_argument("--isa", nargs="+", default=[fl._core.active_isa()],
+                    help="fastloss runs under each (default: the active one)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     dtype = np.dtype(args.dtype)
@@ -249,7 +255,7 @@ def main(argv=None) -> int:
     results = []
     cfg = fl.show_config(mode="dicts")
     print(f"fastloss {fl.__version__} | {platform.processor() or platform.machine()} | "
-          f"cpu_count {os.cpu_count()} | ISA {fl._core.active_isa()} | {dtype.name}")
+          f"cpu_count {os.cpu_count()} | ISAs {', '.join(args.isa)} | {dtype.name}")
     for case in args.cases:
         a, b = make_inputs(case, dtype, rng)
         rowwise = a.ndim == 2
@@ -260,23 +266,35 @@ def main(argv=None) -> int:
             print(f"\n{case}: {a.shape} {dtype.name}, {threads} thread(s); {kind} bandwidth "
                   f"{bw:.1f} GB/s")
             print(f"{'impl':<24}{'time ms':>10}{'ns/elem':>10}{'GB/s':>8}{'% bw':>7}{'peer/fastloss':>15}")
-            with fl.threads(threads):
-                own = fastloss_fns(case, a, b)
-                v0, g0 = own["fastloss"]()
-                ref = (v0, np.array(g0, copy=True))  # the others reuse the gradient buffer
-                times = {name: median_time(fn, args.repeat) for name, fn in own.items()}
-            best = times["fastloss"]
+            times, ref = {}, None
+            for isa in args.isa:
+                tag = "" if len(args.isa) == 1 else f" [{isa}]"
+                prev = fl._set_isa(isa)
+                try:
+                    with fl.threads(threads):
+                        own = fastloss_fns(case, a, b)
+                        if ref is None:
+                            v0, g0 = own["fastloss"]()
+                            ref = (v0, np.array(g0, copy=True))  # the others reuse the buffer
+                        times.update({name + tag: median_time(fn, args.repeat)
+                                      for name, fn in own.items()})
+                finally:
+                    fl._set_isa(prev)
+            # the ratios are to the fastest ISA's time for the case's own loss
+            best = min(t for name, t in times.items() if name.split(" [")[0] == "fastloss")
             for name, t in times.items():
                 gbs = nbytes / t / 1e9
                 results.append(dict(case=case, threads=threads, impl=name, time=t, gbs=gbs,
                                     pct_bw=100 * gbs / bw, bandwidth_kind=kind, bandwidth_gbs=bw))
                 print(f"{name:<24}{t * 1e3:>10.2f}{t / a.size * 1e9:>10.3f}{gbs:>8.1f}"
                       f"{100 * gbs / bw:>6.0f}%")
-            if "fastloss sigmoid_ce" in times:
-                ce = times["fastloss sigmoid_ce"]
-                print(f"{'':<4}power / sigmoid_cross_entropy time: n = {N_POW:g}: "
-                      f"{times['fastloss'] / ce:.2f}; n = 2 (default): "
-                      f"{times['fastloss n=2 (default)'] / ce:.2f}")
+            for isa in args.isa:
+                tag = "" if len(args.isa) == 1 else f" [{isa}]"
+                if "fastloss sigmoid_ce" + tag in times:
+                    ce = times["fastloss sigmoid_ce" + tag]
+                    print(f"{'':<4}power / sigmoid_cross_entropy time{tag}: n = {N_POW:g}: "
+                          f"{times['fastloss' + tag] / ce:.2f}; n = 2 (default): "
+                          f"{times['fastloss n=2 (default)' + tag] / ce:.2f}")
             fastest = None
             for name in args.peers:
                 fn = PEERS[name](case, a, b, threads)
