@@ -160,11 +160,28 @@ FL_INLINE FAcc& operator+=(FAcc& a, const FHalves& h) {
   return a;
 }
 
-// Fixed order (lane 0, 1, 2, ...) so that every run of one ISA gives the same bits.
+// A vector of N lanes of E (N a power of two; the halves of the native vectors below).
+template <class E, int N>
+struct VecN {
+  typedef E type __attribute__((vector_size(N * sizeof(E))));
+};
+
+// A fixed order, so that every run of one ISA gives the same bits: the upper half added to
+// the lower half, until one lane is left (log2 W dependent additions, not W - 1: a sum is
+// on the path from a row's exps to its outputs).
+template <int N, std::size_t... I>
+FL_INLINE double hsum_halves(typename VecN<double, N>::type a, std::index_sequence<I...>) {
+  if constexpr (N == 1) {
+    return a[0];
+  } else {
+    using H = typename VecN<double, N / 2>::type;
+    const H lo = __builtin_shufflevector(a, a, I...);
+    const H hi = __builtin_shufflevector(a, a, (I + N / 2)...);
+    return hsum_halves<N / 2>(lo + hi, std::make_index_sequence<(N >= 4 ? N / 4 : 1)>{});
+  }
+}
 FL_INLINE double hsum(vd a) {
-  double s = 0.0;
-  for (int i = 0; i < Traits<vd>::W; ++i) s += a[i];
-  return s;
+  return hsum_halves<Traits<vd>::W>(a, std::make_index_sequence<Traits<vd>::W / 2>{});
 }
 FL_INLINE double hsum(const FAcc& a) { return hsum(a.lo + a.hi); }
 
@@ -175,11 +192,27 @@ template <class V> FL_INLINE typename Traits<V>::VI lane_index() {
   return r;
 }
 
-// Horizontal max in a fixed lane order; NaN lanes are skipped (NaN is tracked separately).
+// Horizontal max: a tree of adjacent pairs (lane 2i against 2i + 1, as one vector of the
+// even lanes against one of the odd lanes), log2 W dependent steps. Each step keeps its left
+// operand unless the right one is greater, over contiguous runs of lanes, so the result is
+// the first lane (in lane order) holding the maximum, exactly as a left-to-right scan: a NaN
+// lane is skipped, except in lane 0 (the result is then NaN), and of +0 and -0 the first
+// wins. (NaN is tracked separately.)
+template <class E, int N, std::size_t... I>
+FL_INLINE E hmax_pairs(typename VecN<E, N>::type v, std::index_sequence<I...>) {
+  if constexpr (N == 1) {
+    return v[0];
+  } else {
+    using H = typename VecN<E, N / 2>::type;
+    const H even = __builtin_shufflevector(v, v, (2 * I)...);
+    const H odd = __builtin_shufflevector(v, v, (2 * I + 1)...);
+    return hmax_pairs<E, N / 2>(odd > even ? odd : even,
+                                std::make_index_sequence<(N >= 4 ? N / 4 : 1)>{});
+  }
+}
 template <class V> FL_INLINE typename Traits<V>::T hmax(V v) {
-  typename Traits<V>::T m = v[0];
-  for (int i = 1; i < Traits<V>::W; ++i) m = v[i] > m ? v[i] : m;
-  return m;
+  constexpr int W = Traits<V>::W;
+  return hmax_pairs<typename Traits<V>::T, W>(v, std::make_index_sequence<W / 2>{});
 }
 // True when any lane of a comparison mask is set.
 // (A lane-by-lane loop with || makes GCC spill the mask and branch per lane; here one VPTEST
