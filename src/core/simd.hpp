@@ -232,6 +232,18 @@ template <class VI> FL_INLINE bool any_lane(VI m) {
 #endif
 }
 
+// Software prefetch of the cache lines holding bytes [off, off + n) from p, for reading
+// (Write = false) or for writing (true: PREFETCHW where the target has it, a read prefetch
+// elsewhere). The address is formed as an integer: it may lie past the end of p's array (a
+// prefetch never faults, and a line that is not used again only costs a little bandwidth).
+template <bool Write>
+FL_INLINE void prefetch_bytes(const void* p, std::int64_t off, std::int64_t n) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(off);
+  const std::uintptr_t first = a & ~std::uintptr_t{63}, last = (a + n - 1) & ~std::uintptr_t{63};
+  for (std::uintptr_t c = first; c <= last; c += 64)
+    __builtin_prefetch(reinterpret_cast<const void*>(c), Write ? 1 : 0, 3);
+}
+
 // Loads the live lanes of p (a prefix of the vector), 0 elsewhere; never reads past them.
 template <class V> FL_INLINE V load_live(const typename Traits<V>::T* p, typename Traits<V>::VI live) {
   constexpr int W = Traits<V>::W;
