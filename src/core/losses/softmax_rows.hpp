@@ -425,8 +425,16 @@ FL_INLINE void short_rows(const RowBlock<T>& b, T* e_base, std::int64_t i0, int 
   T* es[2];
   ShortRow<T>* qs[2];
   int n = 0;  // rows waiting for a partner
+  const std::int64_t row_bytes = K * static_cast<std::int64_t>(sizeof(T));
   for (int r = 0; r < nb; ++r) {
     const std::int64_t i = i0 + r;
+    // The same row of the next batch, prefetched: its logits for reading, its output row for
+    // writing. Measured in one process against the build without it (float32, 200,000 x 100
+    // from memory, 2 threads, Xeon): softmax_cross_entropy about 0.8x the time and
+    // softmax_focal about 0.85x, on AVX-512 and on AVX2; in L2 (1,000 rows, 1 thread) up to
+    // 5% slower on AVX-512 for the extra instructions.
+    prefetch_bytes<false>(b.logits, (i + nb) * row_bytes, row_bytes);
+    if (Store) prefetch_bytes<true>(e_base, (i + nb) * row_bytes, row_bytes);
     const T sw = b.weight ? b.weight[i] : T(1);
     batch[r].ok = false;
     if (is_ignored(b.labels[i], has_ig, ig, K) || sw != sw) continue;
