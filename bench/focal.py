@@ -267,8 +267,8 @@ def main(argv=None) -> int:
                   f"{bw:.1f} GB/s")
             print(f"{'impl':<24}{'time ms':>10}{'ns/elem':>10}{'GB/s':>8}{'% bw':>7}{'peer/fastloss':>15}")
             times, ref = {}, None
-            for isa in args.isa:
-                tag = "" if len(args.isa) == 1 else f" [{isa}]"
+            tags = {isa: "" if len(args.isa) == 1 else f" [{isa}]" for isa in args.isa}
+            for isa, tag in tags.items():
                 prev = fl._set_isa(isa)
                 try:
                     with fl.threads(threads):
@@ -281,15 +281,14 @@ def main(argv=None) -> int:
                 finally:
                     fl._set_isa(prev)
             # the ratios are to the fastest ISA's time for the case's own loss
-            best = min(t for name, t in times.items() if name.split(" [")[0] == "fastloss")
+            best = min(times["fastloss" + tag] for tag in tags.values())
             for name, t in times.items():
                 gbs = nbytes / t / 1e9
                 results.append(dict(case=case, threads=threads, impl=name, time=t, gbs=gbs,
                                     pct_bw=100 * gbs / bw, bandwidth_kind=kind, bandwidth_gbs=bw))
                 print(f"{name:<24}{t * 1e3:>10.2f}{t / a.size * 1e9:>10.3f}{gbs:>8.1f}"
                       f"{100 * gbs / bw:>6.0f}%")
-            for isa in args.isa:
-                tag = "" if len(args.isa) == 1 else f" [{isa}]"
+            for tag in tags.values():
                 if "fastloss sigmoid_ce" + tag in times:
                     ce = times["fastloss sigmoid_ce" + tag]
                     print(f"{'':<4}power / sigmoid_cross_entropy time{tag}: n = {N_POW:g}: "

@@ -233,9 +233,11 @@ template <class VI> FL_INLINE bool any_lane(VI m) {
 }
 
 // Software prefetch of the cache lines holding bytes [off, off + n) from p, for reading
-// (Write = false) or for writing (true: PREFETCHW where the target has it, a read prefetch
-// elsewhere). The address is formed as an integer: it may lie past the end of p's array (a
-// prefetch never faults, and a line that is not used again only costs a little bandwidth).
+// (Write = false) or ahead of stores (true: PREFETCHW only where the compile flags enable
+// PRFCHW, which the x86 ISA flags here do not: PREFETCHT0 like a read, which still takes the
+// line's miss off the stores' path). The address is formed as an integer: it may lie past the
+// end of p's array (a prefetch never faults, and a line that is not used again only costs a
+// little bandwidth).
 template <bool Write>
 FL_INLINE void prefetch_bytes(const void* p, std::int64_t off, std::int64_t n) {
   const auto a = reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(off);
