@@ -280,3 +280,18 @@ def test_list_prints_every_loss():
     assert [e["name"] for e in entries] == list(fl.losses)
     huber = next(e for e in entries if e["name"] == "huber")
     assert huber["params"] == {"delta": 1.0}
+
+
+def test_ignored_rows_are_left_out_of_the_count(tmp_path, rng):
+    n, k = 500, 4
+    logits = rng.normal(size=(n, k))
+    y = rng.integers(0, k, n)
+    y[::7] = -100
+    np.save(tmp_path / "x.npy", logits)
+    np.save(tmp_path / "y.npy", y)
+    res = score_json("--loss", "softmax_cross_entropy", "--pred", str(tmp_path / "x.npy"),
+                     "--target", str(tmp_path / "y.npy"), "--chunk-rows", "120")
+    kept = int(np.count_nonzero(y != -100))
+    assert res["count"] == kept
+    assert res["mean"] == pytest.approx(res["sum"] / kept, rel=1e-12)
+    assert sum(v["count"] for v in res["per_class"].values()) == kept

@@ -219,3 +219,13 @@ def test_every_registered_loss_is_exposed():
     assert set(fld.losses) == set(fl.losses)
     for name in fl.losses:
         assert getattr(fld, name) is fld.losses[name]
+
+
+def test_unsupported_registered_losses_say_why():
+    d = da.zeros(6, chunks=3)
+    with pytest.raises(ValueError, match="margin_ranking.*two differentiated inputs"):
+        fld.margin_ranking(d, d, d)
+    with pytest.raises(ValueError, match="couple the documents of a group"):
+        fld.pairwise_logistic.grad(d, d)
+    with pytest.raises(TypeError, match="huber takes pred and target"):
+        fld.huber(d, d, d)

@@ -162,3 +162,39 @@ def test_optimiser_steps_reduce_the_loss(rng):
         losses.append(float(loss.detach()))
     assert losses == pytest.approx(oracle, rel=1e-12)
     assert losses[-1] < 0.6 * losses[0]
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("shapes", [((6,), (6,)), ((1,), (6,)), ((6,), ())],
+                         ids=["same", "x1-broadcast", "x2-scalar"])
+def test_margin_ranking_differentiates_both_inputs_as_torch(reduction, shapes, rng):
+    y = torch.tensor(np.where(rng.random(6) < 0.5, -1.0, 1.0))
+    x1 = tensors(rng, shapes[0])
+    x2 = tensors(rng, shapes[1])
+    got = flt.margin_ranking(x1, x2, y, reduction=reduction, margin=0.25)
+    (got.sum() if reduction == "none" else got).backward()
+    a = x1.detach().clone().requires_grad_(True)
+    b = x2.detach().clone().requires_grad_(True)
+    want = F.margin_ranking_loss(a.expand(6), b.expand(6), y, margin=0.25, reduction=reduction)
+    (want.sum() if reduction == "none" else want).backward()
+    assert torch.allclose(got.double(), want, rtol=1e-12, atol=0)
+    assert x1.grad.shape == x1.shape and x2.grad.shape == x2.shape
+    assert torch.allclose(x1.grad, a.grad, rtol=1e-12, atol=0)
+    assert torch.allclose(x2.grad, b.grad, rtol=1e-12, atol=0)
+
+
+def test_margin_ranking_module_weights_and_gradcheck(rng):
+    x1, x2 = tensors(rng, 5), tensors(rng, 5)
+    y = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0], dtype=torch.float64)
+    w = torch.tensor(rng.uniform(0.5, 2.0, 5))
+    module = flt.MarginRanking(margin=0.5, reduction="sum")
+    got = module(x1, x2, y, sample_weight=w).detach()
+    want = (w * torch.clamp(0.5 - y * (x1 - x2), min=0)).sum().detach()
+    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda a, b: flt.margin_ranking(a, b, y, reduction="none", margin=0.3),
+        (x1.detach().clone().requires_grad_(True), x2.detach().clone().requires_grad_(True)))
+    with pytest.raises(TypeError, match="input1, input2 and target"):
+        module(x1, x2)
+    with pytest.raises(ValueError, match="pairwise"):
+        flt.pairwise_logistic(x1, torch.zeros(5))

@@ -364,6 +364,7 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
     total = 0.0
     denom = 0.0
     count = 0
+    ignored = 0  # rows of ignore_index, left out of the reported count
     want_classes = per_class
     per_class: Optional[dict] = {} if want_classes else None
     writer = None
@@ -432,6 +433,10 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
             n_values = int(np.prod(v.shape)) if v is not None else int(
                 np.prod(np.broadcast_shapes(pred.shape, target.shape)) if loss.kind ==
                 "elementwise" else np.prod(pred.shape[:-1]))
+            if (ignore_index is not None and loss.kind == "rowwise" and target.dtype.kind in "iu"
+                    and target.ndim == pred.ndim - 1):
+                # Ignored rows are not scored: the count is of the rows the mean is over.
+                ignored += int(np.count_nonzero(target == ignore_index))
             count += n_values
             if per_class is not None and loss.kind == "elementwise" and _is_binary(classes):
                 _add_binary(per_class, classes, np.asarray(v).ravel(),
@@ -461,7 +466,7 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
         "params": {k: _jsonable(v) for k, v in params.items()},
         "mean": mean,
         "sum": total,
-        "count": count,
+        "count": count - ignored,
         "per_class": None,
         "seconds": seconds,
     }

@@ -236,6 +236,13 @@ def class_weight(labels, mode: str = "balanced", n_classes: Optional[int] = None
     return cc.class_weight(mode)
 
 
+def _real_weight(value: Any, name: str) -> float:
+    """One class weight of a dict: a real number (bool, complex and strings are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
 def resolve_class_weight(spec: Any, n_classes: int, *, counts=None, name: str = "class_weight",
                          ignore_index: Optional[int] = None) -> Optional[np.ndarray]:
     """None, "balanced"/"auto" (needs counts, a callable returning them), a dict or an array
@@ -256,9 +263,12 @@ def resolve_class_weight(spec: Any, n_classes: int, *, counts=None, name: str = 
         for key, value in spec.items():
             if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < n_classes:
                 raise ValueError(f"{name} key {key!r} is not a class in [0, {n_classes})")
-            w[int(key)] = float(value)
+            w[int(key)] = _real_weight(value, f"{name}[{key!r}]")
     else:
-        w = np.asarray(spec, dtype=np.float64)
+        w = np.asarray(spec)
+        if w.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
+        w = w.astype(np.float64)
         if w.shape != (n_classes,):
             raise ValueError(f"{name} must have shape ({n_classes},), got {w.shape}")
         w = w.copy()

@@ -166,32 +166,45 @@ class DaskLoss:
         return f"<fastloss.dask {self.name}>"
 
     # -- entry points, as the in-memory Loss ----------------------------------------------
-    def __call__(self, pred, target, *, reduction: str = "none", sample_weight=None,
+    def __call__(self, pred, target, *extra, reduction: str = "none", sample_weight=None,
                  nan_policy: str = "propagate", **params):
+        self._check_args(extra)
         return self._run("value", pred, target, reduction, sample_weight, nan_policy, params)
 
-    def grad(self, pred, target, *, reduction: str = "none", sample_weight=None,
+    def grad(self, pred, target, *extra, reduction: str = "none", sample_weight=None,
              nan_policy: str = "propagate", **params):
+        self._check_args(extra)
         return self._run("grad", pred, target, reduction, sample_weight, nan_policy, params)
 
-    def value_and_grad(self, pred, target, *, reduction: str = "none", sample_weight=None,
+    def value_and_grad(self, pred, target, *extra, reduction: str = "none", sample_weight=None,
                        nan_policy: str = "propagate", **params):
+        self._check_args(extra)
         return self._run("value_and_grad", pred, target, reduction, sample_weight, nan_policy,
                          params)
 
-    def grad_hess(self, pred, target, *, reduction: str = "none", sample_weight=None,
+    def grad_hess(self, pred, target, *extra, reduction: str = "none", sample_weight=None,
                   nan_policy: str = "propagate", hessian: str = "exact",
                   hess_floor: float = 1e-6, **params):
+        self._check_args(extra)
         return self._run("grad_hess", pred, target, reduction, sample_weight, nan_policy, params,
                          hessian=hessian, hess_floor=hess_floor)
 
     # -- planning -----------------------------------------------------------------------
+    def _check_args(self, extra):
+        self._check_kind()  # a loss of three arrays (margin_ranking) is refused as such
+        if extra:
+            raise TypeError(f"{self.name} takes pred and target positionally, "
+                            f"got {2 + len(extra)} positional arguments")
+
     def _check_kind(self):
         if self.kind not in SUPPORTED_KINDS:
+            why = ("its pairs couple the documents of a group, which dask blocks would split"
+                   if self.kind == "pairwise" else
+                   "it takes two differentiated inputs, which this module does not plan"
+                   if self.kind == "margin_ranking" else f"kind {self.kind!r}")
             raise ValueError(
                 f"fastloss.dask supports elementwise and row-wise losses; {self.name} is of kind "
-                f"{self.kind!r} (its terms couple samples that dask blocks would split): "
-                f"compute it in memory with fastloss.{self.name}")
+                f"{self.kind!r} ({why}): compute it in memory with fastloss.{self.name}")
 
     def _operands(self, pred, target, sample_weight):
         """(pred, target, sample_weight, index strings, output indices, full shape)."""

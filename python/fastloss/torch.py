@@ -7,7 +7,10 @@
 The forward pass hands the tensors' memory to the kernels through NumPy (no copy for CPU
 tensors of float32/float64) and computes the value and the gradient in one fused pass when
 ``input`` requires a gradient; the backward pass only scales that stored gradient by the
-incoming one. Only ``input`` (the first argument) is differentiated.
+incoming one. Only ``input`` (the first argument) is differentiated, except for
+``margin_ranking(input1, input2, target)``, which differentiates both inputs as torch's
+``margin_ranking_loss`` does. The pairwise ranking losses (groups of documents) are not bridged:
+compute them on NumPy arrays.
 
 **Decision**: ``reduction`` defaults to ``"mean"`` here, as in ``torch.nn`` losses (the NumPy
 API defaults to ``"none"``). Sample weights, class weights and every loss parameter work as in
@@ -26,7 +29,7 @@ import fastloss as _fl
 
 from ._loss import Loss
 
-SUPPORTED_KINDS = ("elementwise", "rowwise")
+SUPPORTED_KINDS = ("elementwise", "rowwise", "margin_ranking")
 
 
 def _camel(name: str) -> str:
@@ -35,8 +38,9 @@ def _camel(name: str) -> str:
 
 def _check_loss(loss: Loss) -> None:
     if loss.kind not in SUPPORTED_KINDS:
-        raise ValueError(f"fastloss.torch supports elementwise and row-wise losses; {loss.name} "
-                         f"is of kind {loss.kind!r}")
+        raise ValueError(f"fastloss.torch supports elementwise, row-wise and margin-ranking "
+                         f"losses; {loss.name} is of kind {loss.kind!r} (compute it with "
+                         f"fastloss.{loss.name} on NumPy arrays)")
 
 
 def _array(t, name: str) -> Any:
@@ -104,6 +108,58 @@ class _LossFunction(_torch.autograd.Function):
         return g, None, None, None, None, None, None
 
 
+class _MarginRankingFunction(_torch.autograd.Function):
+    """margin_ranking(input1, input2, target): both inputs differentiated, from the pair of
+    gradients of one fused pass."""
+
+    @staticmethod
+    def forward(ctx, input1, input2, target, sample_weight, loss, reduction, nan_policy, params):
+        x1 = _array(input1, "input1")
+        x2 = _array(input2, "input2")
+        t = _array(target, "target")
+        w = _array(sample_weight, "sample_weight")
+        kw = dict(reduction=reduction, sample_weight=w, nan_policy=nan_policy, **params)
+        ctx.shapes = (input1.shape, input2.shape)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            # One gradient per element of the broadcast shape (stride-0 views, not copies);
+            # backward sums each down to its input's shape after scaling.
+            shapes = [np.shape(x1), np.shape(x2), np.shape(t)] + ([] if w is None else [np.shape(w)])
+            full = np.broadcast_shapes(*shapes)
+            value, (g1, g2) = loss.value_and_grad(np.broadcast_to(x1, full),
+                                                  np.broadcast_to(x2, full), t, **kw)
+            ctx.save_for_backward(_torch.from_numpy(np.ascontiguousarray(g1)),
+                                  _torch.from_numpy(np.ascontiguousarray(g2)))
+        else:
+            value = loss(x1, x2, t, **kw)
+        if reduction == "none":
+            out = _torch.from_numpy(np.asarray(value))
+        else:
+            out = _torch.tensor(float(value), dtype=_torch.float64)
+        return out.to(input1.dtype) if input1.dtype.is_floating_point else out
+
+    @staticmethod
+    @_torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        g1, g2 = ctx.saved_tensors
+        go = grad_output.to(g1.dtype)
+        d1 = (g1 * go).sum_to_size(ctx.shapes[0]) if ctx.needs_input_grad[0] else None
+        d2 = (g2 * go).sum_to_size(ctx.shapes[1]) if ctx.needs_input_grad[1] else None
+        return d1, d2, None, None, None, None, None, None
+
+
+def _apply_margin_ranking(loss: Loss, input1, input2, target, sample_weight, reduction,
+                          nan_policy, params):
+    for name, t in (("input1", input1), ("input2", input2)):
+        if not isinstance(t, _torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    for name, t in (("target", target), ("sample_weight", sample_weight)):
+        if isinstance(t, _torch.Tensor) and t.requires_grad:
+            raise ValueError(f"{name} requires grad, but fastloss.torch differentiates input1 "
+                             "and input2 only; detach it")
+    return _MarginRankingFunction.apply(input1, input2, target, sample_weight, loss, reduction,
+                                        nan_policy, _params(params))
+
+
 def _apply(loss: Loss, input, target, sample_weight, reduction, nan_policy, params):
     _check_loss(loss)
     if not isinstance(input, _torch.Tensor):
@@ -136,7 +192,18 @@ class Module(_torch.nn.Module):
             if key not in loss.params:
                 raise TypeError(f"{loss.name}() got an unexpected keyword argument {key!r}")
 
-    def forward(self, input, target, sample_weight=None):
+    def forward(self, input, target, *rest, sample_weight=None):
+        if self.loss.kind == "margin_ranking":  # forward(input1, input2, target)
+            if len(rest) > 1:
+                raise TypeError("margin_ranking takes input1, input2, target (and sample_weight)")
+            if not rest:
+                raise TypeError("margin_ranking takes input1, input2 and target")
+            return _apply_margin_ranking(self.loss, input, target, rest[0], sample_weight,
+                                         self.reduction, self.nan_policy, self.params)
+        if len(rest) > 1:
+            raise TypeError(f"{self.loss.name} takes input, target and sample_weight")
+        if rest:
+            sample_weight = rest[0]
         return _apply(self.loss, input, target, sample_weight, self.reduction, self.nan_policy,
                       self.params)
 
@@ -146,6 +213,18 @@ class Module(_torch.nn.Module):
 
 
 def _functional(loss: Loss):
+    if loss.kind == "margin_ranking":
+        def fn_mr(input1, input2, target, *, reduction: str = "mean", sample_weight=None,
+                  nan_policy: str = "propagate", **params):
+            return _apply_margin_ranking(loss, input1, input2, target, sample_weight, reduction,
+                                         nan_policy, params)
+
+        fn_mr.__name__ = fn_mr.__qualname__ = loss.name
+        fn_mr.__doc__ = (f"{loss.name} of CPU tensors (input1, input2, target) with autograd for "
+                         f"both inputs (reduction='mean' by default), as torch's "
+                         f"margin_ranking_loss; see fastloss.{loss.name}.\n\n{loss.__doc__}")
+        return fn_mr
+
     def fn(input, target, *, reduction: str = "mean", sample_weight=None,
            nan_policy: str = "propagate", **params):
         return _apply(loss, input, target, sample_weight, reduction, nan_policy, params)
