@@ -979,7 +979,7 @@ def test_out_checked():
 
 
 def test_probabilities_outside_unit_interval():
-    with pytest.raises(ValueError, match="pred"):
+    with pytest.raises(ValueError, match=r"pred .*; got 1\.5 at index \(1,\)$"):
         SIGMOID(np.array([0.5, 1.5]), np.array([1.0, 0.0]), from_logits=False)
     with pytest.raises(ValueError, match="pred"):
         SIGMOID.grad_hess(np.array([-0.1, 0.5]), np.array([1.0, 0.0]), from_logits=False)
@@ -1040,6 +1040,48 @@ def test_bad_class_weight():
         SOFTMAX(x, y, class_weight={5: 1.0})
     with pytest.raises(ValueError, match="class_weight"):
         SIGMOID(np.zeros(2), np.zeros(2), class_weight=[1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("bad", [np.array([1 + 5j, 1.0, 1.0]), ["a", "b", "c"],
+                                 {0: "a"}, {1: None}, {2: 1j}, {0: True}])
+def test_class_weight_of_non_real_numbers_is_a_type_error(bad):
+    x = np.zeros((2, 3))
+    y = np.array([0, 1])
+    with pytest.raises(TypeError, match="class_weight"):
+        SOFTMAX(x, y, class_weight=bad)
+    with pytest.raises(TypeError, match="class_weight"):
+        fl.softmax_focal(x, y, class_weight=bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_sigmoid_default_parameters_take_the_same_bits_as_explicit_ones(dtype, from_logits,
+                                                                        isa):
+    # The defaults (pos_weight None, no class weights, no smoothing, natural log) run a loop
+    # of their own; spelling the same parameters out takes the general one. Soft targets,
+    # every mode, both Hessian policies that differ.
+    rng = np.random.default_rng(7)
+    n = 10_007
+    x = (rng.random(n) if not from_logits else rng.standard_normal(n) * 6).astype(dtype)
+    t = rng.random(n).astype(dtype)
+    t[::3] = np.round(t[::3])
+    spelled = [dict(pos_weight=np.ones(n, dtype)), dict(class_weight=[1.0, 1.0]),
+               dict(pos_weight=np.ones(n, dtype), class_weight=[1.0, 1.0])]
+    kw = dict(from_logits=from_logits)
+    for other in spelled:
+        for reduction in ("none", "sum", "mean"):
+            a = SIGMOID(x, t, reduction=reduction, **kw)
+            b = SIGMOID(x, t, reduction=reduction, **kw, **other)
+            np.testing.assert_array_equal(a, b)
+        for hessian in ("exact", "fisher"):
+            a = SIGMOID.grad_hess(x, t, reduction="mean", hessian=hessian, **kw)
+            b = SIGMOID.grad_hess(x, t, reduction="mean", hessian=hessian, **kw, **other)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+        a = SIGMOID.value_and_grad(x, t, reduction="mean", **kw)
+        b = SIGMOID.value_and_grad(x, t, reduction="mean", **kw, **other)
+        assert a[0] == b[0]
+        np.testing.assert_array_equal(a[1], b[1])
 
 
 # --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _core
 from ._loss import Loss, finite_param
+from ._loss import _log_scale as log_scale
 from ._weights import check_countable, index_text, resolve_class_weight
 
 _IDS = {name: i for i, name in enumerate(_core.elementwise_losses)}
@@ -17,16 +18,6 @@ def check_keys(loss_name: str, params: dict, allowed) -> None:
     for key in params:
         if key not in allowed:
             raise TypeError(f"{loss_name}() got an unexpected keyword argument {key!r}")
-
-
-def log_scale(log_base) -> float:
-    """1 / ln(log_base); log_base None or e gives 1."""
-    if log_base is None:
-        return 1.0
-    b = finite_param(log_base, "log_base", low=0.0, low_open=True)
-    if b == 1.0:
-        raise ValueError("log_base must not be 1")
-    return 1.0 / math.log(b)
 
 
 def compute_dtype(pred) -> np.dtype:
@@ -45,7 +36,7 @@ def check_probabilities(pred, name: str = "pred") -> None:
         bad = np.argmin(p) if lo < 0 else np.argmax(p)
         where = tuple(int(i) for i in np.unravel_index(bad, p.shape))
         raise ValueError(f"{name} must hold probabilities in [0, 1] when from_logits=False; "
-                         f"got {p.flat[bad]!r} at index {where}")
+                         f"got {float(p.flat[bad])!r} at index {where}")
 
 
 def check_real(value, name: str) -> None:
@@ -144,6 +135,7 @@ def _prepare_sigmoid_ce(pred, target, sample_weight, params, omit_nan=False):
         raise TypeError(f"from_logits must be a bool, got {type(from_logits).__name__}")
     scale = log_scale(params.get("log_base"))
     pos_weight = params.get("pos_weight")
+    pw_one = pos_weight is None
     if pos_weight is None:
         pos_weight = 1.0
     else:
@@ -153,13 +145,15 @@ def _prepare_sigmoid_ce(pred, target, sample_weight, params, omit_nan=False):
         if pw.size and not (np.all(np.isfinite(pw)) and np.min(pw) >= 0):
             raise ValueError("pos_weight must be finite and >= 0")
         pos_weight = pw
+        pw_one = pw.ndim == 0 and float(pw) == 1.0
     cw = resolve_class_weight(params.get("class_weight"), 2,
                               counts=lambda: binary_counts(target, pred, sample_weight, omit_nan))
     w_neg, w_pos = (1.0, 1.0) if cw is None else (float(cw[0]), float(cw[1]))
     clip = float(np.finfo(compute_dtype(pred)).eps)
     if not from_logits:
         check_probabilities(pred)
-    values = [w_neg, w_pos, eps, 1.0 if from_logits else 0.0, clip, scale]
+    # [6]: P is 1 everywhere, so that the kernel may run its plain loop (when the rest agree)
+    values = [w_neg, w_pos, eps, 1.0 if from_logits else 0.0, clip, scale, 1.0 if pw_one else 0.0]
     return values, pos_weight, "pos_weight", cw is not None
 
 

@@ -63,10 +63,16 @@ class Loss:
                  parse: Optional[ParamParser] = None, prepare: Optional[Callable] = None,
                  has_fisher: bool, formula: str, doc: str = "", kind: str = "elementwise",
                  hessians: Optional[Mapping[str, int]] = None,
-                 arg_names: Optional[Sequence[str]] = None):
+                 arg_names: Optional[Sequence[str]] = None, post_log_base: bool = False):
         self.name = name
         self.family = family
         self.params = dict(params)
+        # A loss whose kernel has no log_base of its own takes it here: value, gradient and
+        # Hessian are divided by ln(log_base) after the kernel, in place (one more pass over
+        # the per-sample outputs when log_base is given; none for the default).
+        self._post_log_base = post_log_base
+        if post_log_base:
+            self.params["log_base"] = None
         self.formula = formula
         self.has_fisher = has_fisher
         self._kernel_id = kernel_id
@@ -145,6 +151,17 @@ class Loss:
     # -- shared path ----------------------------------------------------------------------
     def _run(self, pred, target, want, reduction, sample_weight, nan_policy, params, out,
              grad_out, hess_out, hessian, hess_floor, grad_name="grad_out", class_split=False):
+        if self._post_log_base and "log_base" in params:
+            params = dict(params)
+            scale = _log_scale(params.pop("log_base"))
+            v, g, h = self._run(pred, target, want, reduction, sample_weight, nan_policy, params,
+                                out, grad_out, hess_out, hessian, hess_floor, grad_name,
+                                class_split)
+            if scale == 1.0:
+                return v, g, h
+            if class_split:
+                return (v[0] * scale, v[1] * scale, v[2], v[3]), g, h
+            return _scaled(v, scale), _scaled(g, scale), _scaled(h, scale)
         red = _code(_REDUCTIONS, reduction, "reduction")
         nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
         if self.kind == "rowwise":
@@ -215,6 +232,27 @@ class Loss:
         if red and v is not None:
             v = np.float64(v)
         return v, g, h
+
+
+def _log_scale(log_base) -> float:
+    """1 / ln(log_base); None or e gives 1."""
+    if log_base is None:
+        return 1.0
+    b = finite_param(log_base, "log_base", low=0.0, low_open=True)
+    if b == 1.0:
+        raise ValueError("log_base must not be 1")
+    return 1.0 / math.log(b)
+
+
+def _scaled(x, scale: float):
+    """x times scale: a float64 scalar, or an array scaled in place in its own dtype (the
+    caller's out= buffer included)."""
+    if x is None:
+        return None
+    if isinstance(x, np.ndarray):
+        np.multiply(x, x.dtype.type(scale), out=x)
+        return x
+    return np.float64(x * scale)
 
 
 def make_parser(loss_name: str, spec: Mapping[str, Callable[[Any], float]],

@@ -77,8 +77,12 @@ struct ElemStep {
       eval<kVal, kG, false, PRE>(f, y, a, lg, l, g, h);
     }
     if constexpr (Loss::has_weight_factor) {
-      if constexpr (kWIn) w = w * Loss::weight_factor(p, y);
-      else w = Loss::weight_factor(p, y);
+      if (Loss::weight_factor_on(p)) {
+        if constexpr (kWIn) w = w * Loss::weight_factor(p, y);
+        else w = Loss::weight_factor(p, y);
+      } else if constexpr (!kWIn) {
+        w = set1<V>(T(1));  // the products by it below fold away
+      }
     }
     if constexpr (kW) {
       V ws = w * gs;
@@ -151,7 +155,9 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
     V y = load<V>(b.target + at);
     if constexpr (Loss::checks_target) outside |= Loss::target_outside(y);
     if constexpr (S::kWIn) w = load<V>(b.weight + at);
-    if constexpr (Loss::has_aux) a = load<V>(b.aux + at);
+    if constexpr (Loss::has_aux) {
+      if (Loss::aux_on(step.p)) a = load<V>(b.aux + at);
+    }
     step.template operator()<decltype(pre)::value>(f, y, w, a, lg, l, g, h);
     if constexpr (S::kVArr) store(b.value + at, l);
     if constexpr (S::kVSum) {
@@ -205,7 +211,9 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
     prefetch_bytes<false>(b.pred, off, kBytes);
     prefetch_bytes<false>(b.target, off, kBytes);
     if constexpr (S::kWIn) prefetch_bytes<false>(b.weight, off, kBytes);
-    if constexpr (Loss::has_aux) prefetch_bytes<false>(b.aux, off, kBytes);
+    if constexpr (Loss::has_aux) {
+      if (Loss::aux_on(step.p)) prefetch_bytes<false>(b.aux, off, kBytes);
+    }
     if constexpr (S::kVArr) prefetch_bytes<true>(b.value, off, kBytes);
     if constexpr (S::kG) prefetch_bytes<true>(b.grad, off, kBytes);
     if constexpr (S::kH) prefetch_bytes<true>(b.hess, off, kBytes);

@@ -10,6 +10,9 @@
 //   has_weight_factor   weight_factor(p, y) multiplies the sample weight (class weights
 //                       looked up from the target), in the value, the derivatives and the
 //                       mean's denominator alike
+//   aux_on,             false when, under p, the per-element parameter or the weight factor
+//   weight_factor_on    is an identity that eval does not need (a split's plain case): the
+//                       kernel then skips its loads or its products
 //   checks_target       target_outside(y) marks targets outside the loss's domain (e.g. a
 //                       probability outside [0, 1]); the call then raises ValueError
 //   target_domain       which domain that is (TargetDomain), for the error message
@@ -53,6 +56,16 @@ struct ElementwiseLoss {
   template <class P, class V>
   static FL_INLINE V weight_factor(const P&, V) {
     return set1<V>(1);
+  }
+  // Whether the kernel reads the per-element parameter (has_aux) and applies the weight
+  // factor (has_weight_factor) under p: a split may make either of them an identity.
+  template <class P>
+  static FL_INLINE bool aux_on(const P&) {
+    return true;
+  }
+  template <class P>
+  static FL_INLINE bool weight_factor_on(const P&) {
+    return true;
   }
   static constexpr int n_split = 1;
   template <class P>

@@ -20,9 +20,15 @@
 // Hessian and enters the mean's denominator. Everything is divided by ln(log_base).
 //
 // aux: pos_weight P (broadcast per element). Parameters: [0] w_neg, [1] w_pos,
-// [2] label_smoothing, [3] from_logits (1 or 0), [4] clip, [5] 1 / ln(log_base).
+// [2] label_smoothing, [3] from_logits (1 or 0), [4] clip, [5] 1 / ln(log_base), [6] 1 when
+// P is 1 everywhere (pos_weight None or the scalar 1).
+//
+// The plain case (P = 1, no class weights, eps = 0, natural log: the defaults) runs in a
+// loop of its own (split) without the pos_weight loads, the smoothing, the weight factor and
+// the log-base products: the same bits, since each of them is then an exact identity
+// (t (1 - 0) + 0 = t, 1 x = x), in fewer instructions.
 struct SigmoidCrossEntropy : ElementwiseLoss {
-  static constexpr int n_params = 6;
+  static constexpr int n_params = 7;
   static constexpr bool has_aux = true;
   static constexpr bool has_weight_factor = true;
   static constexpr bool checks_target = true;  // targets are probabilities: [0, 1]
@@ -33,18 +39,49 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
   template <class T> struct Params {
     T w_neg, w_pos, eps, clip, scale;
     bool from_logits;
+    bool plain_ok;  // the parameters are the plain case's
+    bool plain;     // fixed by set_split
     explicit Params(const double* p)
         : w_neg(static_cast<T>(p[0])), w_pos(static_cast<T>(p[1])), eps(static_cast<T>(p[2])),
-          clip(static_cast<T>(p[4])), scale(static_cast<T>(p[5])), from_logits(p[3] != 0.0) {}
+          clip(static_cast<T>(p[4])), scale(static_cast<T>(p[5])), from_logits(p[3] != 0.0),
+          plain_ok(p[6] != 0.0 && p[0] == 1.0 && p[1] == 1.0 && p[2] == 0.0 &&
+                   static_cast<T>(p[5]) == T(1)),
+          plain(false) {}
   };
-  static constexpr int n_split = 2;  // from_logits
+  static constexpr int n_split = 4;  // from_logits + 2 plain
   template <class P>
   static FL_INLINE int split(const P& p) {
-    return p.from_logits ? 1 : 0;
+    return (p.from_logits ? 1 : 0) + (p.plain_ok ? 2 : 0);
   }
   template <class P>
   static FL_INLINE void set_split(P& p, int k) {
-    p.from_logits = k != 0;
+    p.from_logits = (k & 1) != 0;
+    p.plain = (k & 2) != 0;
+  }
+  template <class P>
+  static FL_INLINE bool aux_on(const P& p) {
+    return !p.plain;
+  }
+  template <class P>
+  static FL_INLINE bool weight_factor_on(const P& p) {
+    return !p.plain;
+  }
+  // The weights of the positive and the negative term: P t' and 1 - t'.
+  template <class P, class V>
+  static FL_INLINE void term_weights(const P& p, V t, V pw, V& a, V& b) {
+    using T = typename Traits<V>::T;
+    if (p.plain) {
+      a = t;
+      b = T(1) - t;
+    } else {
+      const V ts = t * (T(1) - p.eps) + T(0.5) * p.eps;
+      a = pw * ts;
+      b = T(1) - ts;
+    }
+  }
+  template <class P, class V>
+  static FL_INLINE V scaled(const P& p, V x) {
+    return p.plain ? x : x * p.scale;
   }
 
   template <class P, class V>
@@ -62,10 +99,8 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
   template <bool VAL, bool GRAD, bool HESS, class V>
   static FL_INLINE void eval_logistic(const Params<typename Traits<V>::T>& p, V z, V t, V pw,
                                       const Logistic<V>& lg, V& l, V& g, V& h) {
-    using T = typename Traits<V>::T;
-    const V ts = t * (T(1) - p.eps) + T(0.5) * p.eps;
-    const V a = pw * ts;    // weight of the positive term
-    const V b = T(1) - ts;  // weight of the negative term
+    V a, b;
+    term_weights(p, t, pw, a, b);
     auto neg = z < V{};
     const V er = lg.e * lg.r;
     V sig_pos = select(neg, er, lg.r);  // sigma(z)
@@ -73,10 +108,10 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
     if constexpr (VAL) {
       V sp_pos = select(neg, V{}, z) + lg.l1;   // softplus(z)
       V sp_neg = select(neg, -z, V{}) + lg.l1;  // softplus(-z)
-      l = (a * sp_neg + b * sp_pos) * p.scale;
+      l = scaled(p, a * sp_neg + b * sp_pos);
     }
-    if constexpr (GRAD) g = (b * sig_pos - a * sig_neg) * p.scale;
-    if constexpr (HESS) h = ((a + b) * (sig_pos * sig_neg)) * p.scale;
+    if constexpr (GRAD) g = scaled(p, b * sig_pos - a * sig_neg);
+    if constexpr (HESS) h = scaled(p, (a + b) * (sig_pos * sig_neg));
   }
 
   template <bool VAL, bool GRAD, bool HESS, class V>
@@ -86,16 +121,15 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
     if (p.from_logits) {
       eval_logistic<VAL, GRAD, HESS>(p, z, t, pw, vlogistic(z), l, g, h);
     } else {
-      const V ts = t * (T(1) - p.eps) + T(0.5) * p.eps;
-      const V a = pw * ts;    // weight of the positive term
-      const V b = T(1) - ts;  // weight of the negative term
+      V a, b;
+      term_weights(p, t, pw, a, b);
       V q = select(z < p.clip, set1<V>(p.clip), z);
       q = select(q > T(1) - p.clip, set1<V>(T(1) - p.clip), q);
       V iq = T(1) / q;
       V iq1 = T(1) / (T(1) - q);
-      if constexpr (VAL) l = -(a * vlog(q) + b * vlog1p(-q)) * p.scale;
-      if constexpr (GRAD) g = (b * iq1 - a * iq) * p.scale;
-      if constexpr (HESS) h = (a * iq * iq + b * iq1 * iq1) * p.scale;
+      if constexpr (VAL) l = scaled(p, -(a * vlog(q) + b * vlog1p(-q)));
+      if constexpr (GRAD) g = scaled(p, b * iq1 - a * iq);
+      if constexpr (HESS) h = scaled(p, a * iq * iq + b * iq1 * iq1);
     }
   }
   // Fisher (expected) Hessian: the exact one with t replaced by its expectation under the
