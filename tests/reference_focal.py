@@ -39,6 +39,7 @@ __all__ = [
     "sigmoid_focal",
     "sigmoid_focal_terms",
     "sigmoid_power_cross_entropy",
+    "sigmoid_power_prob_terms",
     "sigmoid_power_terms",
     "softmax_focal",
     "softmax_focal_rows",
@@ -321,10 +322,40 @@ def sigmoid_power_terms(z, t, *, n=2.0, fisher=False):
     return value, grad, hess
 
 
+def sigmoid_power_prob_terms(q, t, *, n=2.0, clip=np.finfo(np.float64).eps, fisher=False):
+    """Unweighted elementwise (l, g, h) of -t log q^n - (1 - t) log(1 - q^n) for a
+    probability q (from_logits=False), clipped to [clip, 1 - clip], differentiated in q:
+
+        l'  = -t n / q + (1 - t) n q^(n-1) / (1 - q^n)
+        l'' = t n / q^2 + (1 - t) n [(n - 1) q^(n-2) (1 - q^n) + n q^(2n-2)] / (1 - q^n)^2
+
+    1 - q^n is -expm1(n log q), without cancellation near q = 1; its log is log1p(-q^n)
+    where q^n < 1/2 (Maechler 2012), without the cancellation of log(1 - small).
+    fisher=True: the Hessian at t = q^n, its expectation under Bernoulli(q^n)."""
+    q, t = np.broadcast_arrays(np.asarray(q, dtype=np.float64), np.asarray(t, dtype=np.float64))
+    n = float(n)
+    q = np.clip(q, clip, 1.0 - clip)
+    log_q = np.log(q)
+    qn = np.exp(n * log_q)
+    one_m = -np.expm1(n * log_q)
+    log_one_m = np.where(qn < 0.5, np.log1p(-np.minimum(qn, 0.5)), np.log(one_m))
+    value = -t * n * log_q - (1.0 - t) * log_one_m
+    grad = -t * n / q + (1.0 - t) * n * qn / q / one_m
+    tt = qn if fisher else t
+    hess = tt * n / q ** 2 + (1.0 - tt) * n * (
+        (n - 1.0) * qn / q ** 2 * one_m + n * qn * qn / q ** 2) / one_m ** 2
+    return value, grad, hess
+
+
 def sigmoid_power_cross_entropy(z, t, *, n=2.0, reduction="none", sample_weight=None,
-                                hessian="exact", hess_floor=1e-6):
+                                hessian="exact", hess_floor=1e-6, from_logits=True, clip=None):
     """(value, grad, hess) of a fastloss sigmoid_power_cross_entropy call."""
-    value, grad, hess = sigmoid_power_terms(z, t, n=n, fisher=hessian == "fisher")
+    if from_logits:
+        value, grad, hess = sigmoid_power_terms(z, t, n=n, fisher=hessian == "fisher")
+    else:
+        value, grad, hess = sigmoid_power_prob_terms(
+            z, t, n=n, fisher=hessian == "fisher",
+            **({} if clip is None else {"clip": clip}))
     hess = _policy(hess, hessian, hess_floor)
     return reduce_elementwise(value, grad, hess, sample_weight, reduction)
 

@@ -8,10 +8,13 @@ reductions and weights are in test_focal_reference.py.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 import fastloss as fl
+import reference_focal
 
 RNG = np.random.default_rng(20261129)
 GAMMAS = [0.0, 0.5, 1.0, 2.0, 3.7, 5.0]
@@ -508,3 +511,131 @@ def test_softmax_focal_matches_torch_autograd():
         v, g = fl.softmax_focal.value_and_grad(x, tgt, gamma=2.5, alpha=a, reduction="sum")
         assert v == pytest.approx(loss.sum().item(), rel=1e-12)
         np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+# --------------------------------------------------------------------------
+# log_base on the losses whose kernels work in natural log
+# --------------------------------------------------------------------------
+
+
+def _log_base_cases(rng):
+    z = (rng.standard_normal(1001) * 3).astype(np.float32)
+    t = (rng.random(1001) < 0.3).astype(np.float32)
+    x = rng.standard_normal((40, 5))
+    y = rng.integers(0, 5, 40)
+    m = (rng.random((40, 5)) < 0.4).astype(np.float64)
+    return {"sigmoid_focal": (z, t), "sigmoid_power_cross_entropy": (z, t),
+            "softmax_focal": (x, y), "multilabel_softmax_cross_entropy": (x, m)}
+
+
+@pytest.mark.parametrize("name", ["sigmoid_focal", "sigmoid_power_cross_entropy",
+                                  "softmax_focal", "multilabel_softmax_cross_entropy"])
+@pytest.mark.parametrize("base", [10, 2, 0.5])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_log_base_divides_value_gradient_and_hessian_by_ln_base(name, base, reduction, rng):
+    loss = fl.losses[name]
+    a, b = _log_base_cases(rng)[name]
+    assert loss.params["log_base"] is None
+    s = 1.0 / math.log(base)
+    v0 = loss(a, b, reduction=reduction)
+    v1 = loss(a, b, reduction=reduction, log_base=base)
+    g0, h0 = loss.grad_hess(a, b, reduction=reduction)
+    g1, h1 = loss.grad_hess(a, b, reduction=reduction, log_base=base)
+    tol = 1e-6 if a.dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(v1, np.asarray(v0) * s, rtol=tol)
+    np.testing.assert_allclose(g1, g0 * s, rtol=tol)
+    np.testing.assert_allclose(h1, h0 * s, rtol=tol)
+    assert np.asarray(v1).dtype == np.asarray(v0).dtype and g1.dtype == g0.dtype
+    # natural log spelled out is the default, bit for bit
+    np.testing.assert_array_equal(loss(a, b, reduction=reduction, log_base=math.e), v0)
+    if reduction == "none":
+        out, gout = np.empty_like(v0), np.empty_like(g0)
+        v2, g2 = loss.value_and_grad(a, b, log_base=base, out=out, grad_out=gout)
+        assert v2 is out and g2 is gout
+        np.testing.assert_array_equal(out, v1)
+
+
+def test_log_base_textbook_example_through_softmax_focal():
+    # gamma = 0 is the cross-entropy; logits log p give softmax p for a row summing to 1.
+    x = np.log(np.array([[0.5, 0.4, 0.1]]))
+    y = np.array([0])
+    assert float(fl.softmax_focal(x, y, gamma=0.0, reduction="mean")) == pytest.approx(
+        0.693147, abs=1e-6)
+    assert float(fl.softmax_focal(x, y, gamma=0.0, log_base=10, reduction="mean")) == \
+        pytest.approx(0.30103, abs=1e-6)
+    with pytest.raises(ValueError, match="log_base"):
+        fl.sigmoid_focal(np.zeros(2), np.zeros(2), log_base=1)
+    with pytest.raises(ValueError, match="log_base"):
+        fl.softmax_focal(x, y, log_base=-2.0)
+
+
+# -- sigmoid_power_cross_entropy on probabilities (from_logits=False) ---------------------
+
+
+def _probabilities(rng, size=257):
+    q = rng.uniform(0.02, 0.98, size)
+    t = rng.random(size)
+    t[::2] = np.round(t[::2])
+    return q, t
+
+
+@pytest.mark.parametrize("n", [0.5, 1.0, 2.0, 3.0, 3.7])
+@pytest.mark.parametrize("policy", ["exact", "fisher"])
+def test_power_probabilities_match_the_reference_and_differences(n, policy, rng):
+    q, t = _probabilities(rng)
+    v = fl.sigmoid_power_cross_entropy(q, t, n=n, from_logits=False)
+    g, h = fl.sigmoid_power_cross_entropy.grad_hess(q, t, n=n, from_logits=False,
+                                                     hessian=policy)
+    rv, rg, rh = reference_focal.sigmoid_power_prob_terms(q, t, n=n, fisher=policy == "fisher")
+    np.testing.assert_allclose(v, rv, rtol=1e-12)
+    np.testing.assert_allclose(g, rg, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(h, rh, rtol=1e-11, atol=1e-14)
+    if policy == "exact":
+        f = lambda x: fl.sigmoid_power_cross_entropy(x, t, n=n, from_logits=False)  # noqa: E731
+        np.testing.assert_allclose(g, fd_grad(f, q), rtol=1e-6, atol=1e-8)
+        gf = lambda x: fl.sigmoid_power_cross_entropy.grad(x, t, n=n,  # noqa: E731
+                                                            from_logits=False)
+        np.testing.assert_allclose(h, fd_grad(gf, q), rtol=1e-6, atol=1e-8)
+
+
+def test_power_probabilities_identities_and_bounds(rng):
+    q, t = _probabilities(rng)
+    # n = 1 is the cross-entropy on probabilities, value and derivatives.
+    for kw in ({}, {"hessian": "fisher"}):
+        for a, b in zip(fl.sigmoid_power_cross_entropy.grad_hess(q, t, n=1.0, from_logits=False,
+                                                                  **kw),
+                        fl.sigmoid_cross_entropy.grad_hess(q, t, from_logits=False, **kw)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fl.sigmoid_power_cross_entropy(q, t, n=1.0, from_logits=False),
+                               fl.sigmoid_cross_entropy(q, t, from_logits=False), rtol=1e-12)
+    # The same loss as on the logits of the same probabilities, every n and split.
+    z = np.log(q) - np.log1p(-q)
+    for n in (0.5, 2.0, 3.0, 3.7):
+        np.testing.assert_allclose(fl.sigmoid_power_cross_entropy(q, t, n=n, from_logits=False),
+                                   fl.sigmoid_power_cross_entropy(z, t, n=n), rtol=1e-9)
+    # 0 and 1 are clipped to [eps, 1 - eps]: finite everywhere, both dtypes.
+    for dtype in (np.float32, np.float64):
+        edge = np.array([0.0, 1.0, 0.5, 1e-30], dtype)
+        for n in (0.5, 1.0, 4.0):
+            for tt in (np.zeros(4, dtype), np.ones(4, dtype)):
+                v, g = fl.sigmoid_power_cross_entropy.value_and_grad(edge, tt, n=n,
+                                                                     from_logits=False)
+                _, h = fl.sigmoid_power_cross_entropy.grad_hess(edge, tt, n=n, from_logits=False)
+                assert v.dtype == dtype and np.all(np.isfinite(v))
+                assert np.all(np.isfinite(g)) and np.all(np.isfinite(h))
+    with pytest.raises(ValueError, match="pred must hold probabilities"):
+        fl.sigmoid_power_cross_entropy(np.array([0.5, 1.5]), np.ones(2), from_logits=False)
+    with pytest.raises(TypeError, match="from_logits"):
+        fl.sigmoid_power_cross_entropy(q, t, from_logits="no")
+
+
+@pytest.mark.parametrize("n", [0.5, 2.0, 3.0, 3.7])
+def test_power_probabilities_float32_against_float64(n, rng):
+    q, t = _probabilities(rng, 4099)
+    v64, g64 = fl.sigmoid_power_cross_entropy.value_and_grad(q, t, n=n, from_logits=False)
+    v32, g32 = fl.sigmoid_power_cross_entropy.value_and_grad(q.astype(np.float32),
+                                                             t.astype(np.float32), n=n,
+                                                             from_logits=False)
+    assert v32.dtype == np.float32 and g32.dtype == np.float32
+    np.testing.assert_allclose(v32, v64, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(g32, g64, rtol=2e-5, atol=1e-6)

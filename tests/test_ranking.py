@@ -312,6 +312,12 @@ def test_pairwise_out_arrays(rng):
     assert h is hout and same(g, g2)
     assert float(fl.pairwise_logistic(s, r, group=[4, 6], reduction="sum")) == pytest.approx(
         out.sum(), rel=1e-14)
+    # Strided buffers are written as the other losses write them; a wrong dtype is a TypeError.
+    big = np.full(20, np.nan)
+    g3 = fl.pairwise_logistic.grad(s, r, group=[4, 6], out=big[::2])
+    assert g3.base is big and same(big[::2], g) and np.all(np.isnan(big[1::2]))
+    with pytest.raises(TypeError, match="out must have dtype float64"):
+        fl.pairwise_logistic.grad(s, r, group=[4, 6], out=np.empty(10, np.float32))
 
 
 def test_pairwise_large_group_thread_identity(rng):

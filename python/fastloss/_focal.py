@@ -56,7 +56,7 @@ def _prepare_sigmoid_focal(pred, target, sample_weight, params, omit_nan=False):
 
 sigmoid_focal = Loss(
     "sigmoid_focal", family="binary", kernel_id=_ELEM["sigmoid_focal"], params=_SF_PARAMS,
-    prepare=_prepare_sigmoid_focal, has_fisher=True,
+    prepare=_prepare_sigmoid_focal, has_fisher=True, post_log_base=True,
     formula="a_t (1 - p_t)^gamma ce(z, t); p = sigmoid(z), p_t = p t + (1 - p)(1 - t), "
             "a_t = alpha t + (1 - alpha)(1 - t)",
     doc="""Sigmoid focal loss (Lin et al. 2017) of logits z against 0/1 or soft targets t.
@@ -74,20 +74,24 @@ negative too for gamma >= 1).""")
 
 # -- sigmoid_power_cross_entropy ------------------------------------------------------------
 
-_SP_PARAMS = {"n": 2.0}
+_SP_PARAMS = {"n": 2.0, "from_logits": True}
 
 
 def _prepare_power(pred, target, sample_weight, params, omit_nan=False):
     check_keys("sigmoid_power_cross_entropy", params, _SP_PARAMS)
     n = finite_param(params.get("n", 2.0), "n", low=0.0, low_open=True)
+    from_logits = check_from_logits(params.get("from_logits", True))
+    if not from_logits:
+        check_probabilities(pred)
     eps = float(np.finfo(compute_dtype(pred)).eps)
-    return [n, math.log(n), eps / (n + 1.0)], None, "", False
+    return ([n, math.log(n), eps / (n + 1.0), 1.0 if from_logits else 0.0, eps], None, "",
+            False)
 
 
 sigmoid_power_cross_entropy = Loss(
     "sigmoid_power_cross_entropy", family="binary",
     kernel_id=_ELEM["sigmoid_power_cross_entropy"], params=_SP_PARAMS, prepare=_prepare_power,
-    has_fisher=True,
+    has_fisher=True, post_log_base=True,
     formula="-t log p^n - (1 - t) log(1 - p^n), p = sigmoid(z)",
     doc="""Binary cross-entropy on p^n, p = sigmoid(z) (the p^n trick), any real n > 0.
 
@@ -95,7 +99,9 @@ l = -t log p^n - (1 - t) log(1 - p^n), computed in log space (log p^n = -n softp
 log(1 - p^n) = log1mexp(n softplus(-z))), so it is finite for every finite logit. p^n starts
 near 0 for a model initialised around z = 0, which suits rare positives; the decision
 p^n > 1/2 is z > logit(2^(-1/n)). n=1 is sigmoid_cross_entropy. hessian="fisher" is the
-Fisher information of the Bernoulli(p^n) model, n^2 (1 - p)^2 p^n / (1 - p^n).""")
+Fisher information of the Bernoulli(p^n) model, n^2 (1 - p)^2 p^n / (1 - p^n).
+from_logits=False takes p itself (clipped to [eps, 1 - eps], eps the dtype's machine
+epsilon) and differentiates w.r.t. it; the exact Hessian in p can be negative for n < 1.""")
 
 
 # -- softmax_focal --------------------------------------------------------------------------
@@ -136,7 +142,7 @@ def _prepare_softmax_focal(logits, target, sample_weight, params, omit_nan=False
 
 softmax_focal = Loss(
     "softmax_focal", family="multiclass", kind="rowwise", kernel_id=_ROWS["softmax_focal"],
-    params=_SMF_PARAMS, prepare=_prepare_softmax_focal, has_fisher=True,
+    params=_SMF_PARAMS, prepare=_prepare_softmax_focal, has_fisher=True, post_log_base=True,
     formula="-sum_k alpha_k c_k q_k (1 - p_k)^gamma log p_k, p = softmax(x)",
     doc="""Softmax focal loss of logits x[..., K] against class indices [...] or
 probabilities [..., K].

@@ -434,7 +434,7 @@ multilabel_softmax_cross_entropy = Loss(
     "multilabel_softmax_cross_entropy", family="multilabel", kind="rowwise",
     kernel_id=_ROW_IDS["multilabel_softmax_cross_entropy"], params=_MLSCE_PARAMS,
     prepare=_prepare_multilabel, has_fisher=False, hessians=_PIECEWISE_HESSIANS,
-    arg_names=("scores", "target"),
+    arg_names=("scores", "target"), post_log_base=True,
     formula="log(1 + sum_k (1 - t_k) e^{s_k}) + log(1 + sum_k t_k e^{-s_k})",
     doc="""Multi-label softmax cross-entropy on raw scores s[..., K] and 0/1 (or soft)
 targets t[..., K]: log(1 + sum_{negatives} e^{s_i}) + log(1 + sum_{positives} e^{-s_j}).

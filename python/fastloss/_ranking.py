@@ -84,15 +84,23 @@ def _check_out(arr, name, shape, dtype, inputs):
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
     if arr.dtype != dtype:
-        raise ValueError(f"{name} must have dtype {dtype}, got {arr.dtype}")
+        raise TypeError(f"{name} must have dtype {dtype}, got {arr.dtype}")
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only")
-    if not arr.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous")
     for other, oname in inputs:
         if other is not None and np.shares_memory(arr, other):
             raise ValueError(f"{name} shares memory with {oname}")
     return arr
+
+
+def _contiguous(arr, pending):
+    """arr itself when C-contiguous; else a contiguous array for the kernel, copied into arr
+    afterwards (pending holds the pairs)."""
+    if arr.flags.c_contiguous:
+        return arr
+    work = np.empty(arr.shape, dtype=arr.dtype)
+    pending.append((arr, work))
+    return work
 
 
 class PairwiseLoss(Loss):
@@ -176,8 +184,12 @@ class PairwiseLoss(Loss):
             hess = _check_out(hess_out, "hess_out", (n,), cdt, inputs)
         elif hess_out is not None:
             raise ValueError("hess_out= given but no Hessian is computed")
+        pending = []  # strided out= buffers: the kernel writes contiguous arrays, copied back
+        kv, kg, kh = (None if a is None else _contiguous(a, pending) for a in (value, grad, hess))
         total = _core.pairwise(self._kernel_id, sc, rc, offsets, order, w, values, mode,
-                               per_doc, value, grad, hess, gscale, policy, floor, nan == 2)
+                               per_doc, kv, kg, kh, gscale, policy, floor, nan == 2)
+        for user, work in pending:
+            np.copyto(user, work)
         v = None
         if want & _WANT_VALUE:
             if red == 0:

@@ -26,9 +26,18 @@
 // n = 2 (the default) and integer n in [3, kMaxIntN] take polynomial forms in s instead
 // (P = s^n, 1 - P = s' (1 + s + ... + s^(n-1)); see eval_logistic): no second exp.
 //
-// Parameters: [0] n, [1] log(n), [2] eps / (n + 1).
+// from_logits = false: the first argument is p itself, a probability q clipped to
+// [clip, 1 - clip]; with A = -n log q, P = q^n = exp(-A), log(1 - P) = log1mexp(A) as above
+// and iD = 1 / (1 - P):
+//   l = t A - (1 - t) log(1 - P)
+//   dl/dq   = (n / q) [(1 - t) P iD - t]
+//   d2l/dq2 = (n / q^2) [t + (1 - t) P iD ((n - 1) + n P iD)]
+// (negative where n < 1 and P is small: the loss is not convex in q then), and "fisher",
+// the Fisher information of Bernoulli(P) in q, n^2 P iD / q^2.
+//
+// Parameters: [0] n, [1] log(n), [2] eps / (n + 1), [3] from_logits (1 or 0), [4] clip.
 struct SigmoidPowerCrossEntropy : ElementwiseLoss {
-  static constexpr int n_params = 3;
+  static constexpr int n_params = 5;
   static constexpr bool checks_target = true;  // targets are probabilities: [0, 1]
   template <class V>
   static FL_INLINE typename Traits<V>::VI target_outside(V t) {
@@ -37,28 +46,31 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
   // Integer n up to this take the polynomial forms below (no second exp, no log1mexp pass).
   static constexpr int kMaxIntN = 8;
   template <class T> struct Params {
-    T n, n1, inv_n, log_n, y_small;
+    T n, n1, inv_n, log_n, y_small, clip;
     int ni;    // n when it is an integer in [3, kMaxIntN], else 0
     bool two;  // n = 2 (the default): the closed forms below
     bool intn;  // ni != 0
+    bool from_logits;
     explicit Params(const double* p)
         : n(static_cast<T>(p[0])), n1(static_cast<T>(p[0] + 1.0)),
           inv_n(static_cast<T>(1.0 / p[0])),
-          log_n(static_cast<T>(p[1])), y_small(static_cast<T>(p[2])),
+          log_n(static_cast<T>(p[1])), y_small(static_cast<T>(p[2])), clip(static_cast<T>(p[4])),
           ni(p[0] >= 3.0 && p[0] <= kMaxIntN && p[0] == static_cast<double>(static_cast<int>(p[0]))
                  ? static_cast<int>(p[0])
                  : 0),
-          two(p[0] == 2.0), intn(ni != 0) {}
+          two(p[0] == 2.0), intn(ni != 0), from_logits(p[3] != 0.0) {}
   };
-  static constexpr int n_split = 3;  // 0: any n, 1: n = 2, 2: integer n in [3, kMaxIntN]
+  // 0: any n, 1: n = 2, 2: integer n in [3, kMaxIntN] (logits); 3: probabilities, any n
+  static constexpr int n_split = 4;
   template <class P>
   static FL_INLINE int split(const P& p) {
-    return p.two ? 1 : (p.intn ? 2 : 0);
+    return !p.from_logits ? 3 : p.two ? 1 : (p.intn ? 2 : 0);
   }
   template <class P>
   static FL_INLINE void set_split(P& p, int k) {
     p.two = k == 1;
     p.intn = k == 2;
+    p.from_logits = k != 3;
   }
 
   // For A >= 0: P = exp(-A), L1 = log(1 - P) and iD = 1 / (1 - P), with 1 - P accurate in both
@@ -91,8 +103,8 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
 
   static constexpr bool logistic_pre = true;
   template <class P>
-  static FL_INLINE bool logistic_on(const P&) {
-    return true;
+  static FL_INLINE bool logistic_on(const P& p) {
+    return p.from_logits;
   }
 
   // General n: log1mexp(n y) in a stage of its own: x = {P, log(1 - P), 1 / (1 - P)}.
@@ -110,8 +122,35 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
   template <bool VAL, bool GRAD, bool HESS, class V>
   static FL_INLINE void eval(const Params<typename Traits<V>::T>& p, V z, V t, V aux, V& l, V& g,
                              V& h) {
+    if (!p.from_logits) {
+      eval_prob<VAL, GRAD, HESS>(p, z, t, l, g, h);
+      return;
+    }
     eval_logistic<VAL, GRAD, HESS>(p, z, t, aux, logistic_stages<SigmoidPowerCrossEntropy>(p, z),
                                    l, g, h);
+  }
+
+  // Probabilities (from_logits = false): P = q^n through A = -n log q and log1mexp.
+  template <class V>
+  static FL_INLINE V clipped(const Params<typename Traits<V>::T>& p, V q) {
+    using T = typename Traits<V>::T;
+    q = select(q < p.clip, set1<V>(p.clip), q);
+    return select(q > T(1) - p.clip, set1<V>(T(1) - p.clip), q);
+  }
+  template <bool VAL, bool GRAD, bool HESS, class V>
+  static FL_INLINE void eval_prob(const Params<typename Traits<V>::T>& p, V q, V t, V& l, V& g,
+                                  V& h) {
+    using T = typename Traits<V>::T;
+    q = clipped(p, q);
+    const V A = -(p.n * vlog(q));
+    V P, L1, iD;
+    log1mexp(A, P, L1, iD);
+    const V t1 = T(1) - t;
+    const V iq = T(1) / q;
+    const V PiD = P * iD;  // P / (1 - P)
+    if constexpr (VAL) l = t * A - t1 * L1;
+    if constexpr (GRAD) g = (p.n * iq) * (t1 * PiD - t);
+    if constexpr (HESS) h = (p.n * (iq * iq)) * (t + t1 * PiD * ((p.n - T(1)) + p.n * PiD));
   }
 
   // From lg = vlogistic(z).
@@ -205,6 +244,13 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
 
   template <class V>
   static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V z, V, V) {
+    if (!p.from_logits) {
+      const V q = clipped(p, z);
+      V P, L1, iD;
+      log1mexp(-(p.n * vlog(q)), P, L1, iD);
+      const V iq = typename Traits<V>::T(1) / q;
+      return (p.n * p.n) * (P * iD) * (iq * iq);
+    }
     V e, r, l1;
     vlogistic(z, e, r, l1);
     auto neg = z < V{};
