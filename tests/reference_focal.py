@@ -221,16 +221,26 @@ def sigmoid_focal_terms(z, t, *, gamma=2.0, alpha=0.25, from_logits=True, clip=F
     return value, grad, hess
 
 
+def _in_base(value, grad, hess, log_base):
+    """The loss in log base b: l / ln b, and so its derivatives (None: natural log)."""
+    if log_base is None:
+        return value, grad, hess
+    c = 1.0 / math.log(float(log_base))
+    return value * c, grad * c, hess * c
+
+
 def sigmoid_focal(z, t, *, gamma=2.0, alpha=0.25, from_logits=True, reduction="none",
-                  sample_weight=None, hessian="exact", hess_floor=1e-6, clip=F64_EPS):
+                  sample_weight=None, hessian="exact", hess_floor=1e-6, clip=F64_EPS,
+                  log_base=None):
     """(value, grad, hess) of a fastloss sigmoid_focal call, in float64.
 
     hessian: "exact", "clip" (max(h, hess_floor)), "abs" or "fisher"; the
-    policy applies to the unweighted h, before the sample weight.
+    policy applies to the unweighted h (of the loss in log base log_base), before the
+    sample weight.
     """
-    value, grad, hess = sigmoid_focal_terms(z, t, gamma=gamma, alpha=alpha,
-                                            from_logits=from_logits, clip=clip,
-                                            fisher=hessian == "fisher")
+    value, grad, hess = _in_base(*sigmoid_focal_terms(z, t, gamma=gamma, alpha=alpha,
+                                                      from_logits=from_logits, clip=clip,
+                                                      fisher=hessian == "fisher"), log_base)
     hess = _policy(hess, hessian, hess_floor)
     return reduce_elementwise(value, grad, hess, sample_weight, reduction)
 
@@ -348,7 +358,8 @@ def sigmoid_power_prob_terms(q, t, *, n=2.0, clip=np.finfo(np.float64).eps, fish
 
 
 def sigmoid_power_cross_entropy(z, t, *, n=2.0, reduction="none", sample_weight=None,
-                                hessian="exact", hess_floor=1e-6, from_logits=True, clip=None):
+                                hessian="exact", hess_floor=1e-6, from_logits=True, clip=None,
+                                log_base=None):
     """(value, grad, hess) of a fastloss sigmoid_power_cross_entropy call."""
     if from_logits:
         value, grad, hess = sigmoid_power_terms(z, t, n=n, fisher=hessian == "fisher")
@@ -356,6 +367,7 @@ def sigmoid_power_cross_entropy(z, t, *, n=2.0, reduction="none", sample_weight=
         value, grad, hess = sigmoid_power_prob_terms(
             z, t, n=n, fisher=hessian == "fisher",
             **({} if clip is None else {"clip": clip}))
+    value, grad, hess = _in_base(value, grad, hess, log_base)
     hess = _policy(hess, hessian, hess_floor)
     return reduce_elementwise(value, grad, hess, sample_weight, reduction)
 
@@ -510,7 +522,7 @@ def reduce_rows(value, grad, hess, denom, sample_weight=None, reduction="none"):
 
 def softmax_focal(x, target, *, gamma=2.0, alpha=None, class_weight=None, ignore_index=-100,
                   label_smoothing=0.0, reduction="none", sample_weight=None, hessian="exact",
-                  hess_floor=1e-6):
+                  hess_floor=1e-6, log_base=None):
     """(value, grad, hess) of a fastloss softmax_focal call, in float64.
 
     x: logits [..., K]; target: class indices [...] or probability rows
@@ -529,6 +541,7 @@ def softmax_focal(x, target, *, gamma=2.0, alpha=None, class_weight=None, ignore
         hess = _softmax_focal_fisher(x, target, gamma=gamma, alpha=alpha,
                                      class_weight=class_weight, ignore_index=ignore_index,
                                      label_smoothing=label_smoothing)
+    value, grad, hess = _in_base(value, grad, hess, log_base)
     kept = softmax_focal_rows(x, target, gamma=gamma, alpha=alpha, class_weight=class_weight,
                               ignore_index=ignore_index, label_smoothing=label_smoothing)[4]
     # Ignored rows have nothing to learn: every policy leaves their Hessian at 0.

@@ -639,3 +639,34 @@ def test_power_probabilities_float32_against_float64(n, rng):
     assert v32.dtype == np.float32 and g32.dtype == np.float32
     np.testing.assert_allclose(v32, v64, rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(g32, g64, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sigmoid_focal", "softmax_focal"])
+@pytest.mark.parametrize("base", [10, 0.5])
+def test_log_base_hessian_policies_act_on_the_scaled_loss(name, base, rng):
+    # gamma = 5: the exact Hessians of both focal losses change sign, so the policies bite.
+    loss = fl.losses[name]
+    a, b = _log_base_cases(rng)[name]
+    a = a.astype(np.float64)
+    s = 1.0 / math.log(base)
+    _, h = loss.grad_hess(a, b, gamma=5.0, log_base=base)
+    _, habs = loss.grad_hess(a, b, gamma=5.0, log_base=base, hessian="abs")
+    np.testing.assert_allclose(habs, np.abs(h), rtol=1e-14)
+    _, hf0 = loss.grad_hess(a, b, gamma=5.0, hessian="fisher")
+    _, hf = loss.grad_hess(a, b, gamma=5.0, hessian="fisher", log_base=base)
+    np.testing.assert_allclose(hf, hf0 * s, rtol=1e-14)
+    if s > 0:
+        floor = 0.05
+        _, hc = loss.grad_hess(a, b, gamma=5.0, log_base=base, hessian="clip", hess_floor=floor)
+        np.testing.assert_allclose(hc, np.maximum(h, floor), rtol=1e-14)
+        assert np.any(h < floor)
+    else:
+        with pytest.raises(ValueError, match="log_base < 1"):
+            loss.grad_hess(a, b, log_base=base, hessian="clip")
+
+
+def test_log_base_clip_keeps_ignored_rows_at_zero():
+    x = np.array([[2.0, -1.0, 0.5], [0.3, 0.2, -4.0]])
+    y = np.array([1, -100])
+    _, h = fl.softmax_focal.grad_hess(x, y, log_base=10, hessian="clip", hess_floor=0.5)
+    assert np.all(h[1] == 0.0) and np.all(h[0] >= 0.5 * (1 - 1e-15))

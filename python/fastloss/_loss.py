@@ -154,14 +154,26 @@ class Loss:
         if self._post_log_base and "log_base" in params:
             params = dict(params)
             scale = _log_scale(params.pop("log_base"))
-            v, g, h = self._run(pred, target, want, reduction, sample_weight, nan_policy, params,
-                                out, grad_out, hess_out, hessian, hess_floor, grad_name,
-                                class_split)
             if scale == 1.0:
-                return v, g, h
+                return self._run(pred, target, want, reduction, sample_weight, nan_policy,
+                                 params, out, grad_out, hess_out, hessian, hess_floor, grad_name,
+                                 class_split)
+            # The policies act on the Hessian of the scaled loss: max(s h, floor) is
+            # s max(h, floor / s) for s > 0, and |s h| is |s| |h| (the kernel's policies
+            # leave ignored rows at 0 either way).
+            floor = hess_floor
+            if hessian == "clip":
+                floor = finite_param(hess_floor, "hess_floor")
+                if scale < 0.0:
+                    raise ValueError(f"hessian='clip' with log_base < 1 (a loss that falls as "
+                                     f"the error grows) is not defined for {self.name}")
+                floor = floor / scale
+            v, g, h = self._run(pred, target, want, reduction, sample_weight, nan_policy, params,
+                                out, grad_out, hess_out, hessian, floor, grad_name, class_split)
             if class_split:
                 return (v[0] * scale, v[1] * scale, v[2], v[3]), g, h
-            return _scaled(v, scale), _scaled(g, scale), _scaled(h, scale)
+            hscale = abs(scale) if hessian == "abs" else scale
+            return _scaled(v, scale), _scaled(g, scale), _scaled(h, hscale)
         red = _code(_REDUCTIONS, reduction, "reduction")
         nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
         if self.kind == "rowwise":
@@ -252,6 +264,8 @@ def _scaled(x, scale: float):
     if isinstance(x, np.ndarray):
         np.multiply(x, x.dtype.type(scale), out=x)
         return x
+    if isinstance(x, np.generic):  # a scalar of the compute dtype keeps it
+        return x.dtype.type(x * x.dtype.type(scale))
     return np.float64(x * scale)
 
 
