@@ -355,7 +355,7 @@ template <class V> FL_INLINE void vlogistic_e(V e, V& r, V& l1) {
   V num = select(hi, e - T(1), e);
   V den = select(hi, e + T(3), e + T(2));
   V one_e = e + T(1);
-  V d = T(1) / (one_e * den);
+  V d = recip_bounded(one_e * den);  // one_e in [1, 2], den in [2, 4)
   r = den * d;
   V s = atanh2_series(num * one_e * d);
   l1 = select(hi, s + C::ln2, s);

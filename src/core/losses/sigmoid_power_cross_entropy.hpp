@@ -177,7 +177,7 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
       const V num = select(near, -P, -sn);
       const V den = select(near, T(2) - P, s + T(3));
       const V s1 = s + T(1);
-      const V d = T(1) / (den * s1);
+      const V d = recip_bounded(den * s1);  // den in [1, 4], s1 in [1, 2]
       const V is1 = den * d;  // 1 / (1 + s)
       const V at = atanh2_series(num * s1 * d);
       const V sp_pos = select(neg, V{}, z) + lg.l1;  // softplus(z)
@@ -215,7 +215,7 @@ struct SigmoidPowerCrossEntropy : ElementwiseLoss {
       e = e - hi;
       const V num = select(near, -P, m - T(1));
       const V den = select(near, T(2) - P, m + T(1));
-      const V d = T(1) / (den * Q);
+      const V d = recip_bounded(den * Q);  // den in [1, 4], Q in [1, n]
       const V iQ = den * d;  // 1 / Q
       const V at = atanh2_series(num * Q * d);
       const V ef = small_int_to_float<V>(e);
