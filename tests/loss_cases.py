@@ -246,6 +246,7 @@ PARAMS = {
                                                             (NAN, ValueError),
                                                             ("0.1", TypeError)]),
     "log_base": ParamSpec(valid=[2.0, 10.0], invalid=[(1.0, ValueError), (0.0, ValueError),
+                                                      (0.5, ValueError),
                                                       (-2.0, ValueError), (NAN, ValueError),
                                                       ("10", TypeError)]),
     "pos_weight": ParamSpec(valid=[2.0, 0.0, lambda k: np.linspace(0.5, 3.0, 6)],

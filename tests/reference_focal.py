@@ -341,7 +341,8 @@ def sigmoid_power_prob_terms(q, t, *, n=2.0, clip=np.finfo(np.float64).eps, fish
 
     1 - q^n is -expm1(n log q), without cancellation near q = 1; its log is log1p(-q^n)
     where q^n < 1/2 (Maechler 2012), without the cancellation of log(1 - small).
-    fisher=True: the Hessian at t = q^n, its expectation under Bernoulli(q^n)."""
+    fisher=True: the Hessian at t = q^n, its expectation under Bernoulli(q^n)
+    (n^2 q^n / (q^2 (1 - q^n)))."""
     q, t = np.broadcast_arrays(np.asarray(q, dtype=np.float64), np.asarray(t, dtype=np.float64))
     n = float(n)
     q = np.clip(q, clip, 1.0 - clip)
@@ -351,9 +352,12 @@ def sigmoid_power_prob_terms(q, t, *, n=2.0, clip=np.finfo(np.float64).eps, fish
     log_one_m = np.where(qn < 0.5, np.log1p(-np.minimum(qn, 0.5)), np.log(one_m))
     value = -t * n * log_q - (1.0 - t) * log_one_m
     grad = -t * n / q + (1.0 - t) * n * qn / q / one_m
-    tt = qn if fisher else t
-    hess = tt * n / q ** 2 + (1.0 - tt) * n * (
+    hess = t * n / q ** 2 + (1.0 - t) * n * (
         (n - 1.0) * qn / q ** 2 * one_m + n * qn * qn / q ** 2) / one_m ** 2
+    if fisher:
+        # The Hessian at t = q^n, simplified (the substitution itself cancels near q = 1):
+        # n^2 q^n / (q^2 (1 - q^n)).
+        hess = n * n * qn / (q * q * one_m) + 0.0 * t
     return value, grad, hess
 
 

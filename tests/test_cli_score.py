@@ -295,3 +295,15 @@ def test_ignored_rows_are_left_out_of_the_count(tmp_path, rng):
     assert res["count"] == kept
     assert res["mean"] == pytest.approx(res["sum"] / kept, rel=1e-12)
     assert sum(v["count"] for v in res["per_class"].values()) == kept
+    # The same targets as probability rows, with ignore_index a class: its one-hot rows are
+    # left out of the mean and of the count alike.
+    y2 = np.where(y == -100, 0, y)
+    np.save(tmp_path / "t.npy", np.eye(k)[y2])
+    np.save(tmp_path / "y2.npy", y2)
+    args = ("--loss", "softmax_cross_entropy", "--pred", str(tmp_path / "x.npy"),
+            "--param", "ignore_index=0", "--chunk-rows", "120")
+    by_index = score_json(*args, "--target", str(tmp_path / "y2.npy"))
+    by_prob = score_json(*args, "--target", str(tmp_path / "t.npy"))
+    kept0 = int(np.count_nonzero(y2 != 0))
+    assert by_index["count"] == by_prob["count"] == kept0
+    assert by_prob["mean"] == pytest.approx(by_index["mean"], rel=1e-12)

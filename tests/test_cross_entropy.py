@@ -1043,7 +1043,7 @@ def test_bad_class_weight():
 
 
 @pytest.mark.parametrize("bad", [np.array([1 + 5j, 1.0, 1.0]), ["a", "b", "c"],
-                                 {0: "a"}, {1: None}, {2: 1j}, {0: True}])
+                                 {0: "a"}, {1: None}, {2: 1j}, {0: np.ones(2)}])
 def test_class_weight_of_non_real_numbers_is_a_type_error(bad):
     x = np.zeros((2, 3))
     y = np.array([0, 1])
@@ -1051,6 +1051,17 @@ def test_class_weight_of_non_real_numbers_is_a_type_error(bad):
         SOFTMAX(x, y, class_weight=bad)
     with pytest.raises(TypeError, match="class_weight"):
         fl.softmax_focal(x, y, class_weight=bad)
+
+
+def test_class_weight_dict_values_are_any_real_scalar():
+    import fractions
+
+    x = np.array([[0.3, -1.0, 2.0], [1.0, 0.0, -0.5]])
+    y = np.array([0, 2])
+    want = SOFTMAX(x, y, class_weight=[2.0, 1.0, 0.5], reduction="sum")
+    for w0, w2 in [(np.array(2.0), np.float32(0.5)), (2, fractions.Fraction(1, 2)),
+                   (np.int8(2), 0.5)]:
+        assert SOFTMAX(x, y, class_weight={0: w0, 2: w2}, reduction="sum") == want
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1065,22 +1076,29 @@ def test_sigmoid_default_parameters_take_the_same_bits_as_explicit_ones(dtype, f
     x = (rng.random(n) if not from_logits else rng.standard_normal(n) * 6).astype(dtype)
     t = rng.random(n).astype(dtype)
     t[::3] = np.round(t[::3])
-    spelled = [dict(pos_weight=np.ones(n, dtype)), dict(class_weight=[1.0, 1.0]),
-               dict(pos_weight=np.ones(n, dtype), class_weight=[1.0, 1.0])]
+    x[5] = np.nan
+    t[7] = np.nan
+    w = rng.uniform(0.0, 3.0, n).astype(dtype)
+    # An array pos_weight of ones takes the general loop (only a scalar 1 or None is known
+    # to be 1; class_weight [1, 1] alone would still take the plain one, and with a NaN
+    # target it makes the mean's denominator NaN, a different matter).
+    general = dict(pos_weight=np.ones(n, dtype))
     kw = dict(from_logits=from_logits)
-    for other in spelled:
+    for extra in ({}, {"sample_weight": w}, {"nan_policy": "omit"},
+                  {"sample_weight": w, "nan_policy": "omit"}):
         for reduction in ("none", "sum", "mean"):
-            a = SIGMOID(x, t, reduction=reduction, **kw)
-            b = SIGMOID(x, t, reduction=reduction, **kw, **other)
+            a = SIGMOID(x, t, reduction=reduction, **kw, **extra)
+            b = SIGMOID(x, t, reduction=reduction, **kw, **extra, **general)
             np.testing.assert_array_equal(a, b)
-        for hessian in ("exact", "fisher"):
-            a = SIGMOID.grad_hess(x, t, reduction="mean", hessian=hessian, **kw)
-            b = SIGMOID.grad_hess(x, t, reduction="mean", hessian=hessian, **kw, **other)
+        for hessian in ("exact", "fisher", "clip", "abs"):
+            a = SIGMOID.grad_hess(x, t, reduction="mean", hessian=hessian, **kw, **extra)
+            b = SIGMOID.grad_hess(x, t, reduction="mean", hessian=hessian, **kw, **extra,
+                                  **general)
             np.testing.assert_array_equal(a[0], b[0])
             np.testing.assert_array_equal(a[1], b[1])
-        a = SIGMOID.value_and_grad(x, t, reduction="mean", **kw)
-        b = SIGMOID.value_and_grad(x, t, reduction="mean", **kw, **other)
-        assert a[0] == b[0]
+        a = SIGMOID.value_and_grad(x, t, reduction="mean", **kw, **extra)
+        b = SIGMOID.value_and_grad(x, t, reduction="mean", **kw, **extra, **general)
+        np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
 
 

@@ -530,7 +530,7 @@ def _log_base_cases(rng):
 
 @pytest.mark.parametrize("name", ["sigmoid_focal", "sigmoid_power_cross_entropy",
                                   "softmax_focal", "multilabel_softmax_cross_entropy"])
-@pytest.mark.parametrize("base", [10, 2, 0.5])
+@pytest.mark.parametrize("base", [10, 2, 1.5])
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 def test_log_base_divides_value_gradient_and_hessian_by_ln_base(name, base, reduction, rng):
     loss = fl.losses[name]
@@ -642,7 +642,7 @@ def test_power_probabilities_float32_against_float64(n, rng):
 
 
 @pytest.mark.parametrize("name", ["sigmoid_focal", "softmax_focal"])
-@pytest.mark.parametrize("base", [10, 0.5])
+@pytest.mark.parametrize("base", [10, 1.5])
 def test_log_base_hessian_policies_act_on_the_scaled_loss(name, base, rng):
     # gamma = 5: the exact Hessians of both focal losses change sign, so the policies bite.
     loss = fl.losses[name]
@@ -655,14 +655,23 @@ def test_log_base_hessian_policies_act_on_the_scaled_loss(name, base, rng):
     _, hf0 = loss.grad_hess(a, b, gamma=5.0, hessian="fisher")
     _, hf = loss.grad_hess(a, b, gamma=5.0, hessian="fisher", log_base=base)
     np.testing.assert_allclose(hf, hf0 * s, rtol=1e-14)
-    if s > 0:
-        floor = 0.05
-        _, hc = loss.grad_hess(a, b, gamma=5.0, log_base=base, hessian="clip", hess_floor=floor)
-        np.testing.assert_allclose(hc, np.maximum(h, floor), rtol=1e-14)
-        assert np.any(h < floor)
-    else:
-        with pytest.raises(ValueError, match="log_base < 1"):
-            loss.grad_hess(a, b, log_base=base, hessian="clip")
+    floor = 0.05
+    _, hc = loss.grad_hess(a, b, gamma=5.0, log_base=base, hessian="clip", hess_floor=floor)
+    np.testing.assert_allclose(hc, np.maximum(h, floor), rtol=1e-14)
+    assert np.any(h < floor)
+
+
+@pytest.mark.parametrize("name", ["sigmoid_cross_entropy", "softmax_cross_entropy",
+                                  "sigmoid_focal", "sigmoid_power_cross_entropy",
+                                  "softmax_focal", "multilabel_softmax_cross_entropy"])
+@pytest.mark.parametrize("base", [1.0, 0.5, 0.0, -2.0])
+def test_log_base_at_or_below_one_is_refused(name, base, rng):
+    cases = _log_base_cases(rng)
+    cases["sigmoid_cross_entropy"] = cases["sigmoid_focal"]
+    cases["softmax_cross_entropy"] = cases["softmax_focal"]
+    a, b = cases[name]
+    with pytest.raises(ValueError, match="log_base must be > 1"):
+        fl.losses[name](a, b, log_base=base)
 
 
 def test_log_base_clip_keeps_ignored_rows_at_zero():

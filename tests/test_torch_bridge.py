@@ -198,3 +198,17 @@ def test_margin_ranking_module_weights_and_gradcheck(rng):
         module(x1, x2)
     with pytest.raises(ValueError, match="pairwise"):
         flt.pairwise_logistic(x1, torch.zeros(5))
+
+
+def test_margin_ranking_promotes_mixed_dtypes_and_module_refuses_two_weights(rng):
+    a = tensors(rng, 4, dtype=torch.float32)
+    b = tensors(rng, 4, dtype=torch.float64)
+    y = torch.ones(4, dtype=torch.float64)
+    got = flt.margin_ranking(a, b, y, reduction="sum")
+    assert got.dtype == F.margin_ranking_loss(a.detach(), b.detach(), y, reduction="sum").dtype
+    got.backward()
+    assert a.grad.dtype == torch.float32 and b.grad.dtype == torch.float64
+    m = flt.Huber()
+    x, t = tensors(rng, 3), torch.zeros(3, dtype=torch.float64)
+    with pytest.raises(TypeError, match="sample_weight given twice"):
+        m(x, t, torch.ones(3), sample_weight=torch.ones(3))

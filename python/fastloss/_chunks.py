@@ -76,6 +76,22 @@ def _compute_dtype(pred) -> np.dtype:
     return np.dtype(np.float32) if dt in (np.float32, np.float16) else np.dtype(np.float64)
 
 
+def ignored_rows(pred, target, ignore_index) -> int:
+    """How many rows of a row-wise call ignore_index leaves out (as effective_weights does):
+    index targets equal to it, probability rows whose entry at it is 1."""
+    if ignore_index is None:
+        return 0
+    pred = np.asarray(pred)
+    t = np.asarray(target)
+    rows = pred.shape[:-1]
+    if t.dtype.kind == "f" and t.ndim == pred.ndim:
+        if not 0 <= ignore_index < pred.shape[-1]:
+            return 0
+        col = t[..., ignore_index].astype(_compute_dtype(pred), copy=False)
+        return int(np.count_nonzero(np.broadcast_to(col, rows) == 1))
+    return int(np.count_nonzero(np.broadcast_to(t, rows) == ignore_index))
+
+
 def effective_weights(kind: str, pred, target, sample_weight, class_w, ignore_index,
                       omit: bool) -> np.ndarray:
     """Per sample (elementwise) or per row (row-wise): the weight with which it enters the

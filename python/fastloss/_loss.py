@@ -159,21 +159,16 @@ class Loss:
                                  params, out, grad_out, hess_out, hessian, hess_floor, grad_name,
                                  class_split)
             # The policies act on the Hessian of the scaled loss: max(s h, floor) is
-            # s max(h, floor / s) for s > 0, and |s h| is |s| |h| (the kernel's policies
-            # leave ignored rows at 0 either way).
+            # s max(h, floor / s) and |s h| is s |h| for s > 0 (the kernel's policies leave
+            # ignored rows at 0 either way).
             floor = hess_floor
             if hessian == "clip":
-                floor = finite_param(hess_floor, "hess_floor")
-                if scale < 0.0:
-                    raise ValueError(f"hessian='clip' with log_base < 1 (a loss that falls as "
-                                     f"the error grows) is not defined for {self.name}")
-                floor = floor / scale
+                floor = finite_param(hess_floor, "hess_floor") / scale
             v, g, h = self._run(pred, target, want, reduction, sample_weight, nan_policy, params,
                                 out, grad_out, hess_out, hessian, floor, grad_name, class_split)
             if class_split:
                 return (v[0] * scale, v[1] * scale, v[2], v[3]), g, h
-            hscale = abs(scale) if hessian == "abs" else scale
-            return _scaled(v, scale), _scaled(g, scale), _scaled(h, hscale)
+            return _scaled(v, scale), _scaled(g, scale), _scaled(h, scale)
         red = _code(_REDUCTIONS, reduction, "reduction")
         nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
         if self.kind == "rowwise":
@@ -247,12 +242,11 @@ class Loss:
 
 
 def _log_scale(log_base) -> float:
-    """1 / ln(log_base); None or e gives 1."""
+    """1 / ln(log_base); None or e gives 1. A base at or below 1 is refused: it would turn the
+    loss into one that falls as the error grows (below 1) or is undefined (1)."""
     if log_base is None:
         return 1.0
-    b = finite_param(log_base, "log_base", low=0.0, low_open=True)
-    if b == 1.0:
-        raise ValueError("log_base must not be 1")
+    b = finite_param(log_base, "log_base", low=1.0, low_open=True)
     return 1.0 / math.log(b)
 
 

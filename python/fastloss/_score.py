@@ -433,10 +433,9 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
             n_values = int(np.prod(v.shape)) if v is not None else int(
                 np.prod(np.broadcast_shapes(pred.shape, target.shape)) if loss.kind ==
                 "elementwise" else np.prod(pred.shape[:-1]))
-            if (ignore_index is not None and loss.kind == "rowwise" and target.dtype.kind in "iu"
-                    and target.ndim == pred.ndim - 1):
+            if loss.kind == "rowwise":
                 # Ignored rows are not scored: the count is of the rows the mean is over.
-                ignored += int(np.count_nonzero(target == ignore_index))
+                ignored += _chunks.ignored_rows(pred, target, ignore_index)
             count += n_values
             if per_class is not None and loss.kind == "elementwise" and _is_binary(classes):
                 _add_binary(per_class, classes, np.asarray(v).ravel(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -237,10 +238,14 @@ def class_weight(labels, mode: str = "balanced", n_classes: Optional[int] = None
 
 
 def _real_weight(value: Any, name: str) -> float:
-    """One class weight of a dict: a real number (bool, complex and strings are refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    """One class weight of a dict: a real scalar, as an array's entries may be (bool, integer,
+    float, a 0-d array of them, numbers.Real); complex values and strings are refused."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    v = np.asarray(value) if not isinstance(value, str) else None
+    if v is None or v.ndim != 0 or v.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    return float(v)
 
 
 def resolve_class_weight(spec: Any, n_classes: int, *, counts=None, name: str = "class_weight",

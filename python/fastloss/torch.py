@@ -123,7 +123,9 @@ class _MarginRankingFunction(_torch.autograd.Function):
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             # One gradient per element of the broadcast shape (stride-0 views, not copies);
             # backward sums each down to its input's shape after scaling.
-            shapes = [np.shape(x1), np.shape(x2), np.shape(t)] + ([] if w is None else [np.shape(w)])
+            shapes = [np.shape(x1), np.shape(x2), np.shape(t)]
+            if w is not None:
+                shapes.append(np.shape(w))
             full = np.broadcast_shapes(*shapes)
             value, (g1, g2) = loss.value_and_grad(np.broadcast_to(x1, full),
                                                   np.broadcast_to(x2, full), t, **kw)
@@ -135,7 +137,8 @@ class _MarginRankingFunction(_torch.autograd.Function):
             out = _torch.from_numpy(np.asarray(value))
         else:
             out = _torch.tensor(float(value), dtype=_torch.float64)
-        return out.to(input1.dtype) if input1.dtype.is_floating_point else out
+        dtype = _torch.promote_types(input1.dtype, input2.dtype)  # as torch's loss promotes
+        return out.to(dtype) if dtype.is_floating_point else out
 
     @staticmethod
     @_torch.autograd.function.once_differentiable
@@ -203,6 +206,9 @@ class Module(_torch.nn.Module):
         if len(rest) > 1:
             raise TypeError(f"{self.loss.name} takes input, target and sample_weight")
         if rest:
+            if sample_weight is not None:
+                raise TypeError(f"{self.loss.name}: sample_weight given twice (by position "
+                                "and by keyword)")
             sample_weight = rest[0]
         return _apply(self.loss, input, target, sample_weight, self.reduction, self.nan_policy,
                       self.params)
