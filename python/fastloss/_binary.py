@@ -27,6 +27,9 @@ def compute_dtype(pred) -> np.dtype:
 def check_probabilities(pred, name: str = "pred") -> None:
     """ValueError naming `name` and a position when a value lies outside [0, 1]."""
     p = np.asarray(pred)
+    if p.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (bool, integer or float), "
+                        f"got dtype {p.dtype}")
     if p.size == 0:
         return
     lo, hi = np.min(p), np.max(p)
@@ -34,7 +37,7 @@ def check_probabilities(pred, name: str = "pred") -> None:
         bad = np.argmin(p) if lo < 0 else np.argmax(p)
         where = tuple(int(i) for i in np.unravel_index(bad, p.shape))
         raise ValueError(f"{name} must hold probabilities in [0, 1] when from_logits=False; "
-                         f"got {float(p.flat[bad])!r} at index {where}")
+                         f"got {p.flat[bad].item()!r} at index {where}")
 
 
 def check_real(value, name: str) -> None:
