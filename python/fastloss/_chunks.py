@@ -76,20 +76,24 @@ def _compute_dtype(pred) -> np.dtype:
     return np.dtype(np.float32) if dt in (np.float32, np.float16) else np.dtype(np.float64)
 
 
-def ignored_rows(pred, target, ignore_index) -> int:
-    """How many rows of a row-wise call ignore_index leaves out (as effective_weights does):
-    index targets equal to it, probability rows whose entry at it is 1."""
+def _ignored_mask(pred: np.ndarray, t: np.ndarray, ignore_index):
+    """The rows of a row-wise call that ignore_index leaves out (None: none): index targets
+    equal to it, probability rows whose entry at it is 1 (in the compute dtype)."""
     if ignore_index is None:
-        return 0
-    pred = np.asarray(pred)
-    t = np.asarray(target)
+        return None
     rows = pred.shape[:-1]
     if t.dtype.kind == "f" and t.ndim == pred.ndim:
         if not 0 <= ignore_index < pred.shape[-1]:
-            return 0
-        col = t[..., ignore_index].astype(_compute_dtype(pred), copy=False)
-        return int(np.count_nonzero(np.broadcast_to(col, rows) == 1))
-    return int(np.count_nonzero(np.broadcast_to(t, rows) == ignore_index))
+            return None
+        return np.broadcast_to(t[..., ignore_index].astype(_compute_dtype(pred), copy=False),
+                               rows) == 1
+    return np.broadcast_to(t, rows) == ignore_index
+
+
+def ignored_rows(pred, target, ignore_index) -> int:
+    """How many rows of a row-wise call ignore_index leaves out (as effective_weights does)."""
+    mask = _ignored_mask(np.asarray(pred), np.asarray(target), ignore_index)
+    return 0 if mask is None else int(np.count_nonzero(mask))
 
 
 def effective_weights(kind: str, pred, target, sample_weight, class_w, ignore_index,
@@ -116,18 +120,18 @@ def effective_weights(kind: str, pred, target, sample_weight, class_w, ignore_in
             w = np.where(keep, w, 0.0)
         return w
     pred = np.asarray(pred)
-    k = pred.shape[-1]
     rows = pred.shape[:-1]
     t = np.asarray(target)
     w = np.ones(rows) if sample_weight is None else np.array(np.broadcast_to(
         np.asarray(sample_weight).astype(dt, copy=False), rows), dtype=np.float64)
     prob = t.dtype.kind == "f" and t.ndim == pred.ndim
+    ignored = _ignored_mask(pred, t, ignore_index)
     if prob:  # probability rows: the class weights are inside the loss
-        if ignore_index is not None and 0 <= ignore_index < k:
-            w = np.where(t[..., ignore_index].astype(dt, copy=False) == 1, 0.0, w)
+        if ignored is not None:
+            w = np.where(ignored, 0.0, w)
     else:
         y = np.broadcast_to(t, rows).astype(np.int64)
-        live = np.ones(rows, dtype=bool) if ignore_index is None else y != ignore_index
+        live = np.ones(rows, dtype=bool) if ignored is None else ~ignored
         w = np.where(live, w, 0.0)
         if class_w is not None:
             cw = np.asarray(class_w).astype(dt).astype(np.float64)

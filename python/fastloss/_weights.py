@@ -240,7 +240,7 @@ def class_weight(labels, mode: str = "balanced", n_classes: Optional[int] = None
 def _real_weight(value: Any, name: str) -> float:
     """One class weight of a dict: a real scalar, as an array's entries may be (bool, integer,
     float, a 0-d array of them, numbers.Real); complex values and strings are refused."""
-    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+    if isinstance(value, numbers.Real):
         return float(value)
     v = np.asarray(value) if not isinstance(value, str) else None
     if v is None or v.ndim != 0 or v.dtype.kind not in "biuf":
@@ -273,10 +273,9 @@ def resolve_class_weight(spec: Any, n_classes: int, *, counts=None, name: str = 
         w = np.asarray(spec)
         if w.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
-        w = w.astype(np.float64)
         if w.shape != (n_classes,):
             raise ValueError(f"{name} must have shape ({n_classes},), got {w.shape}")
-        w = w.copy()
+        w = w.astype(np.float64)  # a copy
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError(f"{name} must be finite and >= 0")
     return w

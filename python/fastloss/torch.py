@@ -150,27 +150,29 @@ class _MarginRankingFunction(_torch.autograd.Function):
         return d1, d2, None, None, None, None, None, None
 
 
-def _apply_margin_ranking(loss: Loss, input1, input2, target, sample_weight, reduction,
-                          nan_policy, params):
-    for name, t in (("input1", input1), ("input2", input2)):
+def _check_tensors(inputs: dict, fixed: dict, differentiated: str) -> None:
+    """The differentiated arguments are tensors; the others do not ask for a gradient."""
+    for name, t in inputs.items():
         if not isinstance(t, _torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    for name, t in (("target", target), ("sample_weight", sample_weight)):
+    for name, t in fixed.items():
         if isinstance(t, _torch.Tensor) and t.requires_grad:
-            raise ValueError(f"{name} requires grad, but fastloss.torch differentiates input1 "
-                             "and input2 only; detach it")
+            raise ValueError(f"{name} requires grad, but fastloss.torch differentiates "
+                             f"{differentiated} only; detach it")
+
+
+def _apply_margin_ranking(loss: Loss, input1, input2, target, sample_weight, reduction,
+                          nan_policy, params):
+    _check_tensors({"input1": input1, "input2": input2},
+                   {"target": target, "sample_weight": sample_weight}, "input1 and input2")
     return _MarginRankingFunction.apply(input1, input2, target, sample_weight, loss, reduction,
                                         nan_policy, _params(params))
 
 
 def _apply(loss: Loss, input, target, sample_weight, reduction, nan_policy, params):
     _check_loss(loss)
-    if not isinstance(input, _torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-    for name, t in (("target", target), ("sample_weight", sample_weight)):
-        if isinstance(t, _torch.Tensor) and t.requires_grad:
-            raise ValueError(f"{name} requires grad, but fastloss.torch differentiates the first "
-                             "argument (input) only; detach it")
+    _check_tensors({"input": input}, {"target": target, "sample_weight": sample_weight},
+                   "the first argument (input)")
     out = _LossFunction.apply(input, target, sample_weight, loss, reduction, nan_policy,
                               _params(params))
     return out

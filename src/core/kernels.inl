@@ -69,11 +69,6 @@ struct ElemStep {
       if (fisher) {
         eval<kVal, kG, false, PRE>(f, y, a, lg, l, g, h);
         h = Loss::fisher_hess(p, f, y, a);
-        if constexpr (Loss::has_weight_factor) {
-          // The expected Hessian does not read the target; a NaN target still makes it NaN
-          // where the weight factor is skipped, as the factor (w0 + (w1 - w0) t) does.
-          if (!Loss::weight_factor_on(p)) h = select(y == y, h, y);
-        }
       } else {
         eval<kVal, kG, true, PRE>(f, y, a, lg, l, g, h);
       }

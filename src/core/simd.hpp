@@ -108,6 +108,7 @@ template <class V> FL_INLINE V sign(V x) {
 }
 // max/min that return a when a is NaN (a NaN input propagates through the first argument).
 template <class V> FL_INLINE V max_nan1(V a, V b) { return select(a < b, b, a); }
+template <class V> FL_INLINE V min_nan1(V a, V b) { return select(a > b, b, a); }
 
 // 1 / x for x known to be finite, positive and far from the range's ends (the callers pass
 // products of values in [1, 4]). float32 on AVX-512: VRCP14PS (relative error below 2^-14)
@@ -123,7 +124,6 @@ template <class V> FL_INLINE V recip_bounded(V x) {
 #endif
   return typename Traits<V>::T(1) / x;
 }
-template <class V> FL_INLINE V min_nan1(V a, V b) { return select(a > b, b, a); }
 
 // Integer -> float conversion for small |i| (< 2^22) without a 64-bit convert instruction:
 // adding i to the bits of 1.5 * 2^mant_bits gives exactly 1.5 * 2^mant_bits + i.

@@ -136,7 +136,7 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
   // model, t ~ Bernoulli(sigma(z)) (or Bernoulli(q) for probabilities). For logits and
   // pos_weight 1 this is the exact Hessian; for probabilities it is P/q + 1/(1-q) (eps = 0).
   template <class V>
-  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V z, V, V pw) {
+  static FL_INLINE V fisher_hess(const Params<typename Traits<V>::T>& p, V z, V t, V pw) {
     using T = typename Traits<V>::T;
     V q;
     if (p.from_logits) {
@@ -147,6 +147,8 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
     }
     V l, g, h;
     eval<false, false, true>(p, z, q, pw, l, g, h);
-    return h;
+    // It does not read the target; in the plain loop a NaN target still makes it NaN, as the
+    // weight factor (w_neg + (w_pos - w_neg) t) that the general loop applies does.
+    return p.plain ? select(t == t, h, t) : h;
   }
 };
