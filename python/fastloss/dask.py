@@ -10,8 +10,12 @@ of block means.
 ``class_weight="balanced"`` (or ``"auto"``) counts the classes over all blocks first.
 
 The wrappers are generated from ``fastloss.losses``, so a new elementwise or row-wise loss
-is available here without changes. Losses of other kinds (pairs across a query group, two
-differentiated inputs) raise a ``ValueError`` that says so.
+is available here without changes. ``margin_ranking(x1, x2, y)`` broadcasts its three
+operands as the in-memory loss does and returns the pair of derivatives (w.r.t. x1 and x2).
+The pairwise ranking losses keep every query group inside one block: the blocks of
+``scores`` are moved to the nearest group boundary (a group larger than a block makes that
+block larger), given ``group=`` sizes or a non-decreasing ``qid=`` (the documents of a query
+contiguous, as XGBoost requires of its ``qid``), itself an array or a dask array.
 
 >>> import dask.array as da, fastloss.dask as fld        # doctest: +SKIP
 >>> pred = da.random.random(10**9, chunks=10**7)          # doctest: +SKIP
@@ -21,6 +25,7 @@ differentiated inputs) raise a ``ValueError`` that says so.
 from __future__ import annotations
 
 import string
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -34,7 +39,7 @@ from ._loss import _HESSIANS, _NAN_POLICIES, _REDUCTIONS, _ROW_HESSIANS, Loss, _
 
 __all__ = ["SUPPORTED_KINDS", "DaskLoss", "losses"]
 
-SUPPORTED_KINDS = ("elementwise", "rowwise")
+SUPPORTED_KINDS = ("elementwise", "rowwise", "margin_ranking", "pairwise")
 
 
 def _compute_dtype(dtype) -> np.dtype:
@@ -49,6 +54,18 @@ def _as_dask(x, name: str):
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
     return da.from_array(arr, chunks="auto") if arr.ndim else da.from_array(arr)
+
+
+def _broadcast_like(a, shape, chunks):
+    """a broadcast to shape, in the given chunks (an axis a keeps is rechunked to them first,
+    as dask's broadcast_to requires)."""
+    shape = tuple(shape)
+    if a.shape == shape:
+        return a if a.chunks == tuple(chunks) else a.rechunk(chunks)
+    off = len(shape) - a.ndim
+    own = tuple((1,) if a.shape[i] == 1 and shape[off + i] != 1 else chunks[off + i]
+                for i in range(a.ndim))
+    return da.broadcast_to(a.rechunk(own) if a.chunks != own else a, shape, chunks=chunks)
 
 
 # -- block functions (run on the workers; plain NumPy in, NumPy out) --------------------------
@@ -150,6 +167,8 @@ class DaskLoss:
     once) to run it, on a ``dask.distributed`` cluster if a client is active.
     """
 
+    _KINDS = ("elementwise", "rowwise")  # the kinds this class plans; subclasses the others
+
     def __init__(self, loss: Loss):
         if loss.kind in SUPPORTED_KINDS and _fl.losses.get(loss.name) is not loss:
             # Workers look the loss up by name in their own registry.
@@ -191,20 +210,16 @@ class DaskLoss:
 
     # -- planning -----------------------------------------------------------------------
     def _check_args(self, extra):
-        self._check_kind()  # a loss of three arrays (margin_ranking) is refused as such
+        self._check_kind()
         if extra:
-            raise TypeError(f"{self.name} takes pred and target positionally, "
+            raise TypeError(f"{self.name} takes {' and '.join(self.loss.arg_names)} positionally, "
                             f"got {2 + len(extra)} positional arguments")
 
     def _check_kind(self):
-        if self.kind not in SUPPORTED_KINDS:
-            why = ("its pairs couple the documents of a group, which dask blocks would split"
-                   if self.kind == "pairwise" else
-                   "it takes two differentiated inputs, which this module does not plan"
-                   if self.kind == "margin_ranking" else f"kind {self.kind!r}")
+        if self.kind not in self._KINDS:
             raise ValueError(
-                f"fastloss.dask supports elementwise and row-wise losses; {self.name} is of kind "
-                f"{self.kind!r} ({why}): compute it in memory with fastloss.{self.name}")
+                f"fastloss.dask supports the kinds {', '.join(SUPPORTED_KINDS)}; {self.name} is "
+                f"of kind {self.kind!r}: compute it in memory with fastloss.{self.name}")
 
     def _operands(self, pred, target, sample_weight):
         """(pred, target, sample_weight, index strings, output indices, full shape)."""
@@ -225,13 +240,14 @@ class DaskLoss:
                 if not ok:
                     raise ValueError(f"sample_weight of shape {sw.shape} does not broadcast to "
                                      f"the loss's shape {shape}")
-            chunks = pred.chunks if pred.shape == shape else "auto"
-            full = da.broadcast_to(pred, shape, chunks=chunks) if pred.shape != shape else pred
-            chunks = full.chunks
-            target = target if target.shape == shape else da.broadcast_to(target, shape,
-                                                                          chunks=chunks)
+            lead = next((a for a in (pred, target, sw) if a is not None and a.shape == shape),
+                        None)
+            chunks = lead.chunks if lead is not None else da.empty(shape).chunks
+            full = pred if pred.shape == shape else _broadcast_like(pred, shape, chunks)
+            if target.shape != shape:
+                target = _broadcast_like(target, shape, chunks)
             if sw is not None and sw.shape != shape:
-                sw = da.broadcast_to(sw, shape, chunks=chunks)
+                sw = _broadcast_like(sw, shape, chunks)
             ind = string.ascii_lowercase[: len(shape)]
             return full, target, sw, (ind, ind, ind), ind, shape
         first = self.loss.arg_names[0]  # "logits", or the loss's own name ("scores")
@@ -252,14 +268,18 @@ class DaskLoss:
         else:
             if target.shape != rows:
                 try:
-                    target = da.broadcast_to(target, rows, chunks=pred.chunks[:-1])
+                    if np.broadcast_shapes(target.shape, rows) != rows:
+                        raise ValueError
+                    target = _broadcast_like(target, rows, pred.chunks[:-1])
                 except ValueError:
                     raise ValueError(f"target of shape {target.shape} does not match the "
                                      f"{first}' rows {rows}") from None
             tind = rind
         if sw is not None and sw.shape != rows:
             try:
-                sw = da.broadcast_to(sw, rows, chunks=pred.chunks[:-1])
+                if np.broadcast_shapes(sw.shape, rows) != rows:
+                    raise ValueError
+                sw = _broadcast_like(sw, rows, pred.chunks[:-1])
             except ValueError:
                 raise ValueError(f"sample_weight of shape {sw.shape} does not broadcast to the "
                                  f"{first}' rows {rows}") from None
@@ -391,8 +411,390 @@ class DaskLoss:
         return parts
 
 
+# -- margin_ranking(x1, x2, y): three broadcast operands, a pair of derivatives ----------------
+
+def _margin_weight_sum(x1, x2, y, sw, omit) -> float:
+    """The block's share of margin_ranking's mean denominator: the sample weights (rounded to
+    x1's compute dtype, as the kernel reads them), 0 where nan_policy="omit" drops a sample
+    (a NaN in x1, x2, y or the weight)."""
+    if sw is None and not omit:
+        return float(np.prod(x1.shape, dtype=np.float64))
+    w = (np.ones(x1.shape) if sw is None
+         else np.asarray(sw).astype(_compute_dtype(x1.dtype)).astype(np.float64))
+    if omit:
+        drop = np.isnan(x1) | np.isnan(x2) | np.isnan(y)
+        if sw is not None:
+            drop |= np.isnan(w)
+        w = np.where(drop, 0.0, w)
+    return float(np.sum(w, dtype=np.float64))
+
+
+def _margin_block(x1, x2, y, sw, *, method, kwargs, pack, mean=False, omit=False):
+    """One block of margin_ranking: the in-memory call; the partial pair for a reduction
+    (pack="partial"), or its outputs stacked on a last axis in the widest dtype (exact for
+    the narrower ones)."""
+    loss = _fl.losses["margin_ranking"]
+    try:
+        res = getattr(loss, method)(x1, x2, y, sample_weight=sw, **kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (position within a dask block of shape {x1.shape})") from None
+    if pack == "partial":
+        d = _margin_weight_sum(x1, x2, y, sw, omit) if mean else 0.0
+        return np.array([float(res), d]).reshape((1,) * x1.ndim + (2,))
+    if pack is None:
+        return res
+    flat = []
+    for r in (res if isinstance(res, tuple) else (res,)):
+        flat += list(r) if isinstance(r, tuple) else [r]
+    wide = np.result_type(*flat)
+    return np.stack([np.asarray(a, dtype=wide) for a in flat], axis=-1)
+
+
+class _MarginRankingDask(DaskLoss):
+    """margin_ranking(x1, x2, y) on dask arrays: the in-memory signature minus the out=
+    buffers; derivatives come as (d/dx1, d/dx2), each of its input's shape and dtype."""
+
+    _KINDS = ("margin_ranking",)
+
+    def __call__(self, x1, x2, y, *, reduction: str = "none", sample_weight=None,
+                 nan_policy: str = "propagate", **params):
+        return self._run3("value", x1, x2, y, reduction, sample_weight, nan_policy, params)
+
+    def grad(self, x1, x2, y, *, reduction: str = "none", sample_weight=None,
+             nan_policy: str = "propagate", **params):
+        return self._run3("grad", x1, x2, y, reduction, sample_weight, nan_policy, params)
+
+    def value_and_grad(self, x1, x2, y, *, reduction: str = "none", sample_weight=None,
+                       nan_policy: str = "propagate", **params):
+        return self._run3("value_and_grad", x1, x2, y, reduction, sample_weight, nan_policy,
+                          params)
+
+    def grad_hess(self, x1, x2, y, *, reduction: str = "none", sample_weight=None,
+                  nan_policy: str = "propagate", hessian: str = "exact",
+                  hess_floor: float = 1e-6, **params):
+        return self._run3("grad_hess", x1, x2, y, reduction, sample_weight, nan_policy, params,
+                          hessian=hessian, hess_floor=hess_floor)
+
+    def _run3(self, what, x1, x2, y, reduction, sample_weight, nan_policy, params,
+              hessian="exact", hess_floor=1e-6):
+        _code(_REDUCTIONS, reduction, "reduction")
+        omit = _code(_NAN_POLICIES, nan_policy, "nan_policy") == 2
+        ops = [_as_dask(x1, "x1"), _as_dask(x2, "x2"), _as_dask(y, "y")]
+        sw = None if sample_weight is None else _as_dask(sample_weight, "sample_weight")
+        try:
+            shape = np.broadcast_shapes(*(a.shape for a in ops))
+        except ValueError:
+            raise ValueError(f"x1 {ops[0].shape}, x2 {ops[1].shape} and y {ops[2].shape} do "
+                             "not broadcast together") from None
+        if sw is not None:
+            try:
+                ok = np.broadcast_shapes(shape, sw.shape) == shape
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"sample_weight of shape {sw.shape} does not broadcast to the "
+                                 f"loss's shape {shape}")
+        pshapes = (ops[0].shape, ops[1].shape)
+        dt1, dt2 = _compute_dtype(ops[0].dtype), _compute_dtype(ops[1].dtype)
+        kwargs = dict(params, nan_policy=nan_policy)
+        if what == "grad_hess":
+            kwargs.update(hessian=hessian, hess_floor=hess_floor)
+        method = {"value": "__call__", "grad": "grad", "value_and_grad": "value_and_grad",
+                  "grad_hess": "grad_hess"}[what]
+        # A bad parameter raises here, naming it, rather than on a worker.
+        one = np.zeros(1)
+        getattr(self.loss, method)(one.astype(ops[0].dtype), one.astype(ops[1].dtype),
+                                   one.astype(ops[2].dtype), reduction="none",
+                                   sample_weight=None if sw is None else one, **kwargs)
+        # Every operand in the blocks of the first full-shape one (of x1 when it has it).
+        lead = next((a for a in ops + [sw] if a is not None and a.shape == shape), None)
+        chunks = lead.chunks if lead is not None else da.empty(shape).chunks
+        ops = [_broadcast_like(a, shape, chunks) for a in ops]
+        if sw is not None:
+            sw = _broadcast_like(sw, shape, chunks)
+        ind = string.ascii_lowercase[: len(shape)]
+        args = [ops[0], ind, ops[1], ind, ops[2], ind]
+        args += [sw, ind] if sw is not None else [None, None]
+
+        pairs = None
+        if reduction != "none":
+            pairs = da.blockwise(
+                _margin_block, ind + "p", *args, new_axes={"p": 2},
+                adjust_chunks={c: 1 for c in ind}, dtype=np.float64, concatenate=True,
+                method="__call__", kwargs=dict(params, nan_policy=nan_policy, reduction="sum"),
+                pack="partial", mean=reduction == "mean", omit=omit)
+            value = _reduced(pairs, _finish, reduction == "mean")
+            if what == "value":
+                return value
+        kw = dict(kwargs, reduction="none")
+        if what == "value":
+            return da.blockwise(_margin_block, ind, *args, dtype=dt1, concatenate=True,
+                                method="__call__", kwargs=kw, pack=None)
+        # Derivatives (and the per-sample value): one pass per block, stacked on a last axis.
+        dts = {"grad": [dt1, dt2], "grad_hess": [dt1, dt2, dt1, dt2],
+               "value_and_grad": [dt1, dt1, dt2] if reduction == "none" else [dt1, dt2]}[what]
+        m = "grad" if what == "value_and_grad" and reduction != "none" else method
+        packed = da.blockwise(_margin_block, ind + "p", *args, new_axes={"p": len(dts)},
+                              dtype=np.result_type(*dts), concatenate=True, method=m,
+                              kwargs=kw, pack="stack")
+        outs = [packed[..., i].astype(dt) for i, dt in enumerate(dts)]
+        value = outs.pop(0) if what == "value_and_grad" and reduction == "none" else (
+            value if what == "value_and_grad" else None)
+        if reduction == "mean":
+            scale = _reduced(pairs, _grad_scale)
+            outs = [o * scale.astype(o.dtype) for o in outs]
+        outs = [_unbroadcast(o, pshapes[i % 2], shape) for i, o in enumerate(outs)]
+        if what == "grad":
+            return tuple(outs)
+        if what == "value_and_grad":
+            return value, tuple(outs)
+        return tuple(outs[:2]), tuple(outs[2:])
+
+
+# -- pairwise ranking losses: every query group inside one block -----------------------------
+
+def _blocks_of(fn, name_part, inputs, chunks, dtype):
+    """A dask array whose block i is fn(block i of every input) (None passes None). The
+    inputs are one-dimensional with the same number of blocks, of any lengths (blockwise
+    would align their chunks instead); the result's blocks follow chunks."""
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    live = [a for a in inputs if a is not None]
+    name = f"fastloss-{name_part}-" + tokenize(fn, *live, chunks)
+    tail = (0,) * (len(chunks) - 1)
+    dsk = {(name, i, *tail): (fn, *(None if a is None else (a.name, i) for a in inputs))
+           for i in range(len(chunks[0]))}
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=live)
+    return da.Array(graph, name, chunks=chunks, dtype=dtype,
+                    meta=np.empty((0,) * len(chunks), dtype=dtype))
+
+
+def _pick(block, *, path):
+    """One output of a block function that returns nested tuples."""
+    for i in path:
+        block = block[i]
+    return block
+
+
+def _pairwise_block(scores, relevance, sizes, sw, *, loss_name, method, kwargs, mean, omit):
+    """One block of whole groups. reduction="none": the in-memory call's outputs (a tuple);
+    otherwise (its derivatives, the partial pair (sum, mean denominator) of shape (1, 2))."""
+    loss = _fl.losses[loss_name]
+    try:
+        res = getattr(loss, method)(scores, relevance, group=sizes, sample_weight=sw, **kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (position within a dask block of {scores.shape[0]} "
+                         "documents)") from None
+    res = res if isinstance(res, tuple) else (res,)
+    if kwargs["reduction"] == "none":
+        return res
+    if not mean:
+        d = 0.0
+    elif sw is None:
+        d = float(sizes.shape[0])
+    else:
+        # As the in-memory mean: the weights in the compute dtype, NaN ones left out by omit.
+        w = np.asarray(sw).astype(_compute_dtype(scores.dtype))
+        d = float(np.sum(w[~np.isnan(w)] if omit else w, dtype=np.float64))
+    valued = method in ("__call__", "value_and_grad")
+    total = float(res[0]) if valued else 0.0
+    return (res[1:] if valued else res), np.array([[total, d]])
+
+
+def _qid_block(q):
+    """A block of qid: (sorted within, first, last, positions where the id changes)."""
+    q = np.asarray(q)
+    if q.dtype.kind not in "iu":
+        raise TypeError(f"qid must hold integer query ids, got dtype {q.dtype}")
+    if q.size == 0:
+        return (True, None, None, np.zeros(0, dtype=np.int64))
+    return (bool(np.all(q[1:] >= q[:-1])), q[0], q[-1],
+            (np.flatnonzero(q[1:] != q[:-1]) + 1).astype(np.int64))
+
+
+def _sizes_from_qid(qid, n: int) -> np.ndarray:
+    """Group sizes from a non-decreasing qid (a dask array: one pass over its blocks)."""
+    import dask
+
+    if qid.ndim != 1 or qid.shape[0] != n:
+        raise ValueError(f"qid must hold one query id per document ({n},), got shape "
+                         f"{qid.shape}")
+    if qid.dtype.kind not in "iu":
+        raise TypeError(f"qid must hold integer query ids, got dtype {qid.dtype}")
+    parts = dask.compute(*[dask.delayed(_qid_block)(b) for b in qid.to_delayed().ravel()])
+    cuts, start, last = [], 0, None
+    for part, length in zip(parts, qid.chunks[0]):
+        ok, first, end, local = part
+        if length:
+            if not ok or (last is not None and first < last):
+                raise ValueError(
+                    "fastloss.dask needs qid non-decreasing (the documents of each query "
+                    "contiguous, as XGBoost requires of qid): sort by qid first, or pass "
+                    "group= sizes")
+            if last is not None and first != last:
+                cuts.append(np.array([start], dtype=np.int64))
+            cuts.append(local + start)
+            last = end
+        start += length
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    bounds = np.concatenate([[0], *cuts, [n]]).astype(np.int64)
+    return np.diff(bounds)
+
+
+class _PairwiseDask(DaskLoss):
+    """A pairwise ranking loss on dask arrays: (scores, relevance) of documents, query groups
+    by group= sizes or a non-decreasing qid=; per-document derivatives in the blocks that
+    keep each group whole, per-group values in blocks of groups."""
+
+    _KINDS = ("pairwise",)
+
+    def __call__(self, scores, relevance, *extra, reduction: str = "none", sample_weight=None,
+                 nan_policy: str = "propagate", **params):
+        self._check_args(extra)
+        return self._run2("__call__", scores, relevance, reduction, sample_weight, nan_policy,
+                          params)
+
+    def grad(self, scores, relevance, *extra, reduction: str = "none", sample_weight=None,
+             nan_policy: str = "propagate", **params):
+        self._check_args(extra)
+        return self._run2("grad", scores, relevance, reduction, sample_weight, nan_policy,
+                          params)
+
+    def value_and_grad(self, scores, relevance, *extra, reduction: str = "none",
+                       sample_weight=None, nan_policy: str = "propagate", **params):
+        self._check_args(extra)
+        return self._run2("value_and_grad", scores, relevance, reduction, sample_weight,
+                          nan_policy, params)
+
+    def grad_hess(self, scores, relevance, *extra, reduction: str = "none", sample_weight=None,
+                  nan_policy: str = "propagate", hessian: str = "exact",
+                  hess_floor: float = 1e-6, **params):
+        self._check_args(extra)
+        return self._run2("grad_hess", scores, relevance, reduction, sample_weight, nan_policy,
+                          params, hessian=hessian, hess_floor=hess_floor)
+
+    def _groups(self, n: int, group, qid) -> np.ndarray:
+        """The group sizes (int64), checked as the in-memory loss checks them."""
+        from ._ranking import group_offsets
+
+        if group is not None and qid is not None:
+            raise ValueError("give group= (sizes) or qid= (query ids), not both")
+        if qid is not None:
+            return _sizes_from_qid(_as_dask(qid, "qid") if not isinstance(qid, da.Array)
+                                   else qid, n)
+        if isinstance(group, da.Array):
+            group = group.compute()  # one size per group: far fewer than the documents
+        offsets, _ = group_offsets(n, group=group)
+        return np.diff(offsets)
+
+    def _run2(self, method, scores, relevance, reduction, sample_weight, nan_policy, params,
+              hessian="exact", hess_floor=1e-6):
+        red = _code(_REDUCTIONS, reduction, "reduction")
+        omit = _code(_NAN_POLICIES, nan_policy, "nan_policy") == 2
+        if method == "grad_hess":
+            _code(self.loss._hessians, hessian, "hessian")
+        for key in params:
+            if key not in self.loss.params:
+                raise TypeError(f"{self.name}() got an unexpected keyword argument {key!r}")
+        params = dict(params)
+        group, qid = params.pop("group", None), params.pop("qid", None)
+        s = _as_dask(scores, "scores")
+        r = _as_dask(relevance, "relevance")
+        if s.ndim != 1:
+            raise ValueError(f"scores must be one-dimensional (one entry per document), got "
+                             f"shape {s.shape}")
+        n = s.shape[0]
+        if r.ndim != 1 or r.shape[0] != n:
+            raise ValueError(f"relevance must have one entry per document ({n}), got shape "
+                             f"{r.shape}")
+        sizes = self._groups(n, group, qid)
+        ng = sizes.shape[0]
+        w = None
+        if sample_weight is not None:
+            wa = (sample_weight.compute() if isinstance(sample_weight, da.Array)
+                  else np.asarray(sample_weight))
+            if wa.dtype.kind not in "biuf":
+                raise TypeError(f"sample_weight must be a real array, got dtype {wa.dtype}")
+            try:
+                w = np.broadcast_to(wa, (ng,))
+            except ValueError:
+                raise ValueError(f"sample_weight holds one weight per group and must broadcast "
+                                 f"to ({ng},), got shape {wa.shape}") from None
+        kwargs = dict(params, nan_policy=nan_policy)
+        if method == "grad_hess":
+            kwargs.update(hessian=hessian, hess_floor=hess_floor)
+        # A bad parameter raises here, naming it, rather than on a worker.
+        getattr(self.loss, method)(np.zeros(2, dtype=s.dtype), np.zeros(2, dtype=r.dtype),
+                                   group=[2], sample_weight=None if w is None else [1.0],
+                                   **kwargs)
+
+        # Blocks of whole groups: each block end of scores moved up to the next group start.
+        offsets = np.zeros(ng + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        ends = np.cumsum(s.chunks[0])[:-1] if n else np.zeros(0, dtype=np.int64)
+        ends = offsets[np.searchsorted(offsets, ends, side="left")] if ng else ends
+        ends = np.unique(np.concatenate([ends[(ends > 0) & (ends < n)], [n]])).astype(np.int64)
+        doc_chunks = (tuple(int(x) for x in np.diff(np.concatenate([[0], ends]))),)
+        # Group g goes to the block where it starts (trailing empty groups to the last one).
+        owner = np.minimum(np.searchsorted(ends, offsets[:-1], side="right"), len(ends) - 1)
+        per_block = np.bincount(owner, minlength=len(ends))
+        grp_chunks = (tuple(int(x) for x in per_block),)
+        s = s.rechunk(doc_chunks)
+        r = r.rechunk(doc_chunks)
+        sizes_d = da.from_array(sizes, chunks=grp_chunks)
+        w_d = None if w is None else da.from_array(np.ascontiguousarray(w), chunks=grp_chunks)
+
+        dtype = _compute_dtype(s.dtype)
+        kw = dict(kwargs, reduction="none" if red == 0 else "sum")
+        fn = partial(_pairwise_block, loss_name=self.name, method=method, kwargs=kw,
+                     mean=red == 2, omit=omit)
+        packed = _blocks_of(fn, f"{self.name}-{method}", [s, r, sizes_d, w_d], doc_chunks,
+                            object)
+        per_doc = params.get("value_per", "group") == "document"
+
+        def output(path, chunks, dt):
+            return _blocks_of(partial(_pick, path=path), f"{self.name}-out", [packed], chunks,
+                              dt)
+
+        if red == 0:
+            vchunks = doc_chunks if per_doc else grp_chunks  # a loss per document or group
+            outs = {"__call__": [vchunks], "grad": [doc_chunks],
+                    "value_and_grad": [vchunks, doc_chunks],
+                    "grad_hess": [doc_chunks, doc_chunks]}[method]
+            res = tuple(output((i,), c, dtype) for i, c in enumerate(outs))
+            return res[0] if method in ("__call__", "grad") else res
+        nb = len(doc_chunks[0])
+        pairs = output((1,), ((1,) * nb, (2,)), np.float64)
+        value = _reduced(pairs, _pairwise_finish, red == 2)
+        if method == "__call__":
+            return value
+        outs = [output((0, i), doc_chunks, dtype)
+                for i in range(2 if method == "grad_hess" else 1)]
+        if red == 2:
+            # The scale applied in float64: a tiny weight total cannot overflow it.
+            scale = _reduced(pairs, _grad_scale)
+            outs = [(o.astype(np.float64) * scale).astype(dtype) for o in outs]
+        if method == "grad":
+            return outs[0]
+        if method == "value_and_grad":
+            return value, outs[0]
+        return tuple(outs)
+
+
+def _pairwise_finish(total, mean):
+    if not mean:
+        return np.float64(total[0])
+    return np.float64(np.nan if total[1] == 0 else total[0] / total[1])
+
+
+_CLASSES = {"margin_ranking": _MarginRankingDask, "pairwise": _PairwiseDask}
+
+
 def _build() -> MappingProxyType[str, DaskLoss]:
-    return MappingProxyType({name: DaskLoss(loss) for name, loss in _fl.losses.items()})
+    return MappingProxyType({name: _CLASSES.get(loss.kind, DaskLoss)(loss)
+                             for name, loss in _fl.losses.items()})
 
 
 losses = _build()

@@ -9,13 +9,34 @@ tensors of float32/float64) and computes the value and the gradient in one fused
 ``input`` requires a gradient; the backward pass only scales that stored gradient by the
 incoming one. Only ``input`` (the first argument) is differentiated, except for
 ``margin_ranking(input1, input2, target)``, which differentiates both inputs as torch's
-``margin_ranking_loss`` does. The pairwise ranking losses (groups of documents) are not bridged:
-compute them on NumPy arrays.
+``margin_ranking_loss`` does.
+
+The pairwise ranking losses take ``(scores, relevance, group=..., qid=...)``: ``scores`` is
+differentiated, ``group=`` (sizes) and ``qid=`` (one query id per document) may be tensors or
+arrays, given to the function or to the module's ``forward`` (or fixed at construction).
+``sample_weight`` holds one weight per group. With ``reduction="none"`` and
+``value_per="group"`` (one loss per group) backward scales each document's gradient by the
+incoming gradient of its group. **Decision**: with ``value_per="document"`` each pair's loss is
+split between its two documents, so the exact backward needs a weight per pair, which the
+per-document gradient cannot give; backward is exact, and accepted, only when the incoming
+gradient is the same for every document of a group (``loss.sum()``, ``loss.mean()``, a
+weight per group), and otherwise raises ValueError naming ``value_per``. For per-group
+weighting use ``value_per="group"`` or ``sample_weight``.
+
+>>> import torch
+>>> import fastloss.torch as flt
+>>> s = torch.tensor([2.0, 1.0, 0.0, 0.3, 0.1], dtype=torch.float64, requires_grad=True)
+>>> r = torch.tensor([2, 0, 1, 1, 0])
+>>> loss = flt.pairwise_hinge(s, r, group=torch.tensor([3, 2]), margin=1.5)  # mean of 3.0, 1.3
+>>> loss.backward()
+>>> round(loss.item(), 6), s.grad.tolist()
+(2.15, [-0.5, 1.0, -0.5, -0.5, 0.5])
 
 **Decision**: ``reduction`` defaults to ``"mean"`` here, as in ``torch.nn`` losses (the NumPy
 API defaults to ``"none"``). Sample weights, class weights and every loss parameter work as in
-the NumPy API; tensors given as parameters (``class_weight``, ``pos_weight``) are read as
-arrays. float16 and bfloat16 inputs are computed in float32 and the result cast back.
+the NumPy API; tensors given as parameters (``class_weight``, ``pos_weight``, ``group``,
+``qid``) are read as arrays. float16 and bfloat16 inputs are computed in float32 and the result
+cast back.
 """
 
 from __future__ import annotations
@@ -28,8 +49,9 @@ import torch as _torch
 import fastloss as _fl
 
 from ._loss import Loss
+from ._ranking import group_offsets
 
-SUPPORTED_KINDS = ("elementwise", "rowwise", "margin_ranking")
+SUPPORTED_KINDS = ("elementwise", "rowwise", "margin_ranking", "pairwise")
 
 
 def _camel(name: str) -> str:
@@ -38,8 +60,8 @@ def _camel(name: str) -> str:
 
 def _check_loss(loss: Loss) -> None:
     if loss.kind not in SUPPORTED_KINDS:
-        raise ValueError(f"fastloss.torch supports elementwise, row-wise and margin-ranking "
-                         f"losses; {loss.name} is of kind {loss.kind!r} (compute it with "
+        raise ValueError(f"fastloss.torch supports losses of kind {', '.join(SUPPORTED_KINDS)}; "
+                         f"{loss.name} is of kind {loss.kind!r} (compute it with "
                          f"fastloss.{loss.name} on NumPy arrays)")
 
 
@@ -150,6 +172,81 @@ class _MarginRankingFunction(_torch.autograd.Function):
         return d1, d2, None, None, None, None, None, None
 
 
+def _document_groups(n: int, group, qid):
+    """Each document's group index (groups numbered as the loss numbers them: in the order of
+    group= sizes, or of ascending qid)."""
+    offsets, order = group_offsets(n, group, qid)
+    sorted_groups = np.repeat(np.arange(offsets.shape[0] - 1, dtype=np.int64), np.diff(offsets))
+    if order is None:
+        return sorted_groups
+    groups = np.empty(n, dtype=np.int64)
+    groups[order] = sorted_groups
+    return groups
+
+
+class _PairwiseFunction(_torch.autograd.Function):
+    """pairwise_logistic / pairwise_hinge: scores differentiated, from the per-document
+    gradient of one fused pass; with reduction="none" backward scales each document's
+    gradient by the incoming gradient of the value its pairs were summed into."""
+
+    @staticmethod
+    def forward(ctx, scores, relevance, sample_weight, loss, reduction, nan_policy, params):
+        s = _array(scores, "scores")
+        r = _array(relevance, "relevance")
+        w = _array(sample_weight, "sample_weight")
+        kw = dict(reduction=reduction, sample_weight=w, nan_policy=nan_policy, **params)
+        ctx.per_value = None
+        if ctx.needs_input_grad[0]:
+            value, grad = loss.value_and_grad(s, r, **kw)
+            saved = [_torch.from_numpy(grad)]
+            if reduction == "none":
+                # Checked by the call above, so this cannot fail.
+                groups = _document_groups(grad.shape[0], params.get("group"),
+                                          params.get("qid"))
+                ctx.per_value = params.get("value_per", "group")
+                saved.append(_torch.from_numpy(groups))
+            ctx.save_for_backward(*saved)
+        else:
+            value = loss(s, r, **kw)
+        if reduction == "none":
+            out = _torch.from_numpy(value)
+        else:
+            out = _torch.tensor(float(value), dtype=_torch.float64)
+        return out.to(scores.dtype) if scores.dtype.is_floating_point else out
+
+    @staticmethod
+    @_torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        grad, *rest = ctx.saved_tensors
+        go = grad_output.to(grad.dtype)
+        if ctx.per_value == "group":
+            # Each document's pairs all lie in its own group: d/ds_k sum_g go_g L_g is
+            # go_{group(k)} times the gradient of the unreduced sum.
+            go = go[rest[0]]
+        elif ctx.per_value == "document":
+            # sum_k go_k L_k with L_k half of each of k's pairs: exact as go_g * grad when go is
+            # the same within each group; otherwise each pair needs (go_i + go_j) / 2.
+            groups = rest[0]
+            if go.numel():
+                # Compare each document's incoming gradient with its group's first document's
+                # (NaN equal to NaN: a NaN loss passes its NaN on either way).
+                n = go.shape[0]
+                first = _torch.full((int(groups.max()) + 1,), n, dtype=_torch.int64)
+                first.scatter_reduce_(0, groups, _torch.arange(n), "amin")
+                lead = go[first[groups]]
+                uneven = (go != lead) & ~(go.isnan() & lead.isnan())
+                if bool(uneven.any()):
+                    k = int(_torch.nonzero(uneven)[0, 0])
+                    raise ValueError(
+                        "backward of reduction='none' with value_per='document' needs the same "
+                        "incoming gradient for every document of a group (each pair's loss is "
+                        f"split between its two documents); group {int(groups[k])} gets "
+                        f"different values (first at document {k}). Weight whole groups "
+                        "(value_per='group', or sample_weight), or reduce the per-document "
+                        "losses with .sum() or .mean()")
+        return grad * go, None, None, None, None, None, None
+
+
 def _check_tensors(inputs: dict, fixed: dict, differentiated: str) -> None:
     """The differentiated arguments are tensors; the others do not ask for a gradient."""
     for name, t in inputs.items():
@@ -167,6 +264,15 @@ def _apply_margin_ranking(loss: Loss, input1, input2, target, sample_weight, red
                    {"target": target, "sample_weight": sample_weight}, "input1 and input2")
     return _MarginRankingFunction.apply(input1, input2, target, sample_weight, loss, reduction,
                                         nan_policy, _params(params))
+
+
+def _apply_pairwise(loss: Loss, scores, relevance, sample_weight, reduction, nan_policy,
+                    params):
+    _check_tensors({"scores": scores},
+                   {"relevance": relevance, "sample_weight": sample_weight,
+                    "group": params.get("group"), "qid": params.get("qid")}, "scores")
+    return _PairwiseFunction.apply(scores, relevance, sample_weight, loss, reduction, nan_policy,
+                                   _params(params))
 
 
 def _apply(loss: Loss, input, target, sample_weight, reduction, nan_policy, params):
@@ -197,7 +303,17 @@ class Module(_torch.nn.Module):
             if key not in loss.params:
                 raise TypeError(f"{loss.name}() got an unexpected keyword argument {key!r}")
 
-    def forward(self, input, target, *rest, sample_weight=None):
+    def forward(self, input, target, *rest, sample_weight=None, group=None, qid=None):
+        if self.loss.kind == "pairwise":  # forward(scores, relevance, group=..., qid=...)
+            params = self.params
+            if group is not None or qid is not None:
+                if params.get("group") is not None or params.get("qid") is not None:
+                    raise TypeError(f"{self.loss.name}: the groups are given twice (to the "
+                                    "module and to forward)")
+                params = {**params, "group": group, "qid": qid}
+        elif group is not None or qid is not None:
+            raise TypeError(f"{self.loss.name} takes no group= or qid= (only the pairwise "
+                            "ranking losses do)")
         if self.loss.kind == "margin_ranking":  # forward(input1, input2, target)
             if len(rest) > 1:
                 raise TypeError("margin_ranking takes input1, input2, target (and sample_weight)")
@@ -212,6 +328,9 @@ class Module(_torch.nn.Module):
                 raise TypeError(f"{self.loss.name}: sample_weight given twice (by position "
                                 "and by keyword)")
             sample_weight = rest[0]
+        if self.loss.kind == "pairwise":
+            return _apply_pairwise(self.loss, input, target, sample_weight, self.reduction,
+                                   self.nan_policy, params)
         return _apply(self.loss, input, target, sample_weight, self.reduction, self.nan_policy,
                       self.params)
 
@@ -232,6 +351,19 @@ def _functional(loss: Loss):
                          f"both inputs (reduction='mean' by default), as torch's "
                          f"margin_ranking_loss; see fastloss.{loss.name}.\n\n{loss.__doc__}")
         return fn_mr
+
+    if loss.kind == "pairwise":
+        def fn_pw(scores, relevance, *, group=None, qid=None, reduction: str = "mean",
+                  sample_weight=None, nan_policy: str = "propagate", **params):
+            return _apply_pairwise(loss, scores, relevance, sample_weight, reduction, nan_policy,
+                                   {"group": group, "qid": qid, **params})
+
+        fn_pw.__name__ = fn_pw.__qualname__ = loss.name
+        fn_pw.__doc__ = (f"{loss.name} of CPU tensors (scores, relevance; groups by group= sizes "
+                         f"or qid=) with autograd for scores (reduction='mean' by default, over "
+                         f"groups); see fastloss.{loss.name} and the fastloss.torch module "
+                         f"docstring for value_per='document'.\n\n{loss.__doc__}")
+        return fn_pw
 
     def fn(input, target, *, reduction: str = "mean", sample_weight=None,
            nan_policy: str = "propagate", **params):
