@@ -2,6 +2,12 @@
 
     python bench/dask_scale.py                      # N = 2e8 float32, 2 workers
     python bench/dask_scale.py --size 2e7 --repeat 3
+    python bench/dask_scale.py --losses margin_ranking pairwise_logistic
+
+margin_ranking is timed as ``margin_ranking(pred, target, 1.0)`` (x2 the second array, y a
+broadcast scalar); pairwise_logistic on the first --rank-size documents in query groups of
+--group-size, in blocks of a quarter of the documents per worker (moved to the group
+boundaries, which costs dask a rechunk).
 
 The in-memory side: one process, fastloss with every core (OpenMP), on NumPy arrays already
 in memory. The dask side: a dask.distributed LocalCluster of W worker processes with one
@@ -56,6 +62,10 @@ def main(argv=None) -> int:
                          "default chunk size)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--losses", nargs="+", default=["squared_error", "sigmoid_cross_entropy"])
+    ap.add_argument("--rank-size", type=float, default=2e7,
+                    help="documents for pairwise losses (default 2e7)")
+    ap.add_argument("--group-size", type=int, default=20,
+                    help="documents per query group for pairwise losses (default 20)")
     args = ap.parse_args(argv)
     n, chunk = int(args.size), int(args.chunk)
 
@@ -91,12 +101,30 @@ def main(argv=None) -> int:
         distributed.wait([dpred, dtarget])
 
         rows = []
+        m = min(n, int(args.rank_size)) // args.group_size * args.group_size
+        sizes = np.full(m // args.group_size, args.group_size, dtype=np.int64)
         for name in args.losses:
             loss, dloss = fl.losses[name], fld.losses[name]
+            if loss.kind == "margin_ranking":
+                inputs = (pred, target, np.float32(1.0))
+                dinputs = (dpred, dtarget, np.float32(1.0))
+                kw = {}
+            elif loss.kind == "pairwise":
+                # Blocks of m / (4 workers) documents (the first m of the arrays would be one
+                # block of the default chunk), persisted like the others.
+                rchunk = -(-m // (4 * args.workers))
+                inputs = (pred[:m], np.floor(target[:m] * 4))
+                dinputs = client.persist([dpred[:m].rechunk(rchunk),
+                                          da.floor(dtarget[:m] * 4).rechunk(rchunk)])
+                distributed.wait(dinputs)
+                kw = {"group": sizes}
+                name = f"{name} ({m:,} documents, groups of {args.group_size})"
+            else:
+                inputs, dinputs, kw = (pred, target), (dpred, dtarget), {}
             t_mem, t_mem_min, v_mem = median_time(
-                lambda: loss(pred, target, reduction="mean"), args.repeat)
+                lambda: loss(*inputs, reduction="mean", **kw), args.repeat)
             t_dask, t_dask_min, v_dask = median_time(
-                lambda: dloss(dpred, dtarget, reduction="mean").compute(), args.repeat)
+                lambda: dloss(*dinputs, reduction="mean", **kw).compute(), args.repeat)
             rows.append((name, t_mem, t_dask, float(v_mem), float(v_dask), t_mem_min,
                          t_dask_min))
     finally:

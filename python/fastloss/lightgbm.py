@@ -22,6 +22,22 @@ when the objective is custom and transformed predictions with a built-in objecti
 With a custom objective LightGBM starts from a margin of 0 and its scikit-learn classifier
 cannot turn margins into probabilities: use ``predict(X, raw_score=True)`` and the loss's
 link (sigmoid, softmax).
+
+Pairwise ranking losses (``pairwise_logistic``, ``pairwise_hinge``) read the query groups
+from the Dataset (``group=`` sizes) or, in the scikit-learn API, from the ``group`` that
+``LGBMRanker.fit(X, y, group=...)`` passes; the objective returns each document's gradient and
+Hessian of the summed pair losses, the metric the weighted mean loss over groups. LightGBM's
+weights are one per document, fastloss's ranking weights one per group: **decision**, the
+documents of a group must share one weight, which is the group's (weights that differ inside a
+group raise ValueError: scaling each document's pair gradients by its own weight, as
+LightGBM's lambdarank does, is not the gradient of a weighted loss). Groups without documents
+are left out, so they count in no mean. ``pairwise_hinge``'s exact Hessian is 0: every
+document then gets ``hess_floor``, so choose a floor that passes LightGBM's
+``min_sum_hessian_in_leaf`` (e.g. ``hess_floor=1.0``, a gradient step).
+
+>>> train = lightgbm.Dataset(X, relevance, group=group_sizes)             # doctest: +SKIP
+>>> params = {"objective": objective("pairwise_logistic"), "verbose": -1}  # doctest: +SKIP
+>>> booster = lightgbm.train(params, train, 50)                            # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,11 +45,34 @@ from __future__ import annotations
 from typing import Optional, Union
 
 import lightgbm as _lgb
+import numpy as np
 
-from ._gbdt import BoostingLoss, describe, resolve_loss
+from ._gbdt import BoostingLoss, describe, group_weight_from_documents, resolve_loss
 from ._loss import Loss
 
 __all__ = ["Metric", "Objective", "metric", "objective"]
+
+
+def _inputs(impl: BoostingLoss, preds, labels, weight, group):
+    """(preds, labels, weight, group sizes) for BoostingLoss: a pairwise loss gets the
+    non-empty groups and one weight per group; the others their arguments unchanged."""
+    if not impl.ranking:
+        return preds, labels, weight, None
+    if group is None:
+        raise ValueError(f"{impl.loss.name} needs the query groups: build the Dataset with "
+                         "group= (native API) or fit LGBMRanker with group=")
+    sizes = np.asarray(group)
+    if sizes.dtype.kind not in "iu" or sizes.ndim != 1:
+        raise ValueError(f"group: expected one integer size per query group, got "
+                         f"dtype {sizes.dtype} and shape {sizes.shape}")
+    sizes = sizes.astype(np.int64, copy=False)
+    if sizes.size and np.min(sizes) < 0:
+        raise ValueError(f"group sizes must be >= 0, got {int(np.min(sizes))}")
+    n = int(np.sum(sizes))
+    if n != np.size(preds):
+        raise ValueError(f"group sizes sum to {n}, but there are {np.size(preds)} documents")
+    sizes = sizes[sizes > 0]
+    return preds, labels, group_weight_from_documents(weight, sizes, "LightGBM"), sizes
 
 
 class Objective:
@@ -55,8 +94,9 @@ class Objective:
     # Four parameters: LightGBM's scikit-learn wrapper passes (labels, preds, weight, group).
     def __call__(self, a, b, weight=None, group=None):
         if isinstance(b, _lgb.Dataset):  # native: (margins, Dataset)
-            return self._impl.grad_hess(a, b.get_label(), b.get_weight())
-        return self._impl.grad_hess(b, a, weight)
+            return self._impl.grad_hess(*_inputs(self._impl, a, b.get_label(), b.get_weight(),
+                                                 b.get_group()))
+        return self._impl.grad_hess(*_inputs(self._impl, b, a, weight, group))
 
 
 class Metric:
@@ -76,8 +116,10 @@ class Metric:
 
     def __call__(self, a, b, weight=None, group=None):
         if isinstance(b, _lgb.Dataset):
-            return self.__name__, self._impl.value(a, b.get_label(), b.get_weight()), False
-        return self.__name__, self._impl.value(b, a, weight), False
+            value = self._impl.value(*_inputs(self._impl, a, b.get_label(), b.get_weight(),
+                                              b.get_group()))
+            return self.__name__, value, False
+        return self.__name__, self._impl.value(*_inputs(self._impl, b, a, weight, group)), False
 
 
 def objective(loss: Union[str, Loss], *, hessian: Optional[str] = None, hess_floor: float = 1e-6,
