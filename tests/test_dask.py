@@ -428,3 +428,27 @@ def test_pairwise_bad_arguments(rng):
         fld.pairwise_hinge(S, r, group=sizes, gamma=1.0)
     with pytest.raises(ValueError, match="hessian"):
         fld.pairwise_hinge.grad_hess(S, r, group=sizes, hessian="fisher")
+
+
+def test_one_element_operands_go_whole_to_every_block(client, rng):
+    """A scalar target, weight or x2/y is handed to every block and broadcast there: dask's own
+    broadcast_to blocks are stride-0 views that travel between workers as full copies."""
+    x = rng.standard_normal((3_000, 4))
+    X = da.from_array(x, chunks=(700, 4))
+    cases = [
+        (fld.huber(X, 0.5, sample_weight=2.0, reduction="mean"),
+         fl.huber(x, 0.5, sample_weight=2.0, reduction="mean")),
+        (fld.huber.grad(X, da.from_array(np.array([[0.5]])), sample_weight=np.array([2.0])),
+         fl.huber.grad(x, np.array([[0.5]]), sample_weight=np.array([2.0]))),
+        (fld.softmax_cross_entropy(X, 3, sample_weight=0.5),
+         fl.softmax_cross_entropy(x, 3, sample_weight=0.5)),
+        (fld.margin_ranking.grad(X, np.float32(0.25), 1.0)[1],
+         fl.margin_ranking.grad(x, np.float32(0.25), 1.0)[1]),
+    ]
+    for lazy, _ in cases:
+        layers = lazy.__dask_graph__().layers
+        assert not any(name.startswith("broadcast_to") for name in layers), list(layers)
+    got = client.compute([c[0] for c in cases], sync=True)
+    for a, (_, b) in zip(got, cases):
+        assert a.shape == np.shape(b) and a.dtype == np.asarray(b).dtype
+        np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -68,11 +68,32 @@ def _broadcast_like(a, shape, chunks):
     return da.broadcast_to(a.rechunk(own) if a.chunks != own else a, shape, chunks=chunks)
 
 
+def _is_whole(a, shape) -> bool:
+    """An operand of one element broadcast along the block axes: handed whole to every block
+    and broadcast there (a view), rather than broadcast by dask, whose blocks would be
+    stride-0 views that travel between workers as full-size copies."""
+    return a is not None and a.size == 1 and a.shape != tuple(shape)
+
+
 # -- block functions (run on the workers; plain NumPy in, NumPy out) --------------------------
+
+def _fit(a, shape):
+    """An operand handed whole to every block (see _is_whole), broadcast to the block."""
+    return a if a is None or a.shape == shape else np.broadcast_to(a, shape)
+
+
+def _fit_block(loss, pred, target, sw):
+    if loss.kind == "elementwise":
+        return _fit(target, pred.shape), _fit(sw, pred.shape)
+    rows = pred.shape[:-1]
+    prob = target.dtype.kind == "f" and target.ndim == pred.ndim
+    return (target if prob else _fit(target, rows)), _fit(sw, rows)
+
 
 def _call_block(name: str, method: str, pred, target, sw, kwargs):
     # The loss travels to the workers by name: every process has the same registry.
     loss = _fl.losses[name]
+    target, sw = _fit_block(loss, pred, target, sw)
     try:
         return getattr(loss, method)(pred, target, sample_weight=sw, **kwargs)
     except ValueError as exc:
@@ -82,13 +103,16 @@ def _call_block(name: str, method: str, pred, target, sw, kwargs):
 
 def _partial_block(pred, target, sw, *, loss_name, kwargs, ndim, mean, cw, ignore_index, omit):
     loss = _fl.losses[loss_name]
+    target, sw = _fit_block(loss, pred, target, sw)
     s = _call_block(loss_name, "__call__", pred, target, sw, dict(kwargs, reduction="sum"))
     d = _chunks.weight_sum(loss, pred, target, sw, cw, ignore_index, omit) if mean else 0.0
     return np.array([float(s), d]).reshape((1,) * ndim + (2,))
 
 
 def _count_block(pred, target, sw, *, loss_name, ndim, ignore_index, omit, n):
-    c = _chunks.class_counts(_fl.losses[loss_name], pred, target, sw, ignore_index, omit, n)
+    loss = _fl.losses[loss_name]
+    target, sw = _fit_block(loss, pred, target, sw)
+    c = _chunks.class_counts(loss, pred, target, sw, ignore_index, omit, n)
     return c.reshape((1,) * ndim + (n,))
 
 
@@ -244,12 +268,15 @@ class DaskLoss:
                         None)
             chunks = lead.chunks if lead is not None else da.empty(shape).chunks
             full = pred if pred.shape == shape else _broadcast_like(pred, shape, chunks)
-            if target.shape != shape:
-                target = _broadcast_like(target, shape, chunks)
-            if sw is not None and sw.shape != shape:
-                sw = _broadcast_like(sw, shape, chunks)
             ind = string.ascii_lowercase[: len(shape)]
-            return full, target, sw, (ind, ind, ind), ind, shape
+            inds = [ind, ind, ind]
+            for i, a in ((1, target), (2, sw)):
+                if _is_whole(a, shape):
+                    inds[i] = None
+                elif a is not None and a.shape != shape:
+                    a = _broadcast_like(a, shape, chunks)
+                    target, sw = (a, sw) if i == 1 else (target, a)
+            return full, target, sw, tuple(inds), ind, shape
         first = self.loss.arg_names[0]  # "logits", or the loss's own name ("scores")
         if pred.ndim < 1:
             raise ValueError(f"{first} must have at least one dimension (the classes on the "
@@ -270,22 +297,25 @@ class DaskLoss:
                 try:
                     if np.broadcast_shapes(target.shape, rows) != rows:
                         raise ValueError
-                    target = _broadcast_like(target, rows, pred.chunks[:-1])
                 except ValueError:
                     raise ValueError(f"target of shape {target.shape} does not match the "
                                      f"{first}' rows {rows}") from None
-            tind = rind
+                if not _is_whole(target, rows):
+                    target = _broadcast_like(target, rows, pred.chunks[:-1])
+            tind = None if _is_whole(target, rows) else rind
         if sw is not None and sw.shape != rows:
             try:
                 if np.broadcast_shapes(sw.shape, rows) != rows:
                     raise ValueError
-                sw = _broadcast_like(sw, rows, pred.chunks[:-1])
             except ValueError:
                 raise ValueError(f"sample_weight of shape {sw.shape} does not broadcast to the "
                                  f"{first}' rows {rows}") from None
-        return pred, target, sw, (rind + "z", tind, rind), rind, pred.shape
+            if not _is_whole(sw, rows):
+                sw = _broadcast_like(sw, rows, pred.chunks[:-1])
+        sind = None if _is_whole(sw, rows) else rind
+        return pred, target, sw, (rind + "z", tind, sind), rind, pred.shape
 
-    def _resolve_params(self, pred, target, sw, inds, params, omit):
+    def _resolve_params(self, pred, target, sw, inds, oind, params, omit):
         """Loss parameters for every block, with counted class weights ("balanced", "auto")
         resolved over the whole array in a first pass; returns (params, class weights for the
         denominator, ignore_index)."""
@@ -293,11 +323,11 @@ class DaskLoss:
         ignore_index = _chunks.ignore_index_of(loss, params)
         n = _chunks.n_counted(loss, pred.shape[-1] if pred.ndim else 1)
         if _chunks.counted_params(loss, params):
-            ndim = len(inds[2])
+            ndim = len(oind)
             parts = da.blockwise(
-                _count_block, inds[2] + "n", pred, inds[0], target, inds[1],
+                _count_block, oind + "n", pred, inds[0], target, inds[1],
                 *((sw, inds[2]) if sw is not None else (None, None)),
-                new_axes={"n": n}, adjust_chunks={c: 1 for c in inds[2]}, dtype=np.float64,
+                new_axes={"n": n}, adjust_chunks={c: 1 for c in oind}, dtype=np.float64,
                 concatenate=True, loss_name=loss.name, ndim=ndim, ignore_index=ignore_index,
                 omit=omit, n=n)
             counts = parts.sum(axis=tuple(range(ndim))).compute()
@@ -332,7 +362,8 @@ class DaskLoss:
         omit = nan == 2
         pshape = tuple(pred.shape) if isinstance(pred, da.Array) else np.shape(pred)
         pred, target, sw, inds, oind, shape = self._operands(pred, target, sample_weight)
-        params, cw, ignore_index = self._resolve_params(pred, target, sw, inds, params, omit)
+        params, cw, ignore_index = self._resolve_params(pred, target, sw, inds, oind, params,
+                                                        omit)
         kwargs = dict(params, nan_policy=nan_policy)
         if what == "grad_hess":
             kwargs.update(hessian=hessian, hess_floor=hess_floor)
@@ -434,6 +465,7 @@ def _margin_block(x1, x2, y, sw, *, method, kwargs, pack, mean=False, omit=False
     (pack="partial"), or its outputs stacked on a last axis in the widest dtype (exact for
     the narrower ones)."""
     loss = _fl.losses["margin_ranking"]
+    x2, y, sw = (_fit(a, x1.shape) for a in (x2, y, sw))
     try:
         res = getattr(loss, method)(x1, x2, y, sample_weight=sw, **kwargs)
     except ValueError as exc:
@@ -509,12 +541,15 @@ class _MarginRankingDask(DaskLoss):
         # Every operand in the blocks of the first full-shape one (of x1 when it has it).
         lead = next((a for a in ops + [sw] if a is not None and a.shape == shape), None)
         chunks = lead.chunks if lead is not None else da.empty(shape).chunks
-        ops = [_broadcast_like(a, shape, chunks) for a in ops]
-        if sw is not None:
-            sw = _broadcast_like(sw, shape, chunks)
         ind = string.ascii_lowercase[: len(shape)]
-        args = [ops[0], ind, ops[1], ind, ops[2], ind]
-        args += [sw, ind] if sw is not None else [None, None]
+        args = [_broadcast_like(ops[0], shape, chunks), ind]  # x1: the blocks' shape
+        for a in ops[1:] + [sw]:
+            if a is None:
+                args += [None, None]
+            elif _is_whole(a, shape):
+                args += [a, None]
+            else:
+                args += [_broadcast_like(a, shape, chunks), ind]
 
         pairs = None
         if reduction != "none":
