@@ -452,3 +452,66 @@ def test_one_element_operands_go_whole_to_every_block(client, rng):
     for a, (_, b) in zip(got, cases):
         assert a.shape == np.shape(b) and a.dtype == np.asarray(b).dtype
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_margin_ranking_broadcast_derivative_summed_wide(client, rng):
+    """A float32 x2 broadcast along 200,000 rows of a float64 x1: its derivative is summed in
+    float64 and then rounded once to float32, as in memory (a float32 running sum drifts)."""
+    n = 200_000
+    x1 = rng.standard_normal((n, 2))
+    x2 = np.float32([0.5, -0.5])
+    y = np.ones((n, 1))
+    w = rng.uniform(0.0, 1.0, (n, 1))
+    X1 = da.from_array(x1, chunks=(30_000, 2))
+    for reduction in ("sum", "mean"):
+        kw = dict(reduction=reduction, sample_weight=w, margin=10.0)
+        got = fld.margin_ranking.grad(X1, x2, y, **kw)[1].compute()
+        want = fl.margin_ranking.grad(x1, x2, y, **kw)[1]
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=2 * np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_mean_derivatives_of_tiny_weight_totals_stay_finite(client, dtype):
+    """A weight total whose reciprocal overflows: the in-memory calls rescale the weights; the
+    blocks' derivatives are divided by the total in float64."""
+    # Totals of 5e-40 / 2e-40 (float32) and 5e-310 / 2e-309 (float64): 1 / total overflows.
+    tiny = 1e-42 if dtype == np.float32 else 1e-311
+    s = np.array([0.0, 1.0, 2.0, 0.5] * 50, dtype=dtype)
+    r = np.array([1.0, 0.0, 2.0, 0.0] * 50, dtype=dtype)
+    S = da.from_array(s, chunks=40)
+    cases = [
+        (fld.pairwise_logistic.grad(S, r, group=[4] * 50, sample_weight=np.full(50, tiny),
+                                    reduction="mean"),
+         fl.pairwise_logistic.grad(s, r, group=[4] * 50, sample_weight=np.full(50, tiny),
+                                   reduction="mean")),
+        (fld.margin_ranking.grad(S, r, 1.0, sample_weight=np.full(200, tiny),
+                                 reduction="mean")[1],
+         fl.margin_ranking.grad(s, r, 1.0, sample_weight=np.full(200, tiny),
+                                reduction="mean")[1]),
+        (fld.squared_error.grad(S, r, sample_weight=np.full(200, tiny), reduction="mean"),
+         fl.squared_error.grad(s, r, sample_weight=np.full(200, tiny), reduction="mean")),
+    ]
+    got = client.compute([c[0] for c in cases], sync=True)
+    for a, (_, b) in zip(got, cases):
+        assert np.all(np.isfinite(a)) and a.dtype == b.dtype
+        # The weights are subnormal: the kernels' products w * g keep about 9 bits in float32
+        # and 41 in float64.
+        tol = 4e-3 if dtype == np.float32 else 1e-11
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))))
+
+
+def test_unknown_chunk_sizes_and_direct_construction(rng):
+    s = da.from_array(np.arange(10.0), chunks=4)
+    unknown = s[s > -1]
+    with pytest.raises(ValueError, match="relevance has unknown chunk sizes"):
+        fld.pairwise_logistic(s, unknown)
+    with pytest.raises(ValueError, match="x1 has unknown chunk sizes"):
+        fld.margin_ranking(unknown, s, 1.0)
+    with pytest.raises(ValueError, match="pred has unknown chunk sizes"):
+        fld.huber(unknown, 0.0)
+    # DaskLoss(loss) plans the loss's own kind.
+    d = fld.DaskLoss(fl.pairwise_logistic)
+    np.testing.assert_allclose(d(s, np.arange(10.0) % 3).compute(),
+                               fl.pairwise_logistic(np.arange(10.0), np.arange(10.0) % 3))
+    assert type(fld.DaskLoss(fl.margin_ranking)) is type(fld.margin_ranking)

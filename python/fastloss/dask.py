@@ -49,6 +49,9 @@ def _compute_dtype(dtype) -> np.dtype:
 
 def _as_dask(x, name: str):
     if isinstance(x, da.Array):
+        if any(np.isnan(c) for c in x.shape):
+            raise ValueError(f"{name} has unknown chunk sizes (shape {x.shape}); call "
+                             f"{name}.compute_chunk_sizes() first")
         return x
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
@@ -146,8 +149,17 @@ def _finish(total, mean):
         return np.float64(total[0] / total[1])
 
 
-def _grad_scale(total):
-    return np.float64(0.0 if total[1] == 0 else 1.0 / total[1])
+def _grad_denominator(total):
+    """What the derivatives of a mean are divided by: sum(w), or inf when it is 0 (the
+    in-memory derivatives are then 0)."""
+    return np.float64(np.inf if total[1] == 0 else total[1])
+
+
+def _divided(x, denom, dtype):
+    """x / denom in float64, then in dtype: a weight total so small that its reciprocal
+    overflows (below 2**-1022, or 2**-126 in float32) still gives finite derivatives, as the
+    in-memory call's rescaled weights do."""
+    return (x.astype(np.float64) / denom).astype(dtype)
 
 
 def _sum_parts(blocks):
@@ -192,6 +204,12 @@ class DaskLoss:
     """
 
     _KINDS = ("elementwise", "rowwise")  # the kinds this class plans; subclasses the others
+
+    def __new__(cls, loss: Loss):
+        # DaskLoss(loss) gives the planner of the loss's kind.
+        if cls is DaskLoss:
+            cls = _CLASSES.get(getattr(loss, "kind", None), cls)
+        return super().__new__(cls)
 
     def __init__(self, loss: Loss):
         if loss.kind in SUPPORTED_KINDS and _fl.losses.get(loss.name) is not loss:
@@ -430,9 +448,8 @@ class DaskLoss:
                                       method="grad_hess", kwargs=kwargs, pack="stack")
                 parts = (packed[..., 0], packed[..., 1])
         if reduction == "mean":
-            scale = _reduced(pairs, _grad_scale)
-            # The scale in the compute dtype, as the kernels apply it.
-            parts = tuple(p * scale.astype(dtype) for p in parts)
+            denom = _reduced(pairs, _grad_denominator)
+            parts = tuple(_divided(p, denom, dtype) for p in parts)
         if not row:
             parts = tuple(_unbroadcast(p, pshape, shape) for p in parts)
         if what == "value_and_grad":
@@ -572,13 +589,18 @@ class _MarginRankingDask(DaskLoss):
         packed = da.blockwise(_margin_block, ind + "p", *args, new_axes={"p": len(dts)},
                               dtype=np.result_type(*dts), concatenate=True, method=m,
                               kwargs=kw, pack="stack")
-        outs = [packed[..., i].astype(dt) for i, dt in enumerate(dts)]
-        value = outs.pop(0) if what == "value_and_grad" and reduction == "none" else (
-            value if what == "value_and_grad" else None)
+        # Scaled and summed over x1's or x2's broadcast axes in the wider dtype, then cast
+        # to the input's own (as the in-memory call sums them).
+        outs = [packed[..., i] for i in range(len(dts))]
+        if what == "value_and_grad" and reduction == "none":
+            value = outs.pop(0).astype(dts.pop(0))
+        elif what != "value_and_grad":
+            value = None
         if reduction == "mean":
-            scale = _reduced(pairs, _grad_scale)
-            outs = [o * scale.astype(o.dtype) for o in outs]
-        outs = [_unbroadcast(o, pshapes[i % 2], shape) for i, o in enumerate(outs)]
+            denom = _reduced(pairs, _grad_denominator)
+            outs = [_divided(o, denom, o.dtype) for o in outs]
+        outs = [_unbroadcast(o, pshapes[i % 2], shape).astype(dt)
+                for i, (o, dt) in enumerate(zip(outs, dts))]
         if what == "grad":
             return tuple(outs)
         if what == "value_and_grad":
@@ -808,9 +830,8 @@ class _PairwiseDask(DaskLoss):
         outs = [output((0, i), doc_chunks, dtype)
                 for i in range(2 if method == "grad_hess" else 1)]
         if red == 2:
-            # The scale applied in float64: a tiny weight total cannot overflow it.
-            scale = _reduced(pairs, _grad_scale)
-            outs = [(o.astype(np.float64) * scale).astype(dtype) for o in outs]
+            denom = _reduced(pairs, _grad_denominator)
+            outs = [_divided(o, denom, dtype) for o in outs]
         if method == "grad":
             return outs[0]
         if method == "value_and_grad":

@@ -61,10 +61,14 @@ def _inputs(impl: BoostingLoss, preds, labels, weight, group):
     if group is None:
         raise ValueError(f"{impl.loss.name} needs the query groups: build the Dataset with "
                          "group= (native API) or fit LGBMRanker with group=")
+    if np.ndim(preds) != 1:
+        raise ValueError(f"{impl.loss.name} needs one score per document; got margins of "
+                         f"shape {np.shape(preds)} (do not set num_class)")
     sizes = np.asarray(group)
-    if sizes.dtype.kind not in "iu" or sizes.ndim != 1:
-        raise ValueError(f"group: expected one integer size per query group, got "
-                         f"dtype {sizes.dtype} and shape {sizes.shape}")
+    if sizes.dtype.kind not in "iu":
+        raise TypeError(f"group: expected integer group sizes, got dtype {sizes.dtype}")
+    if sizes.ndim != 1:
+        raise ValueError(f"group: expected one size per query group, got shape {sizes.shape}")
     sizes = sizes.astype(np.int64, copy=False)
     if sizes.size and np.min(sizes) < 0:
         raise ValueError(f"group sizes must be >= 0, got {int(np.min(sizes))}")
