@@ -9,7 +9,8 @@ from typing import Iterator, Optional
 
 from . import _core
 
-__all__ = ["set_num_threads", "get_num_threads", "threads", "show_config"]
+__all__ = ["set_num_threads", "get_num_threads", "threads", "show_config", "set_buffer_cache",
+           "buffer_cache_info"]
 
 
 def _check_threads(n) -> int:
@@ -50,6 +51,46 @@ def threads(n: Optional[int]) -> Iterator[None]:
         _core.set_num_threads(previous)
 
 
+def set_buffer_cache(max_bytes: int) -> int:
+    """Keep up to ``max_bytes`` of released output buffers for reuse (0 turns the cache off);
+    returns the previous bound. Default 256 MiB, or ``FASTLOSS_BUFFER_CACHE`` (bytes, or with
+    a K/M/G suffix) at import.
+
+    Outputs of 4 MiB or more that fastloss allocates come from this cache: memory new from the
+    operating system is zeroed page by page when first written, which costs a memory-bound
+    loss about half again its own time; a buffer released by an earlier result is already
+    mapped. Buffers are only ever reused after every array viewing them is gone.
+    """
+    if isinstance(max_bytes, bool) or not hasattr(max_bytes, "__index__"):
+        raise TypeError(f"max_bytes must be an int, got {type(max_bytes).__name__}")
+    n = int(max_bytes.__index__())
+    if n < 0:
+        raise ValueError(f"max_bytes must be >= 0, got {n}")
+    return int(_core.set_buffer_cache(n))
+
+
+def buffer_cache_info() -> dict:
+    """The output-buffer cache: ``max_bytes`` (its bound), ``cached_bytes`` and ``buffers``
+    (what it holds now) and ``min_bytes`` (the smallest output served from it)."""
+    return {k: int(v) for k, v in _core.buffer_cache_info().items()}
+
+
+def _parse_bytes(text: str) -> int:
+    t = text.strip().upper().removesuffix("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
+    digits = t[:-1] if scale > 1 else t
+    if not digits.isdigit():
+        raise ValueError(f"FASTLOSS_BUFFER_CACHE={text!r}: expected bytes, e.g. 0, 268435456 "
+                         "or 256M")
+    return int(digits) * scale
+
+
+def _apply_env_buffer_cache() -> None:
+    text = os.environ.get("FASTLOSS_BUFFER_CACHE")
+    if text:
+        _core.set_buffer_cache(_parse_bytes(text))
+
+
 def _openmp_version_name(v: int) -> str:
     # _OPENMP dates of the OpenMP specifications (openmp.org release dates).
     names = {200505: "2.5", 200805: "3.0", 201107: "3.1", 201307: "4.0", 201511: "4.5",
@@ -84,6 +125,7 @@ def _config_dict() -> dict:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "cpu_count": os.cpu_count(),
         },
+        "buffer_cache": buffer_cache_info(),
         "block_size": int(_core.block_size),
         "serial_threshold": int(_core.serial_threshold),
         "losses": sorted(losses),
@@ -109,6 +151,9 @@ def show_config(mode: str = "stdout"):
         + (" (set by set_num_threads)" if th["explicit"] else " (OpenMP default)")
         + f", cpu_count {th['cpu_count']}",
         f"  block size   : {cfg['block_size']} elements; serial below {cfg['serial_threshold']}",
+        f"  buffer cache : up to {cfg['buffer_cache']['max_bytes'] >> 20} MiB of released outputs"
+        f" of {cfg['buffer_cache']['min_bytes'] >> 20} MiB or more, holding "
+        f"{cfg['buffer_cache']['cached_bytes'] >> 20} MiB",
         f"  losses       : {', '.join(cfg['losses'])}",
     ]
     print("\n".join(lines))

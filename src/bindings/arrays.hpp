@@ -51,7 +51,12 @@ py::array check_out(const py::handle& obj, const char* name, const std::vector<s
 // A null array handle (py::array() would be an empty array, not "absent").
 inline py::array null_array() { return py::reinterpret_steal<py::array>(py::handle()); }
 
+// A new output array. From 4 MiB up its memory comes from a cache of the buffers released by
+// earlier results (already faulted in); set_buffer_cache bounds the cached bytes (0: none)
+// and returns the previous bound; buffer_cache_info describes the cache.
 py::array new_array(const std::vector<std::int64_t>& shape, DType dtype);
+std::size_t set_buffer_cache(std::size_t max_bytes);
+py::dict buffer_cache_info();
 
 void set_out_operand(OutOperand& op, const py::array& a, int ndim);
 

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "arrays.hpp"
 #include "dispatch.hpp"
 #include "driver.hpp"
 #include "register.hpp"
@@ -67,6 +68,9 @@ void register_config(py::module_& m) {
         "Threads for every call (n <= 0: back to OpenMP's default).");
   m.def("get_num_threads", &get_num_threads, "Threads a call would use now.");
   m.def("explicit_num_threads", &explicit_num_threads, "The set_num_threads value, 0 if unset.");
+  m.def("set_buffer_cache", &set_buffer_cache, py::arg("max_bytes"),
+        "Bound the bytes of released output buffers kept for reuse; returns the old bound.");
+  m.def("buffer_cache_info", &buffer_cache_info, "The output-buffer cache: bound and content.");
   m.def("openmp_enabled", &openmp_enabled);
   m.def("openmp_version", &openmp_version, "_OPENMP (yyyymm) of the build, 0 without OpenMP.");
   m.def("omp_max_threads", [] {
