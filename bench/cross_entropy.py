@@ -257,7 +257,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(7)
     results = []
     print(f"fastloss {fl.__version__} | {platform.processor() or platform.machine()} | "
-          f"cpu_count {os.cpu_count()} | ISAs {', '.join(args.isa)} | {dtype.name}")
+          f"cpu_count {os.cpu_count()} | ISAs {', '.join(args.isa)} | {dtype.name} | "
+          f"buffer cache {fl.buffer_cache_info()['max_bytes'] >> 20} MiB")
     header = f"{'case':<9}{'thr':>4}  {'impl':<16}{'time ms':>10}{'ns/logit':>10}{'GB/s':>8}{'% bw':>7}{'fastloss x':>12}"
     for case in args.cases:
         a, b = make_inputs(case, dtype, rng)

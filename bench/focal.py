@@ -255,7 +255,8 @@ def main(argv=None) -> int:
     results = []
     cfg = fl.show_config(mode="dicts")
     print(f"fastloss {fl.__version__} | {platform.processor() or platform.machine()} | "
-          f"cpu_count {os.cpu_count()} | ISAs {', '.join(args.isa)} | {dtype.name}")
+          f"cpu_count {os.cpu_count()} | ISAs {', '.join(args.isa)} | {dtype.name} | "
+          f"buffer cache {fl.buffer_cache_info()['max_bytes'] >> 20} MiB")
     for case in args.cases:
         a, b = make_inputs(case, dtype, rng)
         rowwise = a.ndim == 2
