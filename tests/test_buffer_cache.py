@@ -163,3 +163,59 @@ def test_arguments_and_environment():
     env["FASTLOSS_BUFFER_CACHE"] = "lots"
     bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "FASTLOSS_BUFFER_CACHE='lots'" in bad.stderr
+
+
+def test_sizes_just_above_the_floor_are_reused(cache, rng):
+    """4.4 MiB outputs: buffers are rounded to 2 MiB (6 MiB here); a request is matched against
+    its rounded size, so the same call takes the same buffer again."""
+    z, t = data(rng, n=1_150_000)
+    first = fl.squared_error.grad(z, t)
+    a = address(first)
+    del first
+    for _ in range(5):
+        g = fl.squared_error.grad(z, t)
+        assert address(g) == a
+        del g
+    assert fl.buffer_cache_info()["buffers"] == 1
+
+
+def test_outputs_larger_than_the_bound_come_from_numpy(rng):
+    previous = fl.set_buffer_cache(0)
+    try:
+        fl.set_buffer_cache(6 << 20)
+        z, t = data(rng)  # 8 MB outputs: above the bound
+        g = fl.squared_error.grad(z, t)
+        assert g.flags.owndata
+        del g
+        assert fl.buffer_cache_info()["buffers"] == 0
+    finally:
+        fl.set_buffer_cache(previous)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_uses_its_own_buffers(cache, rng):
+    z, t = data(rng)
+    want = fl.squared_error.grad(z, t).copy()
+    g = fl.squared_error.grad(z, t)
+    del g  # one buffer cached in the parent
+    assert fl.buffer_cache_info()["buffers"] == 1
+    code = (
+        "import os, sys, numpy as np, fastloss as fl\n"
+        "z, t, want = (np.load(sys.argv[1] + n) for n in ('/z.npy', '/t.npy', '/w.npy'))\n"
+        "fl.set_buffer_cache(64 << 20)\n"
+        "g = fl.squared_error.grad(z, t); del g\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    ok = fl.buffer_cache_info()['buffers'] == 0\n"
+        "    g = fl.squared_error.grad(z, t)\n"
+        "    os._exit(0 if ok and np.array_equal(g, want) else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n")
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        np.save(d + "/z.npy", z)
+        np.save(d + "/t.npy", t)
+        np.save(d + "/w.npy", want)
+        run = subprocess.run([sys.executable, "-c", code, d], capture_output=True, text=True,
+                             timeout=120)
+    assert run.returncode == 0, run.stderr

@@ -329,7 +329,7 @@ def test_lightgbm_bad_input(lgb, flg):
         obj(rel, scores, np.ones(2), np.array([10, 10]))
     with pytest.raises(TypeError, match="read from the training data"):
         flg.objective("pairwise_hinge", qid=np.zeros(n, dtype=int))
-    with pytest.raises(TypeError, match="group: expected integer group sizes"):
+    with pytest.raises(TypeError, match="group must hold integer group sizes"):
         obj(rel, scores, None, np.array([10.0, 10.0]))
     with pytest.raises(ValueError, match="one score per document.*num_class"):
         obj(np.r_[rel, rel], np.zeros((n, 2)), None, np.array([10, 10]))

@@ -35,6 +35,7 @@ import numpy as np
 import fastloss as _fl
 
 from . import _chunks
+from ._binary import check_keys
 from ._loss import _HESSIANS, _NAN_POLICIES, _REDUCTIONS, _ROW_HESSIANS, Loss, _code
 
 __all__ = ["SUPPORTED_KINDS", "DaskLoss", "losses"]
@@ -671,17 +672,24 @@ def _qid_block(q):
 
 
 def _sizes_from_qid(qid, n: int) -> np.ndarray:
-    """Group sizes from a non-decreasing qid (a dask array: one pass over its blocks)."""
+    """Group sizes from a non-decreasing qid: a dask array in one pass over its blocks, an
+    array in memory here (not shipped to the cluster)."""
     import dask
 
+    if not isinstance(qid, da.Array):
+        qid = np.asarray(qid)
     if qid.ndim != 1 or qid.shape[0] != n:
         raise ValueError(f"qid must hold one query id per document ({n},), got shape "
                          f"{qid.shape}")
     if qid.dtype.kind not in "iu":
         raise TypeError(f"qid must hold integer query ids, got dtype {qid.dtype}")
-    parts = dask.compute(*[dask.delayed(_qid_block)(b) for b in qid.to_delayed().ravel()])
+    if isinstance(qid, da.Array):
+        parts = dask.compute(*[dask.delayed(_qid_block)(b) for b in qid.to_delayed().ravel()])
+        lengths = qid.chunks[0]
+    else:
+        parts, lengths = [_qid_block(qid)], [n]
     cuts, start, last = [], 0, None
-    for part, length in zip(parts, qid.chunks[0]):
+    for part, length in zip(parts, lengths):
         ok, first, end, local = part
         if length:
             if not ok or (last is not None and first < last):
@@ -739,7 +747,7 @@ class _PairwiseDask(DaskLoss):
         if group is not None and qid is not None:
             raise ValueError("give group= (sizes) or qid= (query ids), not both")
         if qid is not None:
-            return _sizes_from_qid(_as_dask(qid, "qid") if not isinstance(qid, da.Array)
+            return _sizes_from_qid(_as_dask(qid, "qid") if isinstance(qid, da.Array)
                                    else qid, n)
         if isinstance(group, da.Array):
             group = group.compute()  # one size per group: far fewer than the documents
@@ -752,9 +760,7 @@ class _PairwiseDask(DaskLoss):
         omit = _code(_NAN_POLICIES, nan_policy, "nan_policy") == 2
         if method == "grad_hess":
             _code(self.loss._hessians, hessian, "hessian")
-        for key in params:
-            if key not in self.loss.params:
-                raise TypeError(f"{self.name}() got an unexpected keyword argument {key!r}")
+        check_keys(self.name, params, self.loss.params)
         params = dict(params)
         group, qid = params.pop("group", None), params.pop("qid", None)
         s = _as_dask(scores, "scores")
@@ -849,8 +855,7 @@ _CLASSES = {"margin_ranking": _MarginRankingDask, "pairwise": _PairwiseDask}
 
 
 def _build() -> MappingProxyType[str, DaskLoss]:
-    return MappingProxyType({name: _CLASSES.get(loss.kind, DaskLoss)(loss)
-                             for name, loss in _fl.losses.items()})
+    return MappingProxyType({name: DaskLoss(loss) for name, loss in _fl.losses.items()})
 
 
 losses = _build()

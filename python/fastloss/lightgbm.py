@@ -49,6 +49,7 @@ import numpy as np
 
 from ._gbdt import BoostingLoss, describe, group_weight_from_documents, resolve_loss
 from ._loss import Loss
+from ._ranking import group_offsets
 
 __all__ = ["Metric", "Objective", "metric", "objective"]
 
@@ -64,17 +65,9 @@ def _inputs(impl: BoostingLoss, preds, labels, weight, group):
     if np.ndim(preds) != 1:
         raise ValueError(f"{impl.loss.name} needs one score per document; got margins of "
                          f"shape {np.shape(preds)} (do not set num_class)")
-    sizes = np.asarray(group)
-    if sizes.dtype.kind not in "iu":
-        raise TypeError(f"group: expected integer group sizes, got dtype {sizes.dtype}")
-    if sizes.ndim != 1:
-        raise ValueError(f"group: expected one size per query group, got shape {sizes.shape}")
-    sizes = sizes.astype(np.int64, copy=False)
-    if sizes.size and np.min(sizes) < 0:
-        raise ValueError(f"group sizes must be >= 0, got {int(np.min(sizes))}")
-    n = int(np.sum(sizes))
-    if n != np.size(preds):
-        raise ValueError(f"group sizes sum to {n}, but there are {np.size(preds)} documents")
+    # The loss's own checks of group sizes (dtype, shape, >= 0, their sum).
+    offsets, _ = group_offsets(np.size(preds), group=group)
+    sizes = np.diff(offsets)
     sizes = sizes[sizes > 0]
     return preds, labels, group_weight_from_documents(weight, sizes, "LightGBM"), sizes
 

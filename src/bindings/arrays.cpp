@@ -13,6 +13,8 @@
 #endif
 #if defined(_WIN32)
 #include <malloc.h>
+#else
+#include <pthread.h>
 #endif
 
 namespace fastloss::bind {
@@ -218,23 +220,32 @@ void free_aligned(void* p) {
 // page by page on first touch, which costs a memory-bound loss about half again its own time
 // (80 MB: 5-6 ms on a 2-core Xeon). A released buffer is kept while the cache holds at most
 // limit bytes, the oldest freed first; a request takes the most recently released buffer of
-// at least its size and at most 5/4 of it.
+// at least its (2 MiB-rounded) size and at most 5/4 of it.
+//
+// Fork: the mutex is held across fork() (pthread_atfork), so that a child never inherits it
+// locked by a thread that does not exist there; the child forgets the cached buffers, whose
+// pages it shares with the parent until one of them writes (reusing them would copy every
+// page, which costs more than the zeroing the cache saves).
 class BufferCache {
  public:
   static constexpr std::size_t kCacheMin = std::size_t{1} << 22;  // 4 MiB
   static constexpr std::size_t kAlign = std::size_t{1} << 21;     // a huge page
 
   static BufferCache& get() {
-    static BufferCache* cache = new BufferCache();  // never destroyed: arrays may outlive exit
+    static BufferCache* cache = make();  // never destroyed: arrays may outlive exit
     return *cache;
   }
 
+  // A buffer of at least `bytes` (capacity: its size), or nullptr when the cache is off or
+  // could never keep it: the caller allocates through NumPy then.
   void* take(std::size_t bytes, std::size_t& capacity) {
+    const std::size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      if (rounded > limit_) return nullptr;
       for (std::size_t i = free_.size(); i-- > 0;) {
         const Buffer b = free_[i];
-        if (b.bytes >= bytes && b.bytes - bytes <= bytes / 4) {
+        if (b.bytes >= rounded && b.bytes - rounded <= rounded / 4) {
           free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
           cached_ -= b.bytes;
           capacity = b.bytes;
@@ -242,7 +253,6 @@ class BufferCache {
         }
       }
     }
-    const std::size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
     void* data = aligned_bytes(kAlign, rounded);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     madvise(data, rounded, MADV_HUGEPAGE);  // advice only: failure changes nothing
@@ -289,6 +299,19 @@ class BufferCache {
   }
 
  private:
+  static BufferCache* make() {
+    auto* cache = new BufferCache();
+#if !defined(_WIN32)
+    pthread_atfork([] { get().mutex_.lock(); }, [] { get().mutex_.unlock(); },
+                   [] {
+                     BufferCache& c = get();
+                     c.free_.clear();  // the parent's buffers: left to it (see above)
+                     c.cached_ = 0;
+                     c.mutex_.unlock();
+                   });
+#endif
+    return cache;
+  }
   struct Buffer {
     void* data;
     std::size_t bytes;
@@ -320,16 +343,18 @@ py::array new_array(const std::vector<std::int64_t>& shape, DType dtype) {
   const std::size_t item = dtype == DType::f32 ? sizeof(float) : sizeof(double);
   std::size_t bytes = item;
   for (auto d : shape) bytes *= static_cast<std::size_t>(d);
-  auto& cache = BufferCache::get();
-  if (bytes < BufferCache::kCacheMin || cache.limit() == 0) {
+  void* data = nullptr;
+  std::size_t capacity = 0;
+  if (bytes >= BufferCache::kCacheMin) data = BufferCache::get().take(bytes, capacity);
+  if (!data) {
     if (dtype == DType::f32) return py::array_t<float>(s);
     return py::array_t<double>(s);
   }
-  auto* owner = new CachedBuffer{nullptr, 0};
+  CachedBuffer* owner;
   try {
-    owner->data = cache.take(bytes, owner->capacity);
+    owner = new CachedBuffer{data, capacity};
   } catch (...) {
-    delete owner;
+    free_aligned(data);
     throw;
   }
   // The array's base: returns the buffer to the cache when the last view of it goes.
