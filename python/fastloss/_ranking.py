@@ -76,6 +76,18 @@ def group_offsets(n: int, group=None, qid=None):
     return offsets, order
 
 
+def group_weights(sample_weight, ng: int) -> np.ndarray:
+    """sample_weight as one weight per group: broadcast to (ng,) (a view), checked."""
+    wa = sample_weight if isinstance(sample_weight, np.ndarray) else np.asarray(sample_weight)
+    if wa.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be a real array, got dtype {wa.dtype}")
+    try:
+        return np.broadcast_to(wa, (ng,))
+    except ValueError:
+        raise ValueError(f"sample_weight holds one weight per group and must broadcast "
+                         f"to ({ng},), got shape {wa.shape}") from None
+
+
 def _check_out(arr, name, shape, dtype, inputs):
     if arr is None:
         return np.empty(shape, dtype=dtype)
@@ -129,15 +141,7 @@ class PairwiseLoss(Loss):
         rc = np.ascontiguousarray(r, dtype=cdt)
         w = None
         if sample_weight is not None:
-            wa = sample_weight if isinstance(sample_weight, np.ndarray) else np.asarray(sample_weight)
-            if wa.dtype.kind not in "biuf":
-                raise TypeError(f"sample_weight must be a real array, got dtype {wa.dtype}")
-            try:
-                wb = np.broadcast_to(wa, (ng,))
-            except ValueError:
-                raise ValueError(f"sample_weight holds one weight per group and must broadcast "
-                                 f"to ({ng},), got shape {wa.shape}") from None
-            w = np.ascontiguousarray(wb, dtype=cdt)
+            w = np.ascontiguousarray(group_weights(sample_weight, ng), dtype=cdt)
         if nan == 1:
             for arr, name in ((sc, "scores"), (rc, "relevance"), (w, "sample_weight")):
                 if arr is not None and np.isnan(arr).any():

@@ -36,6 +36,7 @@ import fastloss as _fl
 
 from . import _chunks
 from ._binary import check_keys
+from ._ranking import group_offsets, group_weights
 from ._loss import _HESSIANS, _NAN_POLICIES, _REDUCTIONS, _ROW_HESSIANS, Loss, _code
 
 __all__ = ["SUPPORTED_KINDS", "DaskLoss", "losses"]
@@ -70,6 +71,19 @@ def _broadcast_like(a, shape, chunks):
     own = tuple((1,) if a.shape[i] == 1 and shape[off + i] != 1 else chunks[off + i]
                 for i in range(a.ndim))
     return da.broadcast_to(a.rechunk(own) if a.chunks != own else a, shape, chunks=chunks)
+
+
+def _check_weight_shape(sw, shape) -> None:
+    """sample_weight (or None) must broadcast to the loss's shape without enlarging it."""
+    if sw is None:
+        return
+    try:
+        ok = np.broadcast_shapes(shape, sw.shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"sample_weight of shape {sw.shape} does not broadcast to the loss's "
+                         f"shape {shape}")
 
 
 def _is_whole(a, shape) -> bool:
@@ -275,14 +289,7 @@ class DaskLoss:
             except ValueError:
                 raise ValueError(f"pred of shape {pred.shape} and target of shape "
                                  f"{target.shape} do not broadcast") from None
-            if sw is not None:
-                try:
-                    ok = np.broadcast_shapes(shape, sw.shape) == shape
-                except ValueError:
-                    ok = False
-                if not ok:
-                    raise ValueError(f"sample_weight of shape {sw.shape} does not broadcast to "
-                                     f"the loss's shape {shape}")
+            _check_weight_shape(sw, shape)
             lead = next((a for a in (pred, target, sw) if a is not None and a.shape == shape),
                         None)
             chunks = lead.chunks if lead is not None else da.empty(shape).chunks
@@ -536,14 +543,7 @@ class _MarginRankingDask(DaskLoss):
         except ValueError:
             raise ValueError(f"x1 {ops[0].shape}, x2 {ops[1].shape} and y {ops[2].shape} do "
                              "not broadcast together") from None
-        if sw is not None:
-            try:
-                ok = np.broadcast_shapes(shape, sw.shape) == shape
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ValueError(f"sample_weight of shape {sw.shape} does not broadcast to the "
-                                 f"loss's shape {shape}")
+        _check_weight_shape(sw, shape)
         pshapes = (ops[0].shape, ops[1].shape)
         dt1, dt2 = _compute_dtype(ops[0].dtype), _compute_dtype(ops[1].dtype)
         kwargs = dict(params, nan_policy=nan_policy)
@@ -742,8 +742,6 @@ class _PairwiseDask(DaskLoss):
 
     def _groups(self, n: int, group, qid) -> np.ndarray:
         """The group sizes (int64), checked as the in-memory loss checks them."""
-        from ._ranking import group_offsets
-
         if group is not None and qid is not None:
             raise ValueError("give group= (sizes) or qid= (query ids), not both")
         if qid is not None:
@@ -776,15 +774,8 @@ class _PairwiseDask(DaskLoss):
         ng = sizes.shape[0]
         w = None
         if sample_weight is not None:
-            wa = (sample_weight.compute() if isinstance(sample_weight, da.Array)
-                  else np.asarray(sample_weight))
-            if wa.dtype.kind not in "biuf":
-                raise TypeError(f"sample_weight must be a real array, got dtype {wa.dtype}")
-            try:
-                w = np.broadcast_to(wa, (ng,))
-            except ValueError:
-                raise ValueError(f"sample_weight holds one weight per group and must broadcast "
-                                 f"to ({ng},), got shape {wa.shape}") from None
+            w = group_weights(sample_weight.compute() if isinstance(sample_weight, da.Array)
+                              else sample_weight, ng)
         kwargs = dict(params, nan_policy=nan_policy)
         if method == "grad_hess":
             kwargs.update(hessian=hessian, hess_floor=hess_floor)

@@ -85,6 +85,16 @@ def _params(params: dict) -> dict:
     return {k: (_array(v, k) if isinstance(v, _torch.Tensor) else v) for k, v in params.items()}
 
 
+def _output(value, reduction: str, dtype):
+    """A forward result as a tensor: per-sample values sharing the array's memory, a reduced
+    value as a 0-d tensor; cast to dtype when it is a floating dtype."""
+    if reduction == "none":
+        out = _torch.from_numpy(np.asarray(value))
+    else:
+        out = _torch.tensor(float(value), dtype=_torch.float64)
+    return out.to(dtype) if dtype.is_floating_point else out
+
+
 class _LossFunction(_torch.autograd.Function):
     """forward: the loss (and, when needed, its gradient in the same pass); backward: the
     stored gradient times the incoming one."""
@@ -111,11 +121,7 @@ class _LossFunction(_torch.autograd.Function):
         else:
             value = loss(x, t, **kw)
         ctx.rowwise = loss.kind == "rowwise" and reduction == "none"
-        if reduction == "none":
-            out = _torch.from_numpy(value)
-        else:
-            out = _torch.tensor(float(value), dtype=_torch.float64)
-        return out.to(input.dtype) if input.dtype.is_floating_point else out
+        return _output(value, reduction, input.dtype)
 
     @staticmethod
     @_torch.autograd.function.once_differentiable
@@ -155,12 +161,8 @@ class _MarginRankingFunction(_torch.autograd.Function):
                                   _torch.from_numpy(np.ascontiguousarray(g2)))
         else:
             value = loss(x1, x2, t, **kw)
-        if reduction == "none":
-            out = _torch.from_numpy(np.asarray(value))
-        else:
-            out = _torch.tensor(float(value), dtype=_torch.float64)
-        dtype = _torch.promote_types(input1.dtype, input2.dtype)  # as torch's loss promotes
-        return out.to(dtype) if dtype.is_floating_point else out
+        # In the promoted dtype of the two inputs, as torch's loss gives it.
+        return _output(value, reduction, _torch.promote_types(input1.dtype, input2.dtype))
 
     @staticmethod
     @_torch.autograd.function.once_differentiable
@@ -208,11 +210,7 @@ class _PairwiseFunction(_torch.autograd.Function):
             ctx.save_for_backward(*saved)
         else:
             value = loss(s, r, **kw)
-        if reduction == "none":
-            out = _torch.from_numpy(value)
-        else:
-            out = _torch.tensor(float(value), dtype=_torch.float64)
-        return out.to(scores.dtype) if scores.dtype.is_floating_point else out
+        return _output(value, reduction, scores.dtype)
 
     @staticmethod
     @_torch.autograd.function.once_differentiable
