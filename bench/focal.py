@@ -34,7 +34,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in cross_entropy.py (sp
 
 import numpy as np  # noqa: E402
 
-from cross_entropy import bandwidth, median_time  # noqa: E402  (same directory)
+from cross_entropy import best_bandwidth, header_line, median_time  # noqa: E402  (same directory)
 
 import fastloss as fl
 
@@ -254,18 +254,15 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(11)
     results = []
     cfg = fl.show_config(mode="dicts")
-    print(f"fastloss {fl.__version__} | {platform.processor() or platform.machine()} | "
-          f"cpu_count {os.cpu_count()} | ISAs {', '.join(args.isa)} | {dtype.name} | "
-          f"buffer cache {fl.buffer_cache_info()['max_bytes'] >> 20} MiB")
+    print(header_line(args.isa, dtype))
     for case in args.cases:
         a, b = make_inputs(case, dtype, rng)
         rowwise = a.ndim == 2
         nbytes = a.nbytes * (2 if rowwise else 3)
         kind = "copy" if rowwise else "triad"
         for threads in args.threads:
-            bw = bandwidth(kind, threads, args.repeat)
-            print(f"\n{case}: {a.shape} {dtype.name}, {threads} thread(s); {kind} bandwidth "
-                  f"{bw:.1f} GB/s")
+            bw, bw_line = best_bandwidth(kind, threads, args.repeat)
+            print(f"\n{case}: {a.shape} {dtype.name}, {threads} thread(s); {bw_line}")
             print(f"{'impl':<24}{'time ms':>10}{'ns/elem':>10}{'GB/s':>8}{'% bw':>7}{'peer/fastloss':>15}")
             times, ref = {}, None
             tags = {isa: "" if len(args.isa) == 1 else f" [{isa}]" for isa in args.isa}

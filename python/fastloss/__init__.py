@@ -10,8 +10,10 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from . import _core
-from ._config import (_apply_env_buffer_cache, _apply_env_isa, _set_isa, buffer_cache_info,
-                      get_num_threads, set_buffer_cache, set_num_threads, show_config, threads)
+from ._config import (_apply_env_buffer_cache, _apply_env_isa, _apply_env_streaming_stores,
+                      _set_isa, buffer_cache_info, get_num_threads, set_buffer_cache,
+                      set_num_threads, set_streaming_stores, show_config, streaming_stores,
+                      threads)
 from ._binary import LOSSES as _BINARY
 from ._binary import sigmoid_cross_entropy
 from ._focal import LOSSES as _FOCAL
@@ -33,6 +35,7 @@ __version__ = _core.__version__
 
 _apply_env_isa()
 _apply_env_buffer_cache()
+_apply_env_streaming_stores()
 
 losses = MappingProxyType({loss.name: loss for loss in
                            _REGRESSION + _BINARY + _FOCAL + _MULTICLASS + _FOCAL_ROWS +
@@ -41,7 +44,7 @@ losses = MappingProxyType({loss.name: loss for loss in
 
 __all__ = [
     "Loss", "losses", "show_config", "set_num_threads", "get_num_threads", "threads",
-    "set_buffer_cache", "buffer_cache_info",
+    "set_buffer_cache", "buffer_cache_info", "set_streaming_stores", "streaming_stores",
     "squared_error", "absolute_error", "huber", "log_cosh", "sigmoid_cross_entropy",
     "softmax_cross_entropy", "sigmoid_focal", "sigmoid_power_cross_entropy", "softmax_focal",
     "class_weight", "ClassCounts", "__version__",

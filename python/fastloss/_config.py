@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 from . import _core
 
 __all__ = ["set_num_threads", "get_num_threads", "threads", "show_config", "set_buffer_cache",
-           "buffer_cache_info"]
+           "buffer_cache_info", "set_streaming_stores", "streaming_stores"]
 
 
 def _check_threads(n) -> int:
@@ -76,13 +76,46 @@ def buffer_cache_info() -> dict:
     return {k: int(v) for k, v in _core.buffer_cache_info().items()}
 
 
-def _parse_bytes(text: str) -> int:
+_NEVER = (1 << 63) - 1  # the core's "never" bound for streaming stores
+
+
+def set_streaming_stores(min_bytes: Optional[int]) -> Optional[int]:
+    """Write the array outputs of calls whose outputs total ``min_bytes`` or more with
+    non-temporal (streaming) stores; ``None`` turns them off, ``0`` uses them for every call.
+    Returns the previous bound (``None`` for off). Default 16 MiB on x86-64 (off elsewhere),
+    or ``FASTLOSS_STREAMING_STORES`` (bytes with an optional K/M/G suffix, or ``off``) at
+    import.
+
+    A plain store reads each cache line of the output before overwriting it; a streaming
+    store does not, which saves a third of the memory traffic of a loss that reads two
+    arrays and writes one, and leaves the caches to the inputs. Results are bit-identical
+    either way. Outputs smaller than the caches are better left cached for the next
+    operation, hence the bound.
+    """
+    if min_bytes is None:
+        n = _NEVER
+    else:
+        if isinstance(min_bytes, bool) or not hasattr(min_bytes, "__index__"):
+            raise TypeError(f"min_bytes must be an int or None, got {type(min_bytes).__name__}")
+        n = int(min_bytes.__index__())
+        if n < 0:
+            raise ValueError(f"min_bytes must be >= 0 or None, got {n}")
+    previous = int(_core.set_stream_min_bytes(n))
+    return None if previous == _NEVER else previous
+
+
+def streaming_stores() -> Optional[int]:
+    """The bound in force (bytes), or ``None`` when streaming stores are off."""
+    n = int(_core.stream_min_bytes())
+    return None if n == _NEVER else n
+
+
+def _parse_bytes(text: str, name: str = "FASTLOSS_BUFFER_CACHE") -> int:
     t = text.strip().upper().removesuffix("B")
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
     digits = t[:-1] if scale > 1 else t
     if not digits.isdigit():
-        raise ValueError(f"FASTLOSS_BUFFER_CACHE={text!r}: expected bytes, e.g. 0, 268435456 "
-                         "or 256M")
+        raise ValueError(f"{name}={text!r}: expected bytes, e.g. 0, 268435456 or 256M")
     return int(digits) * scale
 
 
@@ -90,6 +123,15 @@ def _apply_env_buffer_cache() -> None:
     text = os.environ.get("FASTLOSS_BUFFER_CACHE")
     if text:
         _core.set_buffer_cache(_parse_bytes(text))
+
+
+def _apply_env_streaming_stores() -> None:
+    text = os.environ.get("FASTLOSS_STREAMING_STORES")
+    if text:
+        if text.strip().lower() in ("off", "none", "never"):
+            _core.set_stream_min_bytes(_NEVER)
+        else:
+            _core.set_stream_min_bytes(_parse_bytes(text, "FASTLOSS_STREAMING_STORES"))
 
 
 def _openmp_version_name(v: int) -> str:
@@ -127,6 +169,7 @@ def _config_dict() -> dict:
             "cpu_count": os.cpu_count(),
         },
         "buffer_cache": buffer_cache_info(),
+        "streaming_stores": streaming_stores(),
         "block_size": int(_core.block_size),
         "serial_threshold": int(_core.serial_threshold),
         "losses": sorted(losses),
@@ -155,6 +198,9 @@ def show_config(mode: str = "stdout"):
         f"  buffer cache : up to {cfg['buffer_cache']['max_bytes'] >> 20} MiB of released outputs"
         f" of {cfg['buffer_cache']['min_bytes'] >> 20} MiB or more, holding "
         f"{cfg['buffer_cache']['cached_bytes'] >> 20} MiB",
+        "  stream stores: "
+        + ("off" if cfg["streaming_stores"] is None
+           else f"outputs of {cfg['streaming_stores'] / 2**20:g} MiB or more"),
         f"  losses       : {', '.join(cfg['losses'])}",
     ]
     print("\n".join(lines))

@@ -71,6 +71,13 @@ void register_config(py::module_& m) {
   m.def("set_buffer_cache", &set_buffer_cache, py::arg("max_bytes"),
         "Bound the bytes of released output buffers kept for reuse; returns the old bound.");
   m.def("buffer_cache_info", &buffer_cache_info, "The output-buffer cache: bound and content.");
+  m.def("set_stream_min_bytes", &set_stream_min_bytes, py::arg("n"),
+        "Stream (non-temporal stores) calls whose array outputs reach n bytes; n < 0: the "
+        "built-in bound. Returns the old bound.");
+  m.def("stream_min_bytes", &stream_min_bytes, "The bound in force (INT64_MAX: never).");
+  m.def("streaming_stores_available", &streaming_stores_available,
+        "Whether this build has non-temporal stores (x86-64).");
+  m.attr("stream_min_bytes_default") = streaming_stores_available() ? kStreamMinBytes : kStreamNever;
   m.def("openmp_enabled", &openmp_enabled);
   m.def("openmp_version", &openmp_version, "_OPENMP (yyyymm) of the build, 0 without OpenMP.");
   m.def("omp_max_threads", [] {

@@ -66,14 +66,15 @@ double stream_typed(StreamKind kind, const py::array& a, const py::object& b, co
   const std::int64_t n = a.shape(0);
   const T* pb = nullptr;
   T* po = nullptr;
-  if (kind == StreamKind::read2 || kind == StreamKind::triad) {
+  if (kind == StreamKind::read2 || kind == StreamKind::triad || kind == StreamKind::triad_nt) {
     auto bb = py::cast<py::array>(b);
     if (bb.ndim() != 1 || bb.shape(0) != n || bb.dtype().not_equal(a.dtype()) ||
         !(bb.flags() & py::array::c_style))
       throw py::value_error("b must match a (1-D, contiguous, same dtype and length)");
     pb = static_cast<const T*>(bb.data());
   }
-  if (kind == StreamKind::copy || kind == StreamKind::triad) {
+  if (kind == StreamKind::copy || kind == StreamKind::triad || kind == StreamKind::copy_nt ||
+      kind == StreamKind::triad_nt) {
     auto oo = py::cast<py::array>(out);
     if (oo.ndim() != 1 || oo.shape(0) != n || oo.dtype().not_equal(a.dtype()) ||
         !(oo.flags() & py::array::c_style) || !oo.writeable())
@@ -93,7 +94,9 @@ double stream_probe(const std::string& kind_name, const py::array& a, const py::
   else if (kind_name == "read2") kind = StreamKind::read2;
   else if (kind_name == "copy") kind = StreamKind::copy;
   else if (kind_name == "triad") kind = StreamKind::triad;
-  else throw py::value_error("kind must be 'read', 'read2', 'copy' or 'triad'");
+  else if (kind_name == "copy_nt") kind = StreamKind::copy_nt;
+  else if (kind_name == "triad_nt") kind = StreamKind::triad_nt;
+  else throw py::value_error("kind must be 'read', 'read2', 'copy', 'triad', 'copy_nt' or 'triad_nt'");
   if (a.ndim() != 1 || !(a.flags() & py::array::c_style))
     throw py::value_error("a must be 1-D and contiguous");
   if (a.dtype().kind() == 'f' && a.itemsize() == 4) return stream_typed<float>(kind, a, b, out);
@@ -108,7 +111,8 @@ void register_testing(py::module_& m) {
         "Apply one vectorised function of the given ISA to every element of x (for tests).");
   m.def("stream", &stream_probe, py::arg("kind"), py::arg("a"), py::arg("b") = py::none(),
         py::arg("out") = py::none(),
-        "Memory-bandwidth probe: 'read', 'read2', 'copy' or 'triad' (for benchmarks).");
+        "Memory-bandwidth probe: 'read', 'read2', 'copy' or 'triad', and 'copy_nt' / "
+        "'triad_nt' with non-temporal stores (for benchmarks).");
 }
 
 }  // namespace fastloss::bind

@@ -23,6 +23,14 @@ namespace {
 
 std::atomic<int> g_threads{0};
 std::atomic<std::int64_t> g_serial_threshold{kSerialThreshold};
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(__clang__)
+constexpr std::int64_t kStreamDefault = kStreamMinBytes;
+constexpr bool kStreamAvailable = true;
+#else
+constexpr std::int64_t kStreamDefault = kStreamNever;
+constexpr bool kStreamAvailable = false;
+#endif
+std::atomic<std::int64_t> g_stream_min_bytes{kStreamDefault};
 
 // Thread budget shared by concurrent calls (docs/design.md, "Threads"): the threads that
 // running calls hold, calling threads included; the worker threads among them (held beyond
@@ -251,6 +259,7 @@ struct Run {
   const OutOperand* outs[3];
   int out_slot[3];
   int nbuf = 0;
+  int stream = 0;  // ElemBlock::stream: the direct outputs that the kernels stream
 
   explicit Run(const ElemCall& call) : c(call) {
     const Operand* ops[kInputs] = {&c.pred, &c.target, &c.weight, &c.aux};
@@ -260,10 +269,22 @@ struct Run {
       in.slot[k] = (in.acc[k] == Access::scalar || in.acc[k] == Access::gathered) ? nbuf++ : -1;
     }
     const OutOperand* os[3] = {&c.value, &c.grad, &c.hess};
+    std::int64_t out_bytes = 0;
     for (int k = 0; k < 3; ++k) {
       outs[k] = os[k];
       out_direct[k] = !os[k]->data || output_direct<T>(c, *os[k]);
       out_slot[k] = out_direct[k] ? -1 : nbuf++;
+      if (os[k]->data) out_bytes += c.n * static_cast<std::int64_t>(sizeof(T));
+    }
+    // Streaming stores (driver.hpp): the contiguous outputs aligned to their element size
+    // (NumPy's always are; a view into a byte buffer may not be).
+    if (c.table->stream_pays[c.loss] &&
+        out_bytes >= g_stream_min_bytes.load(std::memory_order_relaxed)) {
+      for (int k = 0; k < 3; ++k) {
+        if (os[k]->data && out_direct[k] &&
+            reinterpret_cast<std::uintptr_t>(os[k]->data) % sizeof(T) == 0)
+          stream |= 1 << k;
+      }
     }
   }
 
@@ -359,6 +380,7 @@ void run_typed(ElemCall& c) {
       blk.value_sum = partial.empty() ? nullptr : &partial[b];
       blk.bad_target = &bad[b];
       blk.omit_nan = (c.mode & kOmitNaN) != 0;
+      blk.stream = run.stream;
       blk.class1_sum = split ? &split_sum[b] : nullptr;
       blk.class1_count = split ? &split_count[b] : nullptr;
       blk.non_binary = split ? &split_other[b] : nullptr;
@@ -589,6 +611,12 @@ int workers_peak(bool reset) {
 }
 
 bool forked_child_serial() { return g_forked_child.load(); }
+
+std::int64_t stream_min_bytes() { return g_stream_min_bytes.load(); }
+std::int64_t set_stream_min_bytes(std::int64_t n) {
+  return g_stream_min_bytes.exchange(n < 0 ? kStreamDefault : n);
+}
+bool streaming_stores_available() { return kStreamAvailable; }
 
 std::int64_t serial_threshold() { return g_serial_threshold.load(); }
 void set_serial_threshold(std::int64_t n) { g_serial_threshold.store(n < 0 ? kSerialThreshold : n); }

@@ -7,6 +7,7 @@
 // the thread count; each block's float64 partial sum lands in its own slot, and the slots
 // are combined by a fixed pairwise tree. Any thread count gives the same bits.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "kernel_api.hpp"
@@ -124,6 +125,20 @@ int threads_for(std::int64_t n_elements, std::int64_t n_blocks);
 int workers_peak(bool reset);
 // True in a child forked after this process ran a multi-threaded call: it runs serially.
 bool forked_child_serial();
+
+// Streaming stores (docs/design.md, "Streaming stores"). In a call whose array outputs
+// (values, gradients, Hessians) total at least stream_min_bytes() bytes, the elementwise
+// kernels write the contiguous outputs with non-temporal stores: a plain store reads each
+// cache line of the output before it overwrites it, a third of the memory traffic of a loss
+// that reads two arrays and writes one. The kernels stage each stretch of results in L1 and
+// write whole aligned vectors from there, so the arithmetic, the blocks and the results'
+// bits are the same either way. Off by default where the build has no such stores.
+constexpr std::int64_t kStreamMinBytes = std::int64_t(16) << 20;  // measured: docs/design.md
+constexpr std::int64_t kStreamNever = INT64_MAX;
+std::int64_t stream_min_bytes();
+// n < 0: back to the built-in bound; returns the previous bound.
+std::int64_t set_stream_min_bytes(std::int64_t n);
+bool streaming_stores_available();
 
 // Deterministic pairwise sum of x[0..n).
 double pairwise_sum(const double* x, std::int64_t n);

@@ -54,6 +54,10 @@ struct ElemBlock {
   double* value_sum;  // out, when kValueSum
   unsigned char* bad_target;  // out: set to 1 when a target lies outside the loss's domain
   bool omit_nan;      // kOmitNaN: a run-time switch inside one kernel (half the instantiations)
+  // Outputs to write with non-temporal stores (driver.hpp, "Streaming stores"): bit 0 value,
+  // bit 1 grad, bit 2 hess. Only the ISA's full vectors stream; the bits of the results do not
+  // depend on it.
+  int stream;
   // Optional, with kValueSum only (null: not wanted): the value sum over the elements whose
   // target is exactly 1, their count, and whether any target is neither 0 nor 1 (the
   // per-class breakdown of 0/1 labels in the same pass as the total).
@@ -168,6 +172,8 @@ struct KernelTable {
   bool has_aux[kNumElementwise];
   int target_domain[kNumElementwise];
   bool aux_is_input[kNumElementwise];
+  // Whether streaming stores pay for the loss on this ISA (kernels.inl, fill_elementwise).
+  bool stream_pays[kNumElementwise];
   RowFn<float> row_f32[kNumRowwise][kRowModes];
   RowFn<double> row_f64[kNumRowwise][kRowModes];
   GroupFn<float> group_f32[kNumPairwise][kRowModes];

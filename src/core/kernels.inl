@@ -104,6 +104,57 @@ struct ElemStep {
   }
 };
 
+// The streamed outputs of one block (ElemBlock::stream). The kernel stores each stretch's
+// vectors into `stage` (L1) at the positions it would have stored them in the output; flush()
+// then writes the staged elements out with non-temporal stores of whole vectors at 64-byte
+// aligned addresses (the first elements of the block up to such an address, and the last
+// ones past the last whole vector, with plain stores). A staged vector may straddle two
+// output vectors: the elements left over wait in the stage for the next stretch.
+template <class V, int kStretch>
+struct StreamOut {
+  using T = typename Traits<V>::T;
+  static constexpr int W = Traits<V>::W;
+  alignas(64) T stage[kStretch + 2 * W];
+  T* dst = nullptr;
+  std::int64_t wpos = 0;  // elements of dst written
+  int pend = 0;           // staged elements not yet written (dst[wpos ...])
+  int head = 0;           // elements still to write plainly before dst's first 64-byte line
+
+  FL_INLINE void begin(T* d) {
+    dst = d;
+    wpos = 0;
+    pend = 0;
+    const auto a = reinterpret_cast<std::uintptr_t>(d);
+    head = static_cast<int>(((64 - a % 64) % 64) / sizeof(T));
+  }
+  FL_INLINE T* slot() { return stage + pend; }  // where the stretch's element 0 goes
+  // The kernel has staged m more elements (m >= 1).
+  FL_INLINE void flush(int m) {
+    const int total = pend + m;
+    int s = 0;
+    if (head > 0) {
+      s = head < total ? head : total;
+      for (int k = 0; k < s; ++k) dst[wpos + k] = stage[k];
+      wpos += s;
+      head -= s;
+    }
+    int full = 0;
+    if (head == 0) {
+      full = (total - s) / W * W;
+      for (int q = 0; q < full; q += W) store_nt(dst + wpos + q, load<V>(stage + s + q));
+      wpos += full;
+    }
+    pend = total - s - full;  // < W
+    if (pend > 0) store(stage, load<V>(stage + s + full));
+  }
+  // Writes what is still staged (plain stores); dst[0 .. wpos) is then complete.
+  FL_INLINE void finish() {
+    for (int k = 0; k < pend; ++k) dst[wpos + k] = stage[k];
+    wpos += pend;
+    pend = 0;
+  }
+};
+
 template <bool B>
 struct BoolTag {
   static constexpr bool value = B;
@@ -148,9 +199,28 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
   const std::int64_t n = b.n;
   std::int64_t i = 0;
   constexpr std::int64_t kPreStretch = 256;  // (logistic_pre) the buffers of it stay in L1
-  // One full vector at element `at` (the value sum in float64, per vector: DESIGN's
-  // "accumulated in float64").
-  auto vec = [&](std::int64_t at, const Logistic<V>& lg, auto pre) __attribute__((always_inline)) {
+  // The value sum is accumulated in float64, per vector (DESIGN's "accumulated in float64").
+  // Streaming stores (ElemBlock::stream): per output, on or off for the whole block.
+  const int smask = kHaveStoreNT ? b.stream : 0;
+  const bool s_v = S::kVArr && (smask & 1), s_g = S::kG && (smask & 2), s_h = S::kH && (smask & 4);
+  StreamOut<V, kPreStretch> so_v, so_g, so_h;
+  if (s_v) so_v.begin(b.value);
+  if (s_g) so_g.begin(b.grad);
+  if (s_h) so_h.begin(b.hess);
+  auto flush_streams = [&](int m) __attribute__((always_inline)) {
+    if (s_v) so_v.flush(m);
+    if (s_g) so_g.flush(m);
+    if (s_h) so_h.flush(m);
+  };
+  auto finish_streams = [&]() __attribute__((always_inline)) {
+    if (s_v) so_v.finish();
+    if (s_g) so_g.finish();
+    if (s_h) so_h.finish();
+  };
+  // One full vector at element `at`, the j-th element of its stretch (where it is staged when
+  // its output streams).
+  auto vec = [&](std::int64_t at, std::int64_t j, const Logistic<V>& lg, auto pre)
+                 __attribute__((always_inline)) {
     V f = load<V>(b.pred + at);
     V y = load<V>(b.target + at);
     if constexpr (Loss::checks_target) outside |= Loss::target_outside(y);
@@ -159,13 +229,13 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
       if (Loss::aux_on(step.p)) a = load<V>(b.aux + at);
     }
     step.template operator()<decltype(pre)::value>(f, y, w, a, lg, l, g, h);
-    if constexpr (S::kVArr) store(b.value + at, l);
+    if constexpr (S::kVArr) store(s_v ? so_v.slot() + j : b.value + at, l);
     if constexpr (S::kVSum) {
       acc += to_acc(l);
       if (split) split_add(y, l, iset1<V>(-1));
     }
-    if constexpr (S::kG) store(b.grad + at, g);
-    if constexpr (S::kH) store(b.hess + at, h);
+    if constexpr (S::kG) store(s_g ? so_g.slot() + j : b.grad + at, g);
+    if constexpr (S::kH) store(s_h ? so_h.slot() + j : b.hess + at, h);
   };
   // The tail: one padded vector through the same code (so that an element gives the same
   // bits wherever it falls).
@@ -214,9 +284,15 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
     if constexpr (Loss::has_aux) {
       if (Loss::aux_on(step.p)) prefetch_bytes<false>(b.aux, off, kBytes);
     }
-    if constexpr (S::kVArr) prefetch_bytes<true>(b.value, off, kBytes);
-    if constexpr (S::kG) prefetch_bytes<true>(b.grad, off, kBytes);
-    if constexpr (S::kH) prefetch_bytes<true>(b.hess, off, kBytes);
+    if constexpr (S::kVArr) {
+      if (!s_v) prefetch_bytes<true>(b.value, off, kBytes);
+    }
+    if constexpr (S::kG) {
+      if (!s_g) prefetch_bytes<true>(b.grad, off, kBytes);
+    }
+    if constexpr (S::kH) {
+      if (!s_h) prefetch_bytes<true>(b.hess, off, kBytes);
+    }
   };
   auto all = [&]() __attribute__((always_inline)) {
     if constexpr (Loss::logistic_pre) {
@@ -261,21 +337,35 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
               if (pre2)
                 for (int q = 0; q < kX; ++q) lg.x[q] = load<V>(xb[q] + j);
             }
-            vec(i + j, lg, BoolTag<true>{});
+            vec(i + j, j, lg, BoolTag<true>{});
           }
+          if (smask) flush_streams(static_cast<int>(m));
           i += m;
         }
+        finish_streams();
         tail(BoolTag<true>{});
         return;
       }
     }
-    for (; i + W <= n; i += W) vec(i, Logistic<V>{}, BoolTag<false>{});
+    if (smask) {
+      while (n - i >= W) {
+        const std::int64_t full = (n - i) / W * W;
+        const std::int64_t m = full < kPreStretch ? full : kPreStretch;
+        for (std::int64_t j = 0; j < m; j += W) vec(i + j, j, Logistic<V>{}, BoolTag<false>{});
+        flush_streams(static_cast<int>(m));
+        i += m;
+      }
+      finish_streams();
+    } else {
+      for (; i + W <= n; i += W) vec(i, 0, Logistic<V>{}, BoolTag<false>{});
+    }
     tail(BoolTag<false>{});
   };
   // Parameters that switch the whole formula (from_logits, a special exponent) are fixed to
   // constants in one copy of the loop per combination, so that eval's branches on them are
   // decided outside the loop.
   run_split<Loss, Loss::n_split - 1>(Loss::split(step.p), step.p, all);
+  if (smask) store_fence();
   if constexpr (S::kVSum) *b.value_sum = hsum(acc);
   if (split) {
     *b.class1_sum = hsum(acc1);
@@ -422,6 +512,7 @@ void fill_elementwise(KernelTable& t) {
   t.has_aux[id] = S::has_aux;                                                          \
   t.target_domain[id] = S::target_domain;                                              \
   t.aux_is_input[id] = S::aux_is_input;                                                \
+  t.stream_pays[id] = kHaveStoreNT && (FASTLOSS_VEC_BYTES >= 64 || !S::logistic_pre);  \
   ++id;
   FASTLOSS_ELEMENTWISE_LOSSES(FASTLOSS_FILL_LOSS)
 #undef FASTLOSS_FILL_LOSS

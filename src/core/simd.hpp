@@ -195,6 +195,19 @@ FL_INLINE vd to_acc(vd v) {
 #endif
   return v;
 }
+// Any lane vector pinned the same way: a product passed through it is rounded on its own in
+// every kernel, so that a sum of two products contracts the same way (one FMA, with the other
+// product's rounding) whatever the surrounding code lets the compiler see.
+template <class V> FL_INLINE V pinned(V v) {
+#if (defined(__x86_64__) || defined(__i386__)) && FASTLOSS_VEC_BYTES == 64 && !defined(__AVX512F__)
+  __asm__("" : "+m"(v));
+#elif defined(__x86_64__) || defined(__i386__)
+  __asm__("" : "+v"(v));
+#elif defined(__aarch64__)
+  __asm__("" : "+w"(v));
+#endif
+  return v;
+}
 FL_INLINE FAcc& operator+=(FAcc& a, const FHalves& h) {
   a.lo += h.lo;
   a.hi += h.hi;
@@ -307,4 +320,69 @@ template <class V> FL_INLINE void store_n(typename Traits<V>::T* base, std::int6
   typename Traits<V>::T buf[W];
   store(buf, v);
   for (int i = 0; i < n; ++i) base[k + i] = buf[i];
+}
+
+// ---- non-temporal stores --------------------------------------------------
+// store_nt(p, v): v to p, which is aligned to sizeof(V), with a non-temporal store where the
+// ISA has one (x86: MOVNTPS/MOVNTPD of the widest register the flags allow; a lane type wider
+// than that is stored in pieces), a plain store elsewhere. kHaveStoreNT says which.
+#if defined(__clang__)
+constexpr bool kHaveStoreNT = true;
+template <class V> FL_INLINE void store_nt(typename Traits<V>::T* p, V v) {
+  __builtin_nontemporal_store(v, reinterpret_cast<V*>(p));
+}
+#elif defined(__GNUC__) && defined(__SSE2__)
+constexpr bool kHaveStoreNT = true;
+#if defined(__AVX512F__)
+constexpr int kNTBytes = 64;
+#elif defined(__AVX__)
+constexpr int kNTBytes = 32;
+#else
+constexpr int kNTBytes = 16;
+#endif
+typedef float nt_vf __attribute__((vector_size(kNTBytes)));
+typedef double nt_vd __attribute__((vector_size(kNTBytes)));
+FL_INLINE void store_nt_native(float* p, nt_vf v) {
+#if defined(__AVX512F__)
+  __builtin_ia32_movntps512(p, v);
+#elif defined(__AVX__)
+  __builtin_ia32_movntps256(p, v);
+#else
+  __builtin_ia32_movntps(p, v);
+#endif
+}
+FL_INLINE void store_nt_native(double* p, nt_vd v) {
+#if defined(__AVX512F__)
+  __builtin_ia32_movntpd512(p, v);
+#elif defined(__AVX__)
+  __builtin_ia32_movntpd256(p, v);
+#else
+  __builtin_ia32_movntpd(p, v);
+#endif
+}
+template <class T> struct NTVec;
+template <> struct NTVec<float> { using V = nt_vf; };
+template <> struct NTVec<double> { using V = nt_vd; };
+template <class V> FL_INLINE void store_nt(typename Traits<V>::T* p, V v) {
+  using T = typename Traits<V>::T;
+  using NV = typename NTVec<T>::V;
+  static_assert(sizeof(V) % kNTBytes == 0, "lane type narrower than the NT store");
+  for (int k = 0; k < static_cast<int>(sizeof(V) / kNTBytes); ++k) {
+    NV piece;
+    __builtin_memcpy(&piece, reinterpret_cast<const char*>(&v) + k * kNTBytes, kNTBytes);
+    store_nt_native(p + k * (kNTBytes / static_cast<int>(sizeof(T))), piece);
+  }
+}
+#else
+constexpr bool kHaveStoreNT = false;
+template <class V> FL_INLINE void store_nt(typename Traits<V>::T* p, V v) { store(p, v); }
+#endif
+
+// Orders this thread's non-temporal stores before its later stores (SFENCE on x86).
+FL_INLINE void store_fence() {
+#if defined(__SSE__) || defined(__x86_64__)
+  __builtin_ia32_sfence();
+#else
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
 }

@@ -127,9 +127,11 @@ struct SigmoidCrossEntropy : ElementwiseLoss {
       q = select(q > T(1) - p.clip, set1<V>(T(1) - p.clip), q);
       V iq = T(1) / q;
       V iq1 = T(1) / (T(1) - q);
-      if constexpr (VAL) l = scaled(p, -(a * vlog(q) + b * vlog1p(-q)));
-      if constexpr (GRAD) g = scaled(p, b * iq1 - a * iq);
-      if constexpr (HESS) h = scaled(p, a * iq * iq + b * iq1 * iq1);
+      // One product of each sum pinned (simd.hpp): the same contraction in every
+      // specialisation (the default parameters' loop and the general one give the same bits).
+      if constexpr (VAL) l = scaled(p, -(a * vlog(q) + pinned(b * vlog1p(-q))));
+      if constexpr (GRAD) g = scaled(p, b * iq1 - pinned(a * iq));
+      if constexpr (HESS) h = scaled(p, a * iq * iq + pinned(b * iq1 * iq1));
     }
   }
   // Fisher (expected) Hessian: the exact one with t replaced by its expectation under the
