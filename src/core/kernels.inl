@@ -199,7 +199,6 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
   const std::int64_t n = b.n;
   std::int64_t i = 0;
   constexpr std::int64_t kPreStretch = 256;  // (logistic_pre) the buffers of it stay in L1
-  // The value sum is accumulated in float64, per vector (DESIGN's "accumulated in float64").
   // Streaming stores (ElemBlock::stream): per output, on or off for the whole block.
   const int smask = kHaveStoreNT ? b.stream : 0;
   const bool s_v = S::kVArr && (smask & 1), s_g = S::kG && (smask & 2), s_h = S::kH && (smask & 4);
@@ -218,7 +217,8 @@ void elem_kernel(const ElemBlock<T>& b) noexcept {
     if (s_h) so_h.finish();
   };
   // One full vector at element `at`, the j-th element of its stretch (where it is staged when
-  // its output streams).
+  // its output streams); the value sum in float64, per vector (DESIGN's "accumulated in
+  // float64").
   auto vec = [&](std::int64_t at, std::int64_t j, const Logistic<V>& lg, auto pre)
                  __attribute__((always_inline)) {
     V f = load<V>(b.pred + at);
