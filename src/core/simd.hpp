@@ -181,11 +181,10 @@ FL_INLINE FHalves to_acc(vf v) {
           __builtin_convertvector(__builtin_shufflevector(v, v, FASTLOSS_HI_HALF), vd)};
 }
 #endif
-// A float64 vector as it is: the value is pinned in a register (an empty asm), so that the
-// compiler cannot contract the product that formed it into the accumulator's add (l * w + acc
-// as one FMA in one kernel mode and two roundings in another would give the value sums of
-// __call__ and value_and_grad different last bits).
-FL_INLINE vd to_acc(vd v) {
+// A lane vector pinned in a register (an empty asm): a product passed through it is rounded
+// on its own in every kernel, so that a sum of two products contracts the same way (one FMA,
+// with the other product's rounding) whatever the surrounding code lets the compiler see.
+template <class V> FL_INLINE V pinned(V v) {
 #if (defined(__x86_64__) || defined(__i386__)) && FASTLOSS_VEC_BYTES == 64 && !defined(__AVX512F__)
   __asm__("" : "+m"(v));  // the emulated 64-byte vectors (a test path) live in two registers
 #elif defined(__x86_64__) || defined(__i386__)
@@ -195,19 +194,11 @@ FL_INLINE vd to_acc(vd v) {
 #endif
   return v;
 }
-// Any lane vector pinned the same way: a product passed through it is rounded on its own in
-// every kernel, so that a sum of two products contracts the same way (one FMA, with the other
-// product's rounding) whatever the surrounding code lets the compiler see.
-template <class V> FL_INLINE V pinned(V v) {
-#if (defined(__x86_64__) || defined(__i386__)) && FASTLOSS_VEC_BYTES == 64 && !defined(__AVX512F__)
-  __asm__("" : "+m"(v));
-#elif defined(__x86_64__) || defined(__i386__)
-  __asm__("" : "+v"(v));
-#elif defined(__aarch64__)
-  __asm__("" : "+w"(v));
-#endif
-  return v;
-}
+// A float64 vector as it is, pinned, so that the compiler cannot contract the product that
+// formed it into the accumulator's add (l * w + acc as one FMA in one kernel mode and two
+// roundings in another would give the value sums of __call__ and value_and_grad different
+// last bits).
+FL_INLINE vd to_acc(vd v) { return pinned(v); }
 FL_INLINE FAcc& operator+=(FAcc& a, const FHalves& h) {
   a.lo += h.lo;
   a.hi += h.hi;
