@@ -138,18 +138,102 @@ def test_elementwise_streaming_values_are_right(streaming, rng):
 
 
 ROWWISE = lc.loss_names(fl, ("rowwise",))
+STREAMING_ROWS = ("softmax_cross_entropy", "softmax_focal")  # RowOut in the kernels
 
 
 @pytest.mark.parametrize("name", ROWWISE)
-def test_row_losses_write_in_place(streaming, name, rng):
-    """The row losses do not stream (docs/design.md: measured slower); the setting leaves
-    their results alone."""
+def test_row_losses_bits_do_not_depend_on_streaming(streaming, name, rng):
+    """Every row loss, whether its kernel streams or not: the same bits either way."""
     loss = fl.losses[name]
     x = rng.normal(0.0, 2.0, (300, 100)).astype(np.float32)
     t = ((rng.random((300, 100)) < 0.3).astype(np.float32) if loss.family == "multilabel"
          else rng.integers(0, 100, 300))
     on, off = streaming(lambda: lc.call_all(loss, x, t))
     lc.assert_bit_identical(on, off, name)
+
+
+def _row_rows(K):
+    """Rows enough for three of the driver's row blocks (their boundaries fall inside cache
+    lines unless K divides evenly), at least 5."""
+    return max(5, 3 * BLOCK // K + 3)
+
+
+# K: shorter than a vector, not a multiple of one, the short path's batches of 1 to 8 rows,
+# the stage's size (16 KiB: 4096 float32 or 2048 float64) and one past it (plain stores).
+ROW_KS = [1, 3, 17, 100, 1000, 2048, 2049, 4096, 4097]
+ROW_OPTIONS = [
+    {},
+    {"label_smoothing": 0.1, "sample_weight": True},
+    {"ignore_index": 0, "class_weight": True},
+    {"probabilities": True},
+    {"hessian": "fisher"},
+]
+
+
+@pytest.mark.parametrize("name", STREAMING_ROWS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", ROW_KS)
+def test_softmax_rows_bits_do_not_depend_on_streaming(streaming, name, dtype, K, rng):
+    """The streamed gradient and Hessian rows (staged per batch of rows, written as whole
+    aligned vectors) against plain stores: every path of the kernels (the short rows, the
+    chunked rows, ignored rows, a NaN row, probability targets, class weights), into outputs
+    at and off the 64-byte lines."""
+    loss = fl.losses[name]
+    n = _row_rows(K)
+    if n * K > 6 * BLOCK:  # keep the large K cases small: one row block each is enough
+        n = max(5, 2 * BLOCK // K + 1)
+    x = rng.normal(0.0, 3.0, (n, K)).astype(dtype)
+    x[n // 2, K // 2] = np.nan  # a row the short path hands to the general one
+    if K > 1:
+        x[1, 0] = 40.0  # a confident row
+    labels = rng.integers(0, K, n)
+    for opts in ROW_OPTIONS:
+        kw = {k: v for k, v in opts.items() if k not in ("sample_weight", "class_weight",
+                                                          "probabilities", "hessian")}
+        hess_kw = {"hessian": opts["hessian"]} if "hessian" in opts else {}
+        if opts.get("sample_weight"):
+            kw["sample_weight"] = rng.uniform(0.5, 2.0, n).astype(dtype)
+        if opts.get("class_weight"):
+            kw["class_weight"] = rng.uniform(0.5, 2.0, K)
+        if "ignore_index" in kw:
+            labels = labels.copy()
+            labels[::7] = 0
+        target = labels
+        if opts.get("probabilities"):
+            target = rng.dirichlet(np.ones(K), n).astype(dtype)
+        for offset in (0, 3):
+            def into():
+                g = misaligned_empty((n, K), dtype, offset)
+                h = misaligned_empty((n, K), dtype, offset + 1)
+                g2 = misaligned_empty((n, K), dtype, offset)
+                loss.grad_hess(x, target, grad_out=g, hess_out=h, **kw, **hess_kw)
+                value, _ = loss.value_and_grad(x, target, grad_out=g2, **kw)
+                return [g.copy(), h.copy(), g2.copy(), value]
+            on, off = streaming(into)
+            lc.assert_bit_identical(on, off, f"{name} K={K} {opts} offset={offset}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_softmax_gradient_is_right(streaming, dtype, rng):
+    """Not only equal to each other: the streamed gradient is softmax - onehot (computed here
+    in float64), with every row block's boundary inside a cache line."""
+    K = 100
+    n = 3 * BLOCK // K + 7
+    x = rng.normal(0.0, 3.0, (n, K)).astype(dtype)
+    y = rng.integers(0, K, n)
+    x64 = x.astype(np.float64)
+    p = np.exp(x64 - x64.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    want = p.copy()
+    want[np.arange(n), y] -= 1.0
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for offset in (0, 1, 5):
+        g = misaligned_empty((n, K), dtype, offset)
+        h = misaligned_empty((n, K), dtype, offset + 2)
+        fl.set_streaming_stores(0)
+        fl.softmax_cross_entropy.grad_hess(x, y, grad_out=g, hess_out=h)
+        np.testing.assert_allclose(g, want, rtol=tol, atol=tol)
+        np.testing.assert_allclose(h, p * (1.0 - p), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

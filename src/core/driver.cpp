@@ -465,6 +465,18 @@ void rows_typed(RowCall& c) {
   T* value = static_cast<T*>(c.value);
   T* grad = static_cast<T*>(c.grad);
   T* hess = static_cast<T*>(c.hess);
+  // Streaming stores (driver.hpp) for the gradient and Hessian rows: the same bound on the
+  // call's array outputs, and outputs aligned to their element size.
+  int stream = 0;
+  {
+    const std::int64_t out_bytes =
+        ((grad ? 1 : 0) + (hess ? 1 : 0)) * c.rows * c.K * static_cast<std::int64_t>(sizeof(T));
+    if (c.table->row_stream_pays[c.loss] && out_bytes > 0 &&
+        out_bytes >= g_stream_min_bytes.load(std::memory_order_relaxed)) {
+      if (grad && reinterpret_cast<std::uintptr_t>(grad) % sizeof(T) == 0) stream |= 2;
+      if (hess && reinterpret_cast<std::uintptr_t>(hess) % sizeof(T) == 0) stream |= 4;
+    }
+  }
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
 #endif
@@ -491,6 +503,7 @@ void rows_typed(RowCall& c) {
     blk.omit_nan = c.omit_nan;
     blk.value_sum = partial.empty() ? nullptr : &partial[b];
     blk.bad_target = &bad[b];
+    blk.stream = stream;
     fn(blk);
   }
   c.value_sum = partial.empty() ? 0.0 : pairwise_sum(partial.data(), nblocks);

@@ -103,6 +103,9 @@ struct RowBlock {
   bool omit_nan;
   double* value_sum;
   unsigned char* bad_target;  // out: set to 1 when a probability target lies outside [0, 1]
+  // Outputs that the kernel may write with non-temporal stores (as ElemBlock::stream: bit 1
+  // grad, bit 2 hess; softmax_rows.hpp, RowOut). Kernels that do not stream ignore it.
+  int stream;
 };
 
 // A block of whole groups of a pairwise ranking loss: documents by position, groups as
@@ -174,6 +177,9 @@ struct KernelTable {
   bool aux_is_input[kNumElementwise];
   // Whether streaming stores pay for the loss on this ISA (kernels.inl, fill_elementwise).
   bool stream_pays[kNumElementwise];
+  // Whether the row loss writes its gradient and Hessian rows with streaming stores when
+  // RowBlock::stream asks (its `streams` member; softmax_rows.hpp, RowOut).
+  bool row_stream_pays[kNumRowwise];
   RowFn<float> row_f32[kNumRowwise][kRowModes];
   RowFn<double> row_f64[kNumRowwise][kRowModes];
   GroupFn<float> group_f32[kNumPairwise][kRowModes];

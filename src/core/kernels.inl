@@ -13,6 +13,7 @@
 // converts and broadcasts), run full vectors, then one padded partial vector for the tail.
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "kernel_api.hpp"
@@ -101,57 +102,6 @@ struct ElemStep {
       if constexpr (kG) g = select(valid, g, V{});
       if constexpr (kH) h = select(valid, h, V{});
     }
-  }
-};
-
-// The streamed outputs of one block (ElemBlock::stream). The kernel stores each stretch's
-// vectors into `stage` (L1) at the positions it would have stored them in the output; flush()
-// then writes the staged elements out with non-temporal stores of whole vectors at 64-byte
-// aligned addresses (the first elements of the block up to such an address, and the last
-// ones past the last whole vector, with plain stores). A staged vector may straddle two
-// output vectors: the elements left over wait in the stage for the next stretch.
-template <class V, int kStretch>
-struct StreamOut {
-  using T = typename Traits<V>::T;
-  static constexpr int W = Traits<V>::W;
-  alignas(64) T stage[kStretch + 2 * W];
-  T* dst = nullptr;
-  std::int64_t wpos = 0;  // elements of dst written
-  int pend = 0;           // staged elements not yet written (dst[wpos ...])
-  int head = 0;           // elements still to write plainly before dst's first 64-byte line
-
-  FL_INLINE void begin(T* d) {
-    dst = d;
-    wpos = 0;
-    pend = 0;
-    const auto a = reinterpret_cast<std::uintptr_t>(d);
-    head = static_cast<int>(((64 - a % 64) % 64) / sizeof(T));
-  }
-  FL_INLINE T* slot() { return stage + pend; }  // where the stretch's element 0 goes
-  // The kernel has staged m more elements (m >= 1).
-  FL_INLINE void flush(int m) {
-    const int total = pend + m;
-    int s = 0;
-    if (head > 0) {
-      s = head < total ? head : total;
-      for (int k = 0; k < s; ++k) dst[wpos + k] = stage[k];
-      wpos += s;
-      head -= s;
-    }
-    int full = 0;
-    if (head == 0) {
-      full = (total - s) / W * W;
-      for (int q = 0; q < full; q += W) store_nt(dst + wpos + q, load<V>(stage + s + q));
-      wpos += full;
-    }
-    pend = total - s - full;  // < W
-    if (pend > 0) store(stage, load<V>(stage + s + full));
-  }
-  // Writes what is still staged (plain stores); dst[0 .. wpos) is then complete.
-  FL_INLINE void finish() {
-    for (int k = 0; k < pend; ++k) dst[wpos + k] = stage[k];
-    wpos += pend;
-    pend = 0;
   }
 };
 
@@ -530,11 +480,22 @@ const KernelTable& table() {
   return t;
 }
 #elif FASTLOSS_KERNEL_PART == 1
+// A row loss's `streams` member (true: it writes through RowOut), false when it has none.
+template <class S, class = void>
+struct RowStreams {
+  static constexpr bool value = false;
+};
+template <class S>
+struct RowStreams<S, std::void_t<decltype(S::streams)>> {
+  static constexpr bool value = S::streams;
+};
+
 void fill_rowwise(KernelTable& t) {
   int id = 0;
 #define FASTLOSS_FILL_ROW_LOSS(name, S)                                                  \
   fill_row_modes<S, float>(t.row_f32[id], std::make_integer_sequence<int, kRowModes>{});  \
   fill_row_modes<S, double>(t.row_f64[id], std::make_integer_sequence<int, kRowModes>{}); \
+  t.row_stream_pays[id] = kHaveStoreNT && RowStreams<S>::value;                          \
   ++id;
   FASTLOSS_ROWWISE_LOSSES(FASTLOSS_FILL_ROW_LOSS)
 #undef FASTLOSS_FILL_ROW_LOSS

@@ -114,6 +114,7 @@ struct SoftmaxFocal {
     return {-ay * f, ay * phi, ay * pd, -ay * phi * omy, ay * omy * (py * phi - pd * omy)};
   }
 
+  static constexpr bool streams = true;  // RowOut (softmax_rows.hpp)
   template <int MODE, class T>
   static void rows(const RowBlock<T>& b) noexcept {
     using V = typename VecOf<T>::V;
@@ -212,15 +213,22 @@ struct SoftmaxFocal {
     const int nbatch = lean_ok ? short_batch<T>(K) : 1;
     ShortRow<T> batch[kShortBatch];
 
+    // The gradient and Hessian rows, streamed when the block asks (RowOut).
+    RowOut<T> og, oh;
+    og.begin(kG ? b.grad : nullptr, K, (b.stream & 2) != 0);
+    oh.begin(kH ? b.hess : nullptr, K, (b.stream & 4) != 0);
     for (std::int64_t i0 = 0; i0 < b.rows; i0 += nbatch) {
       const int nb = b.rows - i0 < nbatch ? static_cast<int>(b.rows - i0) : nbatch;
-      if (lean_ok) short_rows<kG || kH>(b, kG ? b.grad : b.hess, i0, nb, has_ig, ig, false, batch);
+      T* const g0 = og.rows(i0);
+      T* const h0 = oh.rows(i0);
+      if (lean_ok) short_rows<kG || kH>(b, kG ? g0 : h0, !(kG ? og.on : oh.on), i0, nb, has_ig, ig, false,
+                                     batch);
       for (int r = 0; r < nb; ++r) {
         const std::int64_t i = i0 + r;
         const T* x = b.logits + i * K;
         const T* t = b.tprob ? b.tprob + i * K : nullptr;
-        T* g = kG ? b.grad + i * K : nullptr;
-        T* h = kH ? b.hess + i * K : nullptr;
+        T* g = kG ? g0 + r * K : nullptr;
+        T* h = kH ? h0 + r * K : nullptr;
         const T sw = b.weight ? b.weight[i] : T(1);
         const std::int64_t y = b.labels ? b.labels[i] : -1;
         const bool ignored = b.labels ? is_ignored(y, has_ig, ig, K) : (has_ig && t[ig] == T(1));
@@ -425,7 +433,11 @@ struct SoftmaxFocal {
         if constexpr (kVArr) b.value[i] = static_cast<T>(value);
         if constexpr (kVSum) vsum += value;
       }
+      og.done(nb);
+      oh.done(nb);
     }
+    og.finish();
+    oh.finish();
     if constexpr (kVSum) *b.value_sum = vsum;
     if (b.bad_target && any_lane(tout)) *b.bad_target = 1;
   }

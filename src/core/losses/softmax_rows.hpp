@@ -415,11 +415,12 @@ FL_INLINE void short_row_logs(ShortRow<T>* rs, int n) {
 
 // The first phase of a batch of nb short rows from row i0 of b: softmax_rows_short for the
 // rows that are not ignored and whose sample weight is not NaN, two at a time (exps stored
-// into e_base's rows with Store), then the batch's logs. A row with ok = false goes the
-// caller's general way.
+// with Store into the batch's output rows, which start at e_rows: row i0 + r at e_rows + r K),
+// then the batch's logs. A row with ok = false goes the caller's general way. pf_out: the
+// output rows of the next batch are prefetched for writing (not when they stream).
 template <bool Store, class T>
-FL_INLINE void short_rows(const RowBlock<T>& b, T* e_base, std::int64_t i0, int nb, bool has_ig,
-                          std::int64_t ig, bool sum_x, ShortRow<T>* batch) {
+FL_INLINE void short_rows(const RowBlock<T>& b, T* e_rows, bool pf_out, std::int64_t i0, int nb,
+                          bool has_ig, std::int64_t ig, bool sum_x, ShortRow<T>* batch) {
   const std::int64_t K = b.K;
   const T* xs[2];
   T* es[2];
@@ -434,12 +435,12 @@ FL_INLINE void short_rows(const RowBlock<T>& b, T* e_base, std::int64_t i0, int 
     // softmax_focal about 0.85x, on AVX-512 and on AVX2; in L2 (1,000 rows, 1 thread) up to
     // 5% slower on AVX-512 for the extra instructions.
     prefetch_bytes<false>(b.logits, (i + nb) * row_bytes, row_bytes);
-    if (Store) prefetch_bytes<true>(e_base, (i + nb) * row_bytes, row_bytes);
+    if (Store && pf_out) prefetch_bytes<true>(e_rows, (r + nb) * row_bytes, row_bytes);
     const T sw = b.weight ? b.weight[i] : T(1);
     batch[r].ok = false;
     if (is_ignored(b.labels[i], has_ig, ig, K) || sw != sw) continue;
     xs[n] = b.logits + i * K;
-    es[n] = Store ? e_base + i * K : nullptr;
+    es[n] = Store ? e_rows + r * K : nullptr;
     qs[n] = &batch[r];
     if (++n == 2) {
       softmax_rows_short<Store, 2, T>(xs, K, es, sum_x, qs);
@@ -449,3 +450,41 @@ FL_INLINE void short_rows(const RowBlock<T>& b, T* e_base, std::int64_t i0, int 
   if (n == 1) softmax_rows_short<Store, 1, T>(xs, K, es, sum_x, qs);
   short_row_logs(batch, nb);
 }
+
+// Where a batch of rows' gradients (or Hessians) go. Without streaming: the block's rows. With
+// it (RowBlock::stream, and rows of at most kStage elements): a stage in L1 that mirrors the
+// batch's rows, which the loss fills exactly as it would the output (the exps of pass 1, then
+// the results scaled in place), and which done() writes out with non-temporal stores of whole
+// aligned vectors (StreamOut, simd.hpp). A plain store reads each output line from memory
+// before it overwrites it; the stage saves that read (a third of the traffic of a loss that
+// reads the logits once and writes the gradient once), and the arithmetic is the same, so are
+// the bits. The batch's rows are consecutive in the output (RowBlock rows are contiguous).
+template <class T>
+struct RowOut {
+  using V = typename VecOf<T>::V;
+  // short_batch's rows (16 KiB), or one row of up to that many bytes.
+  static constexpr int kStage = 16384 / static_cast<int>(sizeof(T));
+  StreamOut<V, kStage> so;
+  T* out = nullptr;
+  std::int64_t K = 0;
+  bool on = false;
+
+  FL_INLINE void begin(T* o, std::int64_t k, bool want) {
+    out = o;
+    K = k;
+    on = kHaveStoreNT && want && o != nullptr && k <= kStage;
+    if (on) so.begin(o);
+  }
+  // Row i0 of the block, where the batch that starts there goes (rows at a stride of K).
+  FL_INLINE T* rows(std::int64_t i0) { return on ? so.slot() : (out ? out + i0 * K : nullptr); }
+  // The batch of nb rows is complete.
+  FL_INLINE void done(int nb) {
+    if (on) so.flush(static_cast<int>(nb * K));
+  }
+  // The block is complete: its last elements, then a store fence.
+  FL_INLINE void finish() {
+    if (!on) return;
+    so.finish();
+    store_fence();
+  }
+};
