@@ -13,6 +13,9 @@
 #                                     # CPU without AVX-512 (kernel files with ASan only; the
 #                                     # emu512 elementwise file alone compiles for about 11
 #                                     # minutes, which is why CI does not run this)
+#   tools/sanitize.sh --ci --build    # only the instrumented build (CI runs it beside the
+#                                     # main test suite, which leaves a core idle)
+#   tools/sanitize.sh --ci --no-build # only the tests, on the build already there
 #   tools/sanitize.sh tests           # the whole suite (about 4x slower than without)
 #   tools/sanitize.sh tests/test_api.py -k out
 #
@@ -42,10 +45,13 @@ SELECTION=(tests/test_focal.py tests/test_bad_input.py tests/test_properties.py
            -m "not slow" -k "not t7 and not t2 and not torch and not jax")
 kernels=${FASTLOSS_SANITIZE_KERNELS:-address,undefined}
 emu512=0
-while [ "$#" -gt 0 ]; do  # --ci and --emu512, in either order, before any pytest arguments
+step=all  # all, build (only), test (only)
+while [ "$#" -gt 0 ]; do  # the options, in any order, before any pytest arguments
   case "$1" in
     --ci) kernels=${FASTLOSS_SANITIZE_KERNELS:-address} ;;
     --emu512) kernels=${FASTLOSS_SANITIZE_KERNELS:-address}; emu512=1 ;;
+    --build) step=build ;;
+    --no-build) step=test ;;
     *) break ;;
   esac
   shift
@@ -75,12 +81,6 @@ if [ -e "$cxx_rt" ]; then
   asan_rt="$asan_rt:$cxx_rt"
 fi
 
-echo "== building with -fsanitize=address,undefined (kernel files: $kernels) into $build"
-isolation=()
-if "$PYTHON" -c "import scikit_build_core, pybind11" 2>/dev/null; then
-  isolation=(--no-build-isolation)
-fi
-rm -rf "$site"
 # Only the SIMD paths this CPU runs (the others could not be tested here), at -O1: an
 # instrumented kernel file takes minutes to compile at -O2.
 isas=avx2
@@ -91,11 +91,27 @@ if [ "$emu512" = 1 ]; then
   isas="avx2;emu512"
   export FASTLOSS_TEST_ISAS=emu512  # tests/conftest.py: the ISA-parametrized tests run it alone
 fi
+if [ "$step" != test ]; then
+echo "== building with -fsanitize=address,undefined (kernel files: $kernels) into $build"
+isolation=()
+if "$PYTHON" -c "import scikit_build_core, pybind11" 2>/dev/null; then
+  isolation=(--no-build-isolation)
+fi
+rm -rf "$site"
 "$PYTHON" -m pip install -q --no-deps "${isolation[@]}" --target "$site" \
   -C cmake.define.FASTLOSS_SANITIZE=ON -C cmake.build-type=RelWithDebInfo \
   -C cmake.define.CMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
   -C "cmake.define.FASTLOSS_SANITIZE_KERNELS=$kernels" \
   -C "cmake.define.FASTLOSS_ISAS=$isas" -C build-dir="$build" .
+fi
+if [ "$step" = build ]; then
+  echo "sanitize.sh: built into $site"
+  exit 0
+fi
+if [ ! -d "$site/fastloss" ]; then
+  echo "sanitize.sh: no sanitized build in $site (run with --build first)" >&2
+  exit 2
+fi
 
 echo "== running tests under ASan + UBSan: ${SELECTION[*]}"
 # detect_leaks=0: CPython keeps interned objects alive at exit (not fastloss leaks; the RSS
