@@ -307,3 +307,132 @@ def test_ignored_rows_are_left_out_of_the_count(tmp_path, rng):
     kept0 = int(np.count_nonzero(y2 != 0))
     assert by_index["count"] == by_prob["count"] == kept0
     assert by_prob["mean"] == pytest.approx(by_index["mean"], rel=1e-12)
+
+
+# ---- ranking losses -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk_rows", ["7", "1000000"])
+def test_margin_ranking_three_files(tmp_path, rng, chunk_rows):
+    n = 1_003
+    x1 = rng.normal(size=n)
+    x2 = rng.normal(size=n)
+    y = np.where(rng.random(n) < 0.3, 1.0, -1.0)
+    w = rng.uniform(0.5, 2.0, n)
+    for name, a in (("x1", x1), ("x2", x2), ("y", y), ("w", w)):
+        np.save(tmp_path / f"{name}.npy", a)
+    out = tmp_path / "values.npy"
+    r = score_json("--loss", "margin_ranking", "--pred", str(tmp_path / "x1.npy"),
+                   "--pred2", str(tmp_path / "x2.npy"), "--target", str(tmp_path / "y.npy"),
+                   "--sample-weight", str(tmp_path / "w.npy"), "--param", "margin=0.5",
+                   "--chunk-rows", chunk_rows, "--per-sample", str(out))
+    loss = fl.margin_ranking
+    values = loss(x1, x2, y, sample_weight=w, margin=0.5)
+    np.testing.assert_array_equal(np.load(out), values)
+    assert r["count"] == n
+    assert r["sum"] == pytest.approx(float(np.sum(values)), rel=1e-12)
+    assert r["mean"] == pytest.approx(float(loss(x1, x2, y, sample_weight=w, margin=0.5,
+                                                 reduction="mean")), rel=1e-12)
+    # Per class of y: the weighted mean of each side, computed here.
+    for c in (-1, 1):
+        m = y == c
+        got = r["per_class"][str(c)]
+        assert got["count"] == int(m.sum())
+        assert got["mean"] == pytest.approx(float(values[m].sum() / w[m].sum()), rel=1e-12)
+
+
+def _ranking_data(rng, sizes):
+    n = int(np.sum(sizes))
+    scores = rng.normal(size=n).astype(np.float32)
+    rel = rng.integers(0, 4, n).astype(np.float32)
+    return scores, rel
+
+
+@pytest.mark.parametrize("chunk_rows", ["1", "5", "13", "100000"])
+def test_pairwise_with_group_sizes_keeps_queries_whole(tmp_path, rng, chunk_rows):
+    """Query sizes of 0 to 40 (so that queries straddle every chunk boundary, and chunks hold
+    no whole query): per-query values, sum and mean as the in-memory call."""
+    sizes = rng.integers(0, 41, 60)
+    sizes[[0, 7, -1]] = 0
+    scores, rel = _ranking_data(rng, sizes)
+    w = rng.uniform(0.5, 2.0, sizes.size)
+    np.save(tmp_path / "s.npy", scores)
+    np.save(tmp_path / "r.npy", rel)
+    np.save(tmp_path / "g.npy", sizes)
+    np.save(tmp_path / "w.npy", w)
+    out = tmp_path / "values.npy"
+    r = score_json("--loss", "pairwise_logistic", "--pred", str(tmp_path / "s.npy"),
+                   "--target", str(tmp_path / "r.npy"), "--group", str(tmp_path / "g.npy"),
+                   "--sample-weight", str(tmp_path / "w.npy"), "--param", "sigma=2",
+                   "--chunk-rows", chunk_rows, "--per-sample", str(out))
+    loss = fl.pairwise_logistic
+    per_query = loss(scores, rel, group=sizes, sample_weight=w, sigma=2.0)
+    np.testing.assert_array_equal(np.load(out), per_query)
+    assert r["count"] == sizes.size
+    assert r["sum"] == pytest.approx(float(np.sum(per_query, dtype=np.float64)), rel=1e-6)
+    assert r["mean"] == pytest.approx(float(loss(scores, rel, group=sizes, sample_weight=w,
+                                                 sigma=2.0, reduction="mean")), rel=1e-6)
+    assert r["per_class"] is None
+
+
+@pytest.mark.parametrize("chunk_rows", ["3", "64"])
+def test_pairwise_with_qid_per_document_values(tmp_path, rng, chunk_rows):
+    sizes = rng.integers(1, 12, 30)
+    ids = np.cumsum(rng.integers(1, 5, sizes.size))  # increasing, with gaps
+    qid = np.repeat(ids, sizes)
+    scores, rel = _ranking_data(rng, sizes)
+    np.save(tmp_path / "s.npy", scores)
+    np.save(tmp_path / "r.npy", rel)
+    np.save(tmp_path / "q.npy", qid)
+    out = tmp_path / "values.npy"
+    r = score_json("--loss", "pairwise_hinge", "--pred", str(tmp_path / "s.npy"),
+                   "--target", str(tmp_path / "r.npy"), "--qid", str(tmp_path / "q.npy"),
+                   "--param", "value_per=document", "--param", "margin=0.5",
+                   "--chunk-rows", chunk_rows, "--per-sample", str(out))
+    loss = fl.pairwise_hinge
+    per_doc = loss(scores, rel, qid=qid, value_per="document", margin=0.5)
+    np.testing.assert_array_equal(np.load(out), per_doc)
+    assert r["count"] == sizes.size  # the mean is over queries
+    assert r["mean"] == pytest.approx(float(loss(scores, rel, qid=qid, margin=0.5,
+                                                 reduction="mean")), rel=1e-6)
+
+
+def test_pairwise_without_groups_is_one_query(tmp_path, rng):
+    scores, rel = _ranking_data(rng, [57])
+    np.save(tmp_path / "s.npy", scores)
+    np.save(tmp_path / "r.npy", rel)
+    r = score_json("--loss", "pairwise_logistic", "--pred", str(tmp_path / "s.npy"),
+                   "--target", str(tmp_path / "r.npy"), "--chunk-rows", "10")
+    assert r["count"] == 1
+    assert r["sum"] == pytest.approx(float(fl.pairwise_logistic(scores, rel,
+                                                                reduction="sum")), rel=1e-6)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--loss", "margin_ranking"], "--pred2"),
+    (["--loss", "huber", "--pred2", "s.npy"], "only margin_ranking"),
+    (["--loss", "huber", "--group", "g.npy"], "pairwise ranking losses"),
+    (["--loss", "pairwise_logistic", "--group", "g.npy", "--qid", "q.npy"], "one of them"),
+    (["--loss", "pairwise_logistic", "--qid", "down.npy"], "non-decreasing"),
+    (["--loss", "pairwise_logistic", "--group", "short_g.npy"], "sum to 9"),
+    (["--loss", "pairwise_logistic", "--group", "g.npy", "--sample-weight", "w3.npy"],
+     "one per query"),
+    (["--loss", "pairwise_logistic", "--group", "neg_g.npy"], ">= 0"),
+])
+def test_ranking_bad_input(tmp_path, extra, message):
+    import re
+
+    np.save(tmp_path / "s.npy", np.zeros(10))
+    np.save(tmp_path / "r.npy", np.zeros(10))
+    np.save(tmp_path / "g.npy", np.array([4, 6]))
+    np.save(tmp_path / "short_g.npy", np.array([4, 5]))
+    np.save(tmp_path / "neg_g.npy", np.array([12, -2]))
+    np.save(tmp_path / "q.npy", np.repeat([1, 2], 5))
+    np.save(tmp_path / "down.npy", np.repeat([2, 1], 5))
+    np.save(tmp_path / "w3.npy", np.ones(3))
+    args = ["--pred", str(tmp_path / "s.npy"), "--target", str(tmp_path / "r.npy")]
+    args += [str(tmp_path / a) if a.endswith(".npy") else a for a in extra]
+    proc = run("score", "--no-progress", *args, check=False)
+    assert proc.returncode == 2, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert re.search(message, lines[0]), lines[0]

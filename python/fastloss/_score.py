@@ -11,6 +11,15 @@ multiclass targets (the arg-max of probability rows), the target value of intege
 elementwise targets (0/1 labels, -1/+1); continuous targets have none. Unweighted 0/1
 labels get their per-class sums from the kernel's pass for the total (the sum over targets
 equal to 1 and their count, accumulated alongside).
+
+Ranking losses: ``margin_ranking(x1, x2, y)`` reads x2 from a third file (``--pred2``), one
+value of each per sample, with the per-class breakdown by y (-1/+1). The pairwise losses
+(``pairwise_logistic``, ``pairwise_hinge``) read scores and relevance per document and the
+query groups from ``--group`` (one size per query, as LightGBM's and XGBoost's group) or
+``--qid`` (one query id per document, non-decreasing: each query's documents contiguous, as
+XGBoost requires of qid); every chunk is cut back to whole queries, the rest carried into the
+next, so no query is split. Their sample weights are one per query, their mean is over
+queries, as in memory.
 """
 
 from __future__ import annotations
@@ -312,12 +321,13 @@ def _progress(total, disable: bool):
 def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
           sample_weight_path: Optional[str] = None, per_sample: Optional[str] = None,
           chunk_rows: Optional[int] = None, progress: bool = True,
-          per_class: bool = True) -> dict:
+          per_class: bool = True, pred2_path: Optional[str] = None,
+          group_path: Optional[str] = None, qid_path: Optional[str] = None) -> dict:
     if loss_name not in fl.losses:
         raise ScoreError(f"--loss: unknown loss {loss_name!r}; `fastloss list` shows "
                          f"{', '.join(sorted(fl.losses))}")
     loss = fl.losses[loss_name]
-    if loss.kind not in ("elementwise", "rowwise"):
+    if loss.kind not in ("elementwise", "rowwise", "margin_ranking", "pairwise"):
         raise ScoreError(f"--loss: {loss_name} (kind {loss.kind!r}) is not supported by "
                          "`fastloss score`")
     params = dict(params or {})
@@ -325,6 +335,22 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
         if key not in loss.params:
             raise ScoreError(f"--param: {loss_name} has no parameter {key!r} "
                              f"(it has: {', '.join(loss.params) or 'none'})")
+    if (pred2_path is None) != (loss.kind != "margin_ranking"):
+        raise ScoreError("--pred2: margin_ranking needs x2 in --pred2 (--pred holds x1)"
+                         if pred2_path is None else
+                         f"--pred2: only margin_ranking takes a second score file, not "
+                         f"{loss_name}")
+    if loss.kind != "pairwise" and (group_path is not None or qid_path is not None):
+        raise ScoreError(f"--{'group' if group_path is not None else 'qid'}: query groups are "
+                         f"for the pairwise ranking losses, not {loss_name}")
+    if group_path is not None and qid_path is not None:
+        raise ScoreError("--group and --qid: give one of them (group sizes or query ids)")
+    if loss.kind == "margin_ranking":
+        return _score_margin(loss, params, pred_path, pred2_path, target_path,
+                             sample_weight_path, per_sample, chunk_rows, progress, per_class)
+    if loss.kind == "pairwise":
+        return _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
+                               sample_weight_path, per_sample, chunk_rows, progress)
     sources = [open_source(pred_path, "pred"), open_source(target_path, "target")]
     if sample_weight_path is not None:
         sources.append(open_source(sample_weight_path, "sample_weight"))
@@ -458,16 +484,19 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
             writer.close()
     if count == 0:
         raise ScoreError("the files hold no rows")
-    mean = total / denom if denom != 0 else math.nan
-    seconds = time.perf_counter() - start
+    return _result(loss_name, params, total, denom, count - ignored, per_class, start,
+                   per_sample, out_dtype)
+
+
+def _result(loss_name, params, total, denom, count, per_class, start, per_sample, out_dtype):
     result = {
         "loss": loss_name,
         "params": {k: _jsonable(v) for k, v in params.items()},
-        "mean": mean,
+        "mean": total / denom if denom != 0 else math.nan,
         "sum": total,
-        "count": count - ignored,
+        "count": count,
         "per_class": None,
-        "seconds": seconds,
+        "seconds": time.perf_counter() - start,
     }
     if per_class is not None:
         result["per_class"] = {
@@ -476,6 +505,220 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
     if per_sample is not None:
         result["per_sample"] = {"path": per_sample, "dtype": str(out_dtype)}
     return result
+
+
+# -- ranking losses -----------------------------------------------------------------------------
+
+def _check_same_rows(sources) -> None:
+    for s in sources[1:]:
+        if s.rows is not None and sources[0].rows is not None and s.rows != sources[0].rows:
+            raise ScoreError(f"the files have different numbers of rows: {sources[0].name} "
+                             f"{sources[0].rows:,}, {s.name} {s.rows:,}")
+
+
+def _one_per_row(a: np.ndarray, name: str) -> np.ndarray:
+    a = _column(a)
+    if a.ndim != 1:
+        raise ScoreError(f"{name}: expected one value per row, got rows of shape {a.shape[1:]}")
+    return a
+
+
+def _score_margin(loss, params, pred_path, pred2_path, target_path, sample_weight_path,
+                  per_sample, chunk_rows, progress, want_classes) -> dict:
+    """margin_ranking(x1, x2, y): three files of one value per sample, chunk by chunk; the
+    mean is sum(w l) / sum(w) (the number of samples without weights), as in memory."""
+    sources = [open_source(pred_path, "pred"), open_source(pred2_path, "pred2"),
+               open_source(target_path, "target")]
+    if sample_weight_path is not None:
+        sources.append(open_source(sample_weight_path, "sample_weight"))
+    _check_same_rows(sources)
+    if chunk_rows is None:
+        chunk_rows = CHUNK_ELEMENTS
+    start = time.perf_counter()
+    total = denom = 0.0
+    count = 0
+    per_class: Optional[dict] = {} if want_classes else None
+    writer = _NpyWriter(per_sample) if per_sample is not None else None
+    out_dtype = None
+    bar = _progress(sources[0].rows, not progress)
+    try:
+        for chunk in aligned(sources, chunk_rows):
+            x1, x2, y = (_one_per_row(a, s.name) for a, s in zip(chunk[:3], sources))
+            sw = _one_per_row(chunk[3], "sample_weight") if len(chunk) > 3 else None
+            classes = _classes(loss, x1, y, None) if per_class is not None else None
+            if classes is None:
+                per_class = None
+            try:
+                if writer is not None or per_class is not None:
+                    v = loss(x1, x2, y, sample_weight=sw, **params)
+                    total += float(np.sum(v, dtype=np.float64))
+                else:
+                    v = None
+                    total += float(loss(x1, x2, y, sample_weight=sw, reduction="sum", **params))
+            except (ValueError, TypeError) as exc:
+                raise ScoreError(str(exc)) from None
+            # The denominator as the kernel reads the weights: rounded to the compute dtype.
+            w = (np.ones(x1.shape[0]) if sw is None
+                 else np.asarray(sw).astype(_chunks._compute_dtype(x1)).astype(np.float64))
+            denom += float(np.sum(w, dtype=np.float64))
+            count += x1.shape[0]
+            if per_class is not None:
+                _add_classes(per_class, classes, np.asarray(v, dtype=np.float64).ravel(), w, None)
+                if len(per_class) > MAX_CLASSES:
+                    per_class = None
+            if writer is not None:
+                writer.write(np.asarray(v))
+                out_dtype = v.dtype
+            if bar is not None:
+                bar.update(x1.shape[0])
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    if count == 0:
+        raise ScoreError("the files hold no rows")
+    return _result(loss.name, params, total, denom, count, per_class, start, per_sample,
+                   out_dtype)
+
+
+def _whole_source(path: str, name: str) -> np.ndarray:
+    """All rows of a small file (group sizes, query weights) as one 1-D array."""
+    src = open_source(path, name)
+    parts = [_one_per_row(c, f"--{name.replace('_', '-')}") for c in src.chunks(1 << 22)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _integers(a: np.ndarray, what: str) -> np.ndarray:
+    if a.dtype.kind == "f":
+        if not np.all(np.floor(a) == a):
+            raise ScoreError(f"{what}: must hold integers")
+        return a.astype(np.int64)
+    if a.dtype.kind not in "iu":
+        raise ScoreError(f"{what}: must hold integers, got dtype {a.dtype}")
+    return a.astype(np.int64, copy=False)
+
+
+def _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
+                    sample_weight_path, per_sample, chunk_rows, progress) -> dict:
+    """A pairwise ranking loss over documents, whole queries at a time: the chunks of the
+    document files are cut back to the last query they hold in full (the rest waits for the
+    next chunk), so that each call sees whole queries; per-query values, sum and mean as the
+    in-memory call over all of them."""
+    docs = [open_source(pred_path, "pred"), open_source(target_path, "target")]
+    if qid_path is not None:
+        docs.append(open_source(qid_path, "qid"))
+    _check_same_rows(docs)
+    sizes = None
+    if group_path is not None:
+        sizes = _integers(_whole_source(group_path, "group"), "--group")
+        if sizes.size and sizes.min() < 0:
+            raise ScoreError(f"--group: group sizes must be >= 0, got {sizes.min()}")
+        if docs[0].rows is not None and int(sizes.sum()) != docs[0].rows:
+            raise ScoreError(f"--group: the group sizes sum to {int(sizes.sum()):,}, but "
+                             f"--pred holds {docs[0].rows:,} documents")
+    qweights = None
+    if sample_weight_path is not None:
+        qweights = _whole_source(sample_weight_path, "sample_weight")
+    if chunk_rows is None:
+        chunk_rows = CHUNK_ELEMENTS
+    start = time.perf_counter()
+    total = denom = 0.0
+    n_queries = 0
+    writer = _NpyWriter(per_sample) if per_sample is not None else None
+    out_dtype = None
+    bar = _progress(docs[0].rows, not progress)
+    pend = None      # documents read but not scored: (scores, relevance[, qid])
+    g_next = 0       # with sizes: the next query's index
+    last_qid = None  # with qid: the id of the last document read
+
+    def run(s, r, group_sizes):
+        nonlocal total, denom, n_queries, out_dtype
+        ng = group_sizes.shape[0]
+        sw = None
+        if qweights is not None:
+            if n_queries + ng > qweights.shape[0]:
+                raise ScoreError(f"--sample-weight: holds {qweights.shape[0]:,} weights, one "
+                                 f"per query, but the files hold more queries")
+            sw = qweights[n_queries:n_queries + ng]
+        try:
+            if writer is not None:
+                v = loss(s, r, group=group_sizes, sample_weight=sw, **params)
+                total += float(np.sum(v, dtype=np.float64))
+                writer.write(np.asarray(v))
+                out_dtype = v.dtype
+            else:
+                total += float(loss(s, r, group=group_sizes, sample_weight=sw,
+                                    reduction="sum", **params))
+        except (ValueError, TypeError) as exc:
+            raise ScoreError(str(exc)) from None
+        if sw is None:
+            denom += float(ng)
+        else:  # as the kernel reads the weights: rounded to the compute dtype
+            denom += float(np.sum(np.asarray(sw).astype(_chunks._compute_dtype(s)),
+                                  dtype=np.float64))
+        n_queries += ng
+
+    try:
+        for chunk in aligned(docs, chunk_rows):
+            parts = [_one_per_row(a, src.name) for a, src in zip(chunk, docs)]
+            if qid_path is not None:
+                q = _integers(parts[2], "--qid")
+                if q.size and ((last_qid is not None and q[0] < last_qid)
+                               or np.any(q[1:] < q[:-1])):
+                    raise ScoreError("--qid: query ids must be non-decreasing (each query's "
+                                     "documents contiguous, as XGBoost requires of qid): sort "
+                                     "the files by qid, or give --group sizes")
+                if q.size:
+                    last_qid = q[-1]
+                parts[2] = q
+            pend = parts if pend is None else [np.concatenate([a, b])
+                                               for a, b in zip(pend, parts)]
+            n = pend[0].shape[0]
+            if sizes is not None:
+                # The queries held in full: sizes[g_next:g_end] sum to at most n.
+                ends = np.cumsum(sizes[g_next:])
+                g_take = int(np.searchsorted(ends, n, side="right"))
+                used = int(ends[g_take - 1]) if g_take else 0
+                group_sizes = sizes[g_next:g_next + g_take]
+                g_next += g_take
+            elif qid_path is not None:
+                # Every run of one id but the last, which may go on in the next chunk.
+                cuts = np.flatnonzero(pend[2][1:] != pend[2][:-1]) + 1
+                used = int(cuts[-1]) if cuts.size else 0
+                group_sizes = np.diff(np.concatenate(([0], cuts))).astype(np.int64)
+            else:
+                used, group_sizes = 0, None  # one query: all of it at the end
+            if group_sizes is not None and group_sizes.size:  # (queries of 0 documents too)
+                run(pend[0][:used], pend[1][:used], group_sizes)
+                pend = [a[used:] for a in pend]
+            if bar is not None:
+                bar.update(parts[0].shape[0])
+        # The end of the files: what is pending is the last query (or queries).
+        if pend is None:
+            raise ScoreError("the files hold no rows")
+        n = pend[0].shape[0]
+        if sizes is not None:
+            rest = sizes[g_next:]
+            if int(rest.sum()) != n:
+                raise ScoreError(f"--group: the group sizes sum to {int(sizes.sum()):,}, but "
+                                 f"--pred holds a different number of documents")
+            if rest.size:
+                run(pend[0], pend[1], rest)
+        elif n:
+            run(pend[0], pend[1], np.array([n], dtype=np.int64))
+        if qweights is not None and n_queries != qweights.shape[0]:
+            raise ScoreError(f"--sample-weight: holds {qweights.shape[0]:,} weights, one per "
+                             f"query, but the files hold {n_queries:,} queries")
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    if n_queries == 0:
+        raise ScoreError("the files hold no rows")
+    return _result(loss.name, params, total, denom, n_queries, None, start, per_sample,
+                   out_dtype)
 
 
 CHUNK_ELEMENTS = 1 << 24  # default chunk: 16 Mi prediction values (64 MB of float32)

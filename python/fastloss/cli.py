@@ -129,7 +129,18 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, metavar="FILE",
                         help="targets, same formats and number of rows")
     parser.add_argument("--sample-weight", metavar="FILE", default=None,
-                        help="optional sample weights, one per row")
+                        help="optional sample weights, one per row (one per query for the "
+                             "pairwise losses)")
+    parser.add_argument("--pred2", metavar="FILE", default=None,
+                        help="margin_ranking only: x2, the second score of each pair (--pred "
+                             "holds x1, --target y = +1/-1)")
+    parser.add_argument("--group", metavar="FILE", default=None,
+                        help="pairwise losses: query group sizes, one per query, in document "
+                             "order (LightGBM's and XGBoost's group)")
+    parser.add_argument("--qid", metavar="FILE", default=None,
+                        help="pairwise losses: one query id per document, non-decreasing "
+                             "(XGBoost's qid); without --group or --qid all documents are "
+                             "one query")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a loss parameter, e.g. delta=0.5 or pos_weight=3 (repeatable; "
                              "lists as JSON: class_weight=[1,2,3])")
@@ -166,7 +177,8 @@ def _run_score(args: argparse.Namespace) -> int:
         result = _score.score(args.loss, args.pred, args.target, params=params,
                               sample_weight_path=args.sample_weight, per_sample=args.per_sample,
                               chunk_rows=args.chunk_rows, progress=not args.no_progress,
-                              per_class=not args.no_per_class)
+                              per_class=not args.no_per_class, pred2_path=args.pred2,
+                              group_path=args.group, qid_path=args.qid)
     except (_score.ScoreError, ValueError, TypeError, OSError) as exc:
         message = " ".join(str(exc).split())
         print(f"fastloss score: error: {message}", file=sys.stderr)
