@@ -71,6 +71,24 @@ def test_a_view_keeps_its_buffer(cache, rng):
     assert address(fl.squared_error.grad(t, z)) == a
 
 
+def test_pairwise_outputs_come_from_the_cache(cache, rng):
+    """The pairwise losses allocate their outputs in Python: through the same cache."""
+    scores = rng.standard_normal(N).astype(np.float32)
+    rel = rng.integers(0, 3, N).astype(np.float32)
+    group = np.full(N // 20, 20)
+    g1 = fl.pairwise_logistic.grad(scores, rel, group=group)
+    a1 = address(g1)
+    assert g1.flags.writeable and g1.flags.c_contiguous and g1.dtype == np.float32
+    kept = g1.copy()
+    del g1
+    g, h = fl.pairwise_logistic.grad_hess(scores, rel, group=group)
+    assert a1 in (address(g), address(h))  # the released buffer, taken again
+    np.testing.assert_array_equal(g, kept)
+    per_doc = fl.pairwise_hinge(scores.astype(np.float64), rel, group=group,
+                                value_per="document")
+    assert per_doc.shape == (N,) and per_doc.dtype == np.float64
+
+
 def test_sizes_and_dtypes(cache, rng):
     z, t = data(rng, dtype=np.float64)
     g = fl.squared_error.grad(z, t)

@@ -56,8 +56,8 @@ def set_buffer_cache(max_bytes: int) -> int:
     returns the previous bound. Default 256 MiB, or ``FASTLOSS_BUFFER_CACHE`` (bytes, or with
     a K/M/G suffix) at import.
 
-    Outputs of 4 MiB or more that the compiled core allocates (those of every loss but the
-    pairwise ranking losses) come from this cache: memory new from the
+    Outputs of 4 MiB or more that fastloss allocates (those of every loss) come from this
+    cache: memory new from the
     operating system is zeroed page by page when first written, which costs a memory-bound
     loss about half again its own time; a buffer released by an earlier result is already
     mapped. Buffers are only ever reused after every array viewing them is gone.

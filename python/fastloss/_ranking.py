@@ -89,8 +89,8 @@ def group_weights(sample_weight, ng: int) -> np.ndarray:
 
 
 def _check_out(arr, name, shape, dtype, inputs):
-    if arr is None:
-        return np.empty(shape, dtype=dtype)
+    if arr is None:  # from the output-buffer cache, as the compiled losses' outputs
+        return _core.empty(list(shape), np.dtype(dtype) == np.float32)
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
     if arr.shape != shape:
@@ -110,7 +110,7 @@ def _contiguous(arr, pending):
     afterwards (pending holds the pairs)."""
     if arr.flags.c_contiguous:
         return arr
-    work = np.empty(arr.shape, dtype=arr.dtype)
+    work = _core.empty(list(arr.shape), arr.dtype == np.float32)
     pending.append((arr, work))
     return work
 

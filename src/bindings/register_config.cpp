@@ -71,6 +71,16 @@ void register_config(py::module_& m) {
   m.def("set_buffer_cache", &set_buffer_cache, py::arg("max_bytes"),
         "Bound the bytes of released output buffers kept for reuse; returns the old bound.");
   m.def("buffer_cache_info", &buffer_cache_info, "The output-buffer cache: bound and content.");
+  m.def(
+      "empty",
+      [](const std::vector<std::int64_t>& shape, bool f32) {
+        for (auto d : shape)
+          if (d < 0) throw py::value_error("empty: negative dimension");
+        return new_array(shape, f32 ? DType::f32 : DType::f64);
+      },
+      py::arg("shape"), py::arg("f32"),
+      "An uninitialised C-contiguous float32 (f32) or float64 array, from the output-buffer "
+      "cache when it is large enough (the outputs of the Python-side losses).");
   m.def("set_stream_min_bytes", &set_stream_min_bytes, py::arg("n"),
         "Stream (non-temporal stores) calls whose array outputs reach n bytes; n < 0: the "
         "built-in bound. Returns the old bound.");
