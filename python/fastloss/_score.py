@@ -628,9 +628,15 @@ def _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
     writer = _NpyWriter(per_sample) if per_sample is not None else None
     out_dtype = None
     bar = _progress(docs[0].rows, not progress)
-    pend = None      # documents read but not scored: (scores, relevance[, qid])
+    # Documents read but not scored yet, as a list of chunks' (scores, relevance) pieces
+    # joined only when queries are complete: a query longer than many chunks is copied once.
+    pend: list = []
+    n_pend = 0
+    done = 0         # documents scored (all before the pending ones)
     g_next = 0       # with sizes: the next query's index
+    ends = np.cumsum(sizes) if sizes is not None else None  # with sizes: each query's end
     last_qid = None  # with qid: the id of the last document read
+    read_any = False
 
     def run(s, r, group_sizes):
         nonlocal total, denom, n_queries, out_dtype
@@ -659,54 +665,66 @@ def _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
                                   dtype=np.float64))
         n_queries += ng
 
+    def take(used):
+        """The first `used` pending documents, joined; the rest stays pending."""
+        nonlocal pend, n_pend, done
+        s_all = pend[0][0] if len(pend) == 1 else np.concatenate([p[0] for p in pend])
+        r_all = pend[0][1] if len(pend) == 1 else np.concatenate([p[1] for p in pend])
+        pend = [(s_all[used:], r_all[used:])] if used < s_all.shape[0] else []
+        n_pend = s_all.shape[0] - used
+        done += used
+        return s_all[:used], r_all[:used]
+
     try:
         for chunk in aligned(docs, chunk_rows):
+            read_any = True
             parts = [_one_per_row(a, src.name) for a, src in zip(chunk, docs)]
-            if qid_path is not None:
+            m = parts[0].shape[0]
+            group_sizes = None
+            if sizes is not None:
+                # The queries that end within what has been read: ends[g_next:g_end].
+                g_end = int(np.searchsorted(ends, done + n_pend + m, side="right"))
+                group_sizes = sizes[g_next:g_end]
+                used = (int(ends[g_end - 1]) - done) if g_end > g_next else 0
+                g_next = g_end
+            elif qid_path is not None:
                 q = _integers(parts[2], "--qid")
                 if q.size and ((last_qid is not None and q[0] < last_qid)
                                or np.any(q[1:] < q[:-1])):
                     raise ScoreError("--qid: query ids must be non-decreasing (each query's "
                                      "documents contiguous, as XGBoost requires of qid): sort "
                                      "the files by qid, or give --group sizes")
+                # Where a query starts within this chunk (at 0 when the pending one ends
+                # there); every query before the last start is complete.
+                starts = np.flatnonzero(q[1:] != q[:-1]) + 1
+                if q.size and n_pend and q[0] != last_qid:
+                    starts = np.concatenate(([0], starts))
                 if q.size:
                     last_qid = q[-1]
-                parts[2] = q
-            pend = parts if pend is None else [np.concatenate([a, b])
-                                               for a, b in zip(pend, parts)]
-            n = pend[0].shape[0]
-            if sizes is not None:
-                # The queries held in full: sizes[g_next:g_end] sum to at most n.
-                ends = np.cumsum(sizes[g_next:])
-                g_take = int(np.searchsorted(ends, n, side="right"))
-                used = int(ends[g_take - 1]) if g_take else 0
-                group_sizes = sizes[g_next:g_next + g_take]
-                g_next += g_take
-            elif qid_path is not None:
-                # Every run of one id but the last, which may go on in the next chunk.
-                cuts = np.flatnonzero(pend[2][1:] != pend[2][:-1]) + 1
-                used = int(cuts[-1]) if cuts.size else 0
-                group_sizes = np.diff(np.concatenate(([0], cuts))).astype(np.int64)
-            else:
-                used, group_sizes = 0, None  # one query: all of it at the end
+                if starts.size:
+                    bounds = np.concatenate(([0], n_pend + starts))
+                    group_sizes = np.diff(bounds).astype(np.int64)  # each > 0
+                    used = int(bounds[-1])
+            pend.append((parts[0], parts[1]))
+            n_pend += m
             if group_sizes is not None and group_sizes.size:  # (queries of 0 documents too)
-                run(pend[0][:used], pend[1][:used], group_sizes)
-                pend = [a[used:] for a in pend]
+                s_run, r_run = take(used) if used else (parts[0][:0], parts[1][:0])
+                run(s_run, r_run, group_sizes)
             if bar is not None:
-                bar.update(parts[0].shape[0])
+                bar.update(m)
         # The end of the files: what is pending is the last query (or queries).
-        if pend is None:
+        if not read_any:
             raise ScoreError("the files hold no rows")
-        n = pend[0].shape[0]
         if sizes is not None:
             rest = sizes[g_next:]
-            if int(rest.sum()) != n:
+            if int(rest.sum()) != n_pend:
                 raise ScoreError(f"--group: the group sizes sum to {int(sizes.sum()):,}, but "
                                  f"--pred holds a different number of documents")
             if rest.size:
-                run(pend[0], pend[1], rest)
-        elif n:
-            run(pend[0], pend[1], np.array([n], dtype=np.int64))
+                run(*take(n_pend), rest)
+        elif n_pend:
+            last = np.array([n_pend], dtype=np.int64)  # (before take() empties n_pend)
+            run(*take(n_pend), last)
         if qweights is not None and n_queries != qweights.shape[0]:
             raise ScoreError(f"--sample-weight: holds {qweights.shape[0]:,} weights, one per "
                              f"query, but the files hold {n_queries:,} queries")
