@@ -318,6 +318,31 @@ def _progress(total, disable: bool):
                 disable=disable, dynamic_ncols=True)
 
 
+class _Sink:
+    """Where a scoring pass's results go besides the sums: the per-sample file (when asked
+    for) and the progress bar (when tqdm is installed and it is wanted)."""
+
+    def __init__(self, per_sample: Optional[str], total_rows, progress: bool):
+        self.writer = _NpyWriter(per_sample) if per_sample is not None else None
+        self.out_dtype = None
+        self.bar = _progress(total_rows, not progress)
+
+    def write(self, v) -> None:
+        if self.writer is not None:
+            self.writer.write(np.asarray(v))
+            self.out_dtype = v.dtype
+
+    def advance(self, rows: int) -> None:
+        if self.bar is not None:
+            self.bar.update(rows)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
 def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
           sample_weight_path: Optional[str] = None, per_sample: Optional[str] = None,
           chunk_rows: Optional[int] = None, progress: bool = True,
@@ -354,10 +379,7 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
     sources = [open_source(pred_path, "pred"), open_source(target_path, "target")]
     if sample_weight_path is not None:
         sources.append(open_source(sample_weight_path, "sample_weight"))
-    for s in sources[1:]:
-        if s.rows is not None and sources[0].rows is not None and s.rows != sources[0].rows:
-            raise ScoreError(f"the files have different numbers of rows: pred "
-                             f"{sources[0].rows:,}, {s.name} {s.rows:,}")
+    _check_same_rows(sources)
     total_rows = sources[0].rows
     if chunk_rows is None:
         chunk_rows = _auto_chunk_rows(sources[0])
@@ -374,15 +396,15 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
     n_counted = None
     if _chunks.counted_params(loss, params):
         counts = None
-        bar = _progress(total_rows, not progress)
-        for pred, target, sw in parts():
-            n_counted = _chunks.n_counted(loss, pred.shape[-1] if pred.ndim > 1 else 1)
-            c = _chunks.class_counts(loss, pred, target, sw, ignore_index, False, n_counted)
-            counts = c if counts is None else counts + c
-            if bar is not None:
-                bar.update(pred.shape[0])
-        if bar is not None:
-            bar.close()
+        counting = _Sink(None, total_rows, progress)
+        try:
+            for pred, target, sw in parts():
+                n_counted = _chunks.n_counted(loss, pred.shape[-1] if pred.ndim > 1 else 1)
+                c = _chunks.class_counts(loss, pred, target, sw, ignore_index, False, n_counted)
+                counts = c if counts is None else counts + c
+                counting.advance(pred.shape[0])
+        finally:
+            counting.close()
         if counts is None:
             raise ScoreError("the files hold no rows")
         params = _chunks.resolve_counted(loss, params, counts, n_counted, ignore_index)
@@ -393,11 +415,7 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
     ignored = 0  # rows of ignore_index, left out of the reported count
     want_classes = per_class
     per_class: Optional[dict] = {} if want_classes else None
-    writer = None
-    out_dtype = None
-    if per_sample is not None:
-        writer = _NpyWriter(per_sample)
-    bar = _progress(total_rows, not progress)
+    sink = _Sink(per_sample, total_rows, progress)
     cw = None
     split_ok = True  # 0/1 targets so far: per-class sums from one kernel pass
     try:
@@ -407,7 +425,7 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
                 cw = _chunks.class_weights_of(loss, params, n, ignore_index)
                 cw = False if cw is None else cw
             split = None
-            if (per_class is not None and writer is None and sw is None and cw is False
+            if (per_class is not None and sink.writer is None and sw is None and cw is False
                     and split_ok and loss.kind == "elementwise" and pred.shape == target.shape
                     and target.dtype.kind in "biuf"):
                 # The common case, 0/1 labels without weights: one kernel pass that writes
@@ -430,14 +448,13 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
                     if n_c:
                         prev = per_class.get(c, (0, 0.0, 0.0))
                         per_class[c] = (prev[0] + n_c, prev[1] + s_c, prev[2] + n_c)
-                if bar is not None:
-                    bar.update(pred.shape[0])
+                sink.advance(pred.shape[0])
                 continue
             classes = _classes(loss, pred, target, ignore_index) if per_class is not None \
                 else None
             if classes is None:
                 per_class = None
-            need_values = writer is not None or per_class is not None
+            need_values = sink.writer is not None or per_class is not None
             weighted = sw is not None or cw is not False or loss.kind == "rowwise"
             try:
                 if need_values:
@@ -472,20 +489,14 @@ def score(loss_name: str, pred_path: str, target_path: str, *, params=None,
                              if loss.kind == "rowwise" else None)
                 if len(per_class) > MAX_CLASSES:
                     per_class = None
-            if writer is not None:
-                writer.write(np.asarray(v))
-                out_dtype = v.dtype
-            if bar is not None:
-                bar.update(pred.shape[0])
+            sink.write(v)
+            sink.advance(pred.shape[0])
     finally:
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
+        sink.close()
     if count == 0:
         raise ScoreError("the files hold no rows")
     return _result(loss_name, params, total, denom, count - ignored, per_class, start,
-                   per_sample, out_dtype)
+                   per_sample, sink.out_dtype)
 
 
 def _result(loss_name, params, total, denom, count, per_class, start, per_sample, out_dtype):
@@ -538,9 +549,7 @@ def _score_margin(loss, params, pred_path, pred2_path, target_path, sample_weigh
     total = denom = 0.0
     count = 0
     per_class: Optional[dict] = {} if want_classes else None
-    writer = _NpyWriter(per_sample) if per_sample is not None else None
-    out_dtype = None
-    bar = _progress(sources[0].rows, not progress)
+    sink = _Sink(per_sample, sources[0].rows, progress)
     try:
         for chunk in aligned(sources, chunk_rows):
             x1, x2, y = (_one_per_row(a, s.name) for a, s in zip(chunk[:3], sources))
@@ -549,7 +558,7 @@ def _score_margin(loss, params, pred_path, pred2_path, target_path, sample_weigh
             if classes is None:
                 per_class = None
             try:
-                if writer is not None or per_class is not None:
+                if sink.writer is not None or per_class is not None:
                     v = loss(x1, x2, y, sample_weight=sw, **params)
                     total += float(np.sum(v, dtype=np.float64))
                 else:
@@ -566,20 +575,14 @@ def _score_margin(loss, params, pred_path, pred2_path, target_path, sample_weigh
                 _add_classes(per_class, classes, np.asarray(v, dtype=np.float64).ravel(), w, None)
                 if len(per_class) > MAX_CLASSES:
                     per_class = None
-            if writer is not None:
-                writer.write(np.asarray(v))
-                out_dtype = v.dtype
-            if bar is not None:
-                bar.update(x1.shape[0])
+            sink.write(v)
+            sink.advance(x1.shape[0])
     finally:
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
+        sink.close()
     if count == 0:
         raise ScoreError("the files hold no rows")
     return _result(loss.name, params, total, denom, count, per_class, start, per_sample,
-                   out_dtype)
+                   sink.out_dtype)
 
 
 def _whole_source(path: str, name: str) -> np.ndarray:
@@ -625,9 +628,7 @@ def _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
     start = time.perf_counter()
     total = denom = 0.0
     n_queries = 0
-    writer = _NpyWriter(per_sample) if per_sample is not None else None
-    out_dtype = None
-    bar = _progress(docs[0].rows, not progress)
+    sink = _Sink(per_sample, docs[0].rows, progress)
     # Documents read but not scored yet, as a list of chunks' (scores, relevance) pieces
     # joined only when queries are complete: a query longer than many chunks is copied once.
     pend: list = []
@@ -639,7 +640,7 @@ def _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
     read_any = False
 
     def run(s, r, group_sizes):
-        nonlocal total, denom, n_queries, out_dtype
+        nonlocal total, denom, n_queries
         ng = group_sizes.shape[0]
         sw = None
         if qweights is not None:
@@ -648,11 +649,10 @@ def _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
                                  f"per query, but the files hold more queries")
             sw = qweights[n_queries:n_queries + ng]
         try:
-            if writer is not None:
+            if sink.writer is not None:
                 v = loss(s, r, group=group_sizes, sample_weight=sw, **params)
                 total += float(np.sum(v, dtype=np.float64))
-                writer.write(np.asarray(v))
-                out_dtype = v.dtype
+                sink.write(v)
             else:
                 total += float(loss(s, r, group=group_sizes, sample_weight=sw,
                                     reduction="sum", **params))
@@ -710,8 +710,7 @@ def _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
             if group_sizes is not None and group_sizes.size:  # (queries of 0 documents too)
                 s_run, r_run = take(used) if used else (parts[0][:0], parts[1][:0])
                 run(s_run, r_run, group_sizes)
-            if bar is not None:
-                bar.update(m)
+            sink.advance(m)
         # The end of the files: what is pending is the last query (or queries).
         if not read_any:
             raise ScoreError("the files hold no rows")
@@ -729,14 +728,11 @@ def _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
             raise ScoreError(f"--sample-weight: holds {qweights.shape[0]:,} weights, one per "
                              f"query, but the files hold {n_queries:,} queries")
     finally:
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
+        sink.close()
     if n_queries == 0:
         raise ScoreError("the files hold no rows")
     return _result(loss.name, params, total, denom, n_queries, None, start, per_sample,
-                   out_dtype)
+                   sink.out_dtype)
 
 
 CHUNK_ELEMENTS = 1 << 24  # default chunk: 16 Mi prediction values (64 MB of float32)
