@@ -484,6 +484,65 @@ def softmax_focal_rows(x, target, *, gamma=2.0, alpha=None, class_weight=None,
     return value, grad, hess, d, kept
 
 
+def softmax_focal_prob_rows(p, target, *, gamma=2.0, alpha=None, class_weight=None,
+                            ignore_index=-100, label_smoothing=0.0, clip=F64_EPS,
+                            fisher=False):
+    """Per-row (l, g, h, d, kept) of softmax_focal with from_logits=False, rows flattened.
+
+    p holds probabilities, clipped to [clip, 1 - clip] and not renormalised, and
+    the loss is differentiated w.r.t. them; every class is on its own:
+
+        F(u)   = -(1 - u)^gamma log u
+        F'(u)  = gamma (1 - u)^(gamma-1) log u - (1 - u)^gamma / u
+        F''(u) = -gamma (gamma-1) (1 - u)^(gamma-2) log u
+                 + 2 gamma (1 - u)^(gamma-1) / u + (1 - u)^gamma / u^2
+
+    l = sum_k w_k F(p_k), g_k = w_k F'(p_k), h_k = w_k F''(p_k) with
+    w = alpha c q as in softmax_focal_rows.  fisher: h with q replaced by the
+    model's own expectation, (1 - eps) p_k (0 at ignore_index) + (1 - p_ig) eps/K.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    k = p.shape[-1]
+    u = np.clip(p.reshape(-1, k), clip, 1.0 - clip)
+    nrows = u.shape[0]
+    target = np.asarray(target)
+    eps = float(label_smoothing)
+    gamma = float(gamma)
+    c = np.ones(k) if class_weight is None else np.asarray(class_weight, dtype=np.float64)
+    al = _alpha_vector(alpha, k)
+    if target.dtype.kind in "biu":
+        y = np.broadcast_to(target, p.shape[:-1]).reshape(-1)
+        kept = y != ignore_index
+        t = np.zeros((nrows, k))
+        t[np.nonzero(kept)[0], y[kept]] = 1.0
+        d = np.where(kept, c[np.where(kept, y, 0)], 0.0)
+    else:
+        t = np.broadcast_to(target.astype(np.float64), p.shape).reshape(-1, k)
+        kept = np.ones(nrows, dtype=bool)
+        if 0 <= ignore_index < k:
+            kept = t[:, ignore_index] != 1.0
+        d = np.where(kept, 1.0, 0.0)
+    w = al * c * ((1.0 - eps) * t + eps / k) * kept[:, None]
+    m = 1.0 - u
+    lu = np.log(u)
+    f = -(m ** gamma) * lu
+    f1 = gamma * m ** (gamma - 1.0) * lu - m ** gamma / u
+    f2 = (-gamma * (gamma - 1.0) * m ** (gamma - 2.0) * lu + 2.0 * gamma * m ** (gamma - 1.0) / u
+          + m ** gamma / u ** 2)
+    value = np.sum(np.where(w != 0.0, w * f, 0.0), axis=1)
+    grad = np.where(w != 0.0, w * f1, 0.0)
+    wh = w
+    if fisher:
+        pm = u.copy()
+        p_ig = np.zeros(nrows)
+        if 0 <= ignore_index < k:
+            p_ig = u[:, ignore_index]
+            pm[:, ignore_index] = 0.0
+        wh = al * c * ((1.0 - eps) * pm + (1.0 - p_ig[:, None]) * eps / k) * kept[:, None]
+    hess = np.where(wh != 0.0, wh * f2, 0.0)
+    return value, grad, hess, d, kept
+
+
 def _softmax_focal_fisher(x, target, **params):
     """Expected diagonal Hessian with the class y ~ Categorical(p), p = softmax(x).
 
@@ -526,7 +585,7 @@ def reduce_rows(value, grad, hess, denom, sample_weight=None, reduction="none"):
 
 def softmax_focal(x, target, *, gamma=2.0, alpha=None, class_weight=None, ignore_index=-100,
                   label_smoothing=0.0, reduction="none", sample_weight=None, hessian="exact",
-                  hess_floor=1e-6, log_base=None):
+                  hess_floor=1e-6, log_base=None, from_logits=True, clip=F64_EPS):
     """(value, grad, hess) of a fastloss softmax_focal call, in float64.
 
     x: logits [..., K]; target: class indices [...] or probability rows
@@ -538,6 +597,17 @@ def softmax_focal(x, target, *, gamma=2.0, alpha=None, class_weight=None, ignore
     sum(sample_weight) over kept rows for probability targets.
     """
     x = np.asarray(x, dtype=np.float64)
+    if not from_logits:
+        opts = dict(gamma=gamma, alpha=alpha, class_weight=class_weight,
+                    ignore_index=ignore_index, label_smoothing=label_smoothing, clip=clip)
+        value, grad, hess, d, kept = softmax_focal_prob_rows(x, target, **opts)
+        if hessian == "fisher":
+            hess = softmax_focal_prob_rows(x, target, fisher=True, **opts)[2]
+        value, grad, hess = _in_base(value, grad, hess, log_base)
+        hess = np.where(kept[:, None], _policy(hess, hessian, hess_floor), 0.0)
+        shape = x.shape[:-1]
+        return reduce_rows(value.reshape(shape), grad.reshape(x.shape), hess.reshape(x.shape),
+                           d.reshape(shape), sample_weight, reduction)
     value, grad, hess, d, _ = softmax_focal_rows(
         x, target, gamma=gamma, alpha=alpha, class_weight=class_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing)

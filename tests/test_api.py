@@ -80,6 +80,73 @@ def test_options_are_keyword_only(name, method):
         method_of(name, method)(pred, target, "sum")
 
 
+# The arrays by keyword, under the names the docs use (docs/losses.md): the same result as
+# positionally, for every method.
+KEYWORD_CASES = [
+    ("squared_error", "pred", "target", "elementwise"),
+    ("sigmoid_cross_entropy", "logits", "target", "binary"),
+    ("sigmoid_focal", "logits", "target", "binary"),
+    ("sigmoid_power_cross_entropy", "logits", "target", "binary"),
+    ("hinge", "scores", "target", "sign"),
+    ("hinge", "logits", "target", "sign"),
+    ("softmax_cross_entropy", "logits", "target", "rows"),
+    ("softmax_focal", "logits", "target", "rows"),
+    ("pairwise_logistic", "scores", "relevance", "elementwise"),
+]
+
+
+def keyword_data(kind):
+    rng = np.random.default_rng(3)
+    if kind == "rows":
+        return rng.normal(size=(6, 4)), rng.integers(0, 4, size=6)
+    x = rng.normal(size=10)
+    if kind == "binary":
+        return x, (rng.random(10) < 0.4).astype(np.float64)
+    if kind == "sign":
+        return x, np.where(rng.random(10) < 0.5, -1.0, 1.0)
+    return x, rng.normal(size=10)
+
+
+@pytest.mark.parametrize("name, first, second, kind", KEYWORD_CASES)
+@method_param
+def test_arrays_by_documented_keyword(name, first, second, kind, method):
+    x, t = keyword_data(kind)
+    f = method_of(name, method)
+    expected = f(x, t, reduction="sum")
+    for got in (f(**{first: x, second: t}, reduction="sum"),
+                f(x, **{second: t}, reduction="sum"),
+                f(pred=x, target=t, reduction="sum")):
+        for e, g in zip(expected if isinstance(expected, tuple) else (expected,),
+                        got if isinstance(got, tuple) else (got,)):
+            np.testing.assert_array_equal(g, e)
+
+
+@method_param
+def test_arrays_by_keyword_errors(method):
+    x, t = keyword_data("binary")
+    f = method_of("sigmoid_focal", method)
+    with pytest.raises(TypeError, match="multiple values for argument 'logits'"):
+        f(x, t, logits=x)
+    with pytest.raises(TypeError, match="multiple values for argument 'logits'"):
+        f(pred=x, logits=x, target=t)
+    with pytest.raises(TypeError, match="missing required argument 'logits'"):
+        f(target=t)
+    with pytest.raises(TypeError, match="missing required argument 'target'"):
+        f(logits=x)
+    # A name that is not the loss's: an unknown parameter, not an alias.
+    with pytest.raises(TypeError, match="missing required argument 'pred'"):
+        method_of("squared_error", method)(logits=x, target=t)
+    with pytest.raises(TypeError, match="multiple values for argument 'relevance'"):
+        method_of("pairwise_logistic", method)(x, t, relevance=t)
+
+
+def test_softmax_focal_from_logits_keyword():
+    x, y = keyword_data("rows")
+    np.testing.assert_array_equal(fl.softmax_focal(x, y, from_logits=True), fl.softmax_focal(x, y))
+    with pytest.raises(TypeError, match="from_logits"):
+        fl.softmax_focal(x, y, from_logits=1)
+
+
 def test_huber_delta_is_keyword_only():
     pred, target = data()
     with pytest.raises(TypeError):

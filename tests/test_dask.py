@@ -164,6 +164,24 @@ def test_class_axis_split_is_rechunked(client, rng):
     np.testing.assert_array_equal(g.compute(), fl.softmax_cross_entropy.grad(logits, y))
 
 
+def test_arrays_by_documented_keyword(client, rng):
+    z = rng.normal(size=40)
+    t = (rng.random(40) < 0.3).astype(np.float64)
+    dz, dt = da.from_array(z, chunks=16), da.from_array(t, chunks=16)
+    want = fl.sigmoid_focal.value_and_grad(z, t, reduction="mean")
+    got = fld.sigmoid_focal.value_and_grad(logits=dz, target=dt, reduction="mean")
+    assert float(got[0].compute()) == pytest.approx(want[0], rel=1e-12)
+    np.testing.assert_allclose(got[1].compute(), want[1], rtol=1e-12)
+    x = rng.normal(size=(12, 5))
+    y = rng.integers(0, 5, 12)
+    got = fld.softmax_cross_entropy(logits=da.from_array(x, chunks=(4, 5)),
+                                    target=da.from_array(y, chunks=4), reduction="sum")
+    assert float(got.compute()) == pytest.approx(
+        fl.softmax_cross_entropy(x, y, reduction="sum"), rel=1e-12)
+    with pytest.raises(TypeError, match="missing required argument 'logits'"):
+        fld.sigmoid_focal(target=dt)
+
+
 def test_numpy_inputs_and_broadcast_scalars(client, rng):
     pred = rng.standard_normal(5_000)
     assert float(fld.squared_error(pred, 0.5, reduction="sum").compute()) == pytest.approx(

@@ -420,6 +420,134 @@ def test_softmax_focal_float32_and_large_k():
                                -(1 - py) ** 1.5 * np.log(py), rtol=1e-11)
 
 
+# -- softmax_focal, from_logits=False: probabilities in, differentiated w.r.t. them ----------
+
+
+def prob_rows(n=9, k=5):
+    """Probability rows, not renormalised by the loss: kept inside [0.02, 0.95] so that
+    central differences stay inside the clip range, and not summing to 1 exactly."""
+    return np.clip(RNG.dirichlet(np.full(k, 2.0), n) * RNG.uniform(0.8, 1.2, (n, 1)),
+                   0.02, 0.95)
+
+
+def focal_prob_value(p, q_rows, gamma, a_vec):
+    """-sum_k a_k q_k (1 - p_k)^gamma log p_k, written directly."""
+    return -(a_vec * q_rows * (1 - p) ** gamma * np.log(p)).sum(-1)
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("opts", range(len(SMF_OPTIONS)))
+@pytest.mark.parametrize("target", ["index", "prob"])
+def test_softmax_focal_probabilities_fd(gamma, opts, target):
+    p = prob_rows()
+    _, y, q = softmax_data()
+    tgt = y if target == "index" else q
+    kw = dict(gamma=gamma, from_logits=False, **SMF_OPTIONS[opts])
+    g, h = fl.softmax_focal.grad_hess(p, tgt, **kw)
+    np.testing.assert_allclose(g, fd_rows(lambda v: fl.softmax_focal(v, tgt, **kw), p),
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(h, fd_diag(lambda v: fl.softmax_focal.grad(v, tgt, **kw), p),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_softmax_focal_probabilities_value_formula():
+    p = prob_rows()
+    _, y, q = softmax_data()
+    alpha = np.array([0.1, 0.5, 1.0, 2.0, 0.3])
+    cw = np.array([1.0, 2.0, 0.5, 1.5, 3.0])
+    eps = 0.1
+    for gamma in (0.0, 0.5, 2.0, 3.7):
+        # Probability targets: a_k = alpha_k c_k q_k with q smoothed.
+        qs = (1 - eps) * q + eps / 5
+        np.testing.assert_allclose(
+            fl.softmax_focal(p, q, gamma=gamma, alpha=alpha, class_weight=cw,
+                             label_smoothing=eps, from_logits=False),
+            focal_prob_value(p, qs, gamma, alpha * cw), rtol=1e-12)
+        # Index targets: only the target class's term.
+        np.testing.assert_allclose(
+            fl.softmax_focal(p, y, gamma=gamma, from_logits=False),
+            focal_prob_value(p, np.eye(5)[y], gamma, np.ones(5)), rtol=1e-12)
+
+
+def test_softmax_focal_probabilities_gamma0_is_cross_entropy():
+    p = prob_rows()
+    _, y, q = softmax_data()
+    cw = np.array([1.0, 2.0, 0.5, 1.5, 3.0])
+    for tgt in (y, q):
+        for kw in ({}, {"class_weight": cw}, {"label_smoothing": 0.1, "class_weight": cw}):
+            for red in ("none", "mean", "sum"):
+                a = fl.softmax_focal.value_and_grad(p, tgt, gamma=0.0, reduction=red,
+                                                    from_logits=False, **kw)
+                b = fl.softmax_cross_entropy.value_and_grad(p, tgt, reduction=red,
+                                                            from_logits=False, **kw)
+                np.testing.assert_allclose(a[0], b[0], rtol=1e-12)
+                np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=1e-15)
+            for hess in ("exact", "fisher"):
+                ha = fl.softmax_focal.grad_hess(p, tgt, gamma=0.0, hessian=hess,
+                                                from_logits=False, **kw)[1]
+                hb = fl.softmax_cross_entropy.grad_hess(p, tgt, hessian=hess, from_logits=False,
+                                                        **kw)[1]
+                np.testing.assert_allclose(ha, hb, rtol=1e-12, atol=1e-15)
+
+
+def test_softmax_focal_probabilities_fisher_and_policies():
+    p = prob_rows()
+    _, y, _ = softmax_data()
+    for gamma in (0.5, 2.0):
+        kw = dict(gamma=gamma, from_logits=False)
+        # The Hessian is linear in the target: "fisher" is it at the model's own q = p.
+        hf = fl.softmax_focal.grad_hess(p, y, hessian="fisher", **kw)[1]
+        np.testing.assert_allclose(hf, fl.softmax_focal.grad_hess(p, p, **kw)[1], rtol=1e-12)
+        he = fl.softmax_focal.grad_hess(p, y, **kw)[1]
+        np.testing.assert_allclose(fl.softmax_focal.grad_hess(p, y, hessian="abs", **kw)[1],
+                                   np.abs(he), rtol=1e-15)
+        np.testing.assert_allclose(
+            fl.softmax_focal.grad_hess(p, y, hessian="clip", hess_floor=0.5, **kw)[1],
+            np.maximum(he, 0.5), rtol=1e-15)
+        for hess in ("xgboost", "lightgbm"):
+            with pytest.raises(ValueError, match="from_logits=False"):
+                fl.softmax_focal.grad_hess(p, y, hessian=hess, **kw)
+
+
+def test_softmax_focal_probabilities_ignore_weights_and_torch():
+    p = prob_rows(12)
+    _, y, _ = softmax_data(12)
+    y[[2, 7]] = -100
+    w = RNG.uniform(0.5, 2.0, 12)
+    kw = dict(gamma=2.0, from_logits=False, sample_weight=w)
+    v = fl.softmax_focal(p, y, **kw)
+    assert v[2] == 0 and v[7] == 0
+    keep = y != -100
+    m, g = fl.softmax_focal.value_and_grad(p, y, reduction="mean", **kw)
+    assert m == pytest.approx(v[keep].sum() / w[keep].sum(), rel=1e-13)
+    assert (g[~keep] == 0).all()
+    torch = pytest.importorskip("torch")
+    pt = torch.tensor(p[keep], requires_grad=True)
+    yt = torch.tensor(y[keep])
+    wt = torch.tensor(w[keep])
+    pyv = pt.gather(1, yt[:, None])[:, 0]
+    loss = (wt * (-(1 - pyv) ** 2 * torch.log(pyv))).sum() / wt.sum()
+    loss.backward()
+    assert m == pytest.approx(loss.item(), rel=1e-12)
+    np.testing.assert_allclose(g[keep], pt.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+def test_softmax_focal_probabilities_at_0_and_1(dtype, gamma):
+    p = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]],
+                 dtype=dtype)
+    for tgt in (np.array([0, 0, 3]), np.full((3, 4), 0.25, dtype=dtype)):
+        for hess in ("exact", "fisher", "clip"):
+            g, h = fl.softmax_focal.grad_hess(p, tgt, gamma=gamma, hessian=hess,
+                                              from_logits=False)
+            v = fl.softmax_focal(p, tgt, gamma=gamma, from_logits=False)
+            assert v.dtype == dtype and g.dtype == dtype and h.dtype == dtype
+            assert np.isfinite(v).all() and np.isfinite(g).all() and np.isfinite(h).all()
+    with pytest.raises(ValueError, match="logits"):
+        fl.softmax_focal(np.array([[0.5, 1.5]]), np.array([0]), from_logits=False)
+
+
 @pytest.mark.parametrize("bad, exc, word", [
     ({"gamma": -1.0}, ValueError, "gamma"),
     ({"gamma": float("nan")}, ValueError, "gamma"),

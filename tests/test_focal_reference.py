@@ -161,6 +161,54 @@ def test_softmax_focal_matrix(isa, opts, dtype, reduction, target_form, k, rng):
                                              abs=TOL[dtype]["atol"] * 4)
 
 
+@pytest.mark.parametrize("opts", list(ROW_OPTIONS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("target_form", ["index", "prob"])
+@pytest.mark.parametrize("k", [1, 3, 17, 300])
+def test_softmax_focal_probabilities_matrix(isa, opts, dtype, reduction, target_form, k, rng):
+    """from_logits=False: probabilities in (rows not summing to 1, values at 0 and 1 included,
+    which the clip moves inside), against the reference's own formulas."""
+    n = 9 if k < 300 else 3
+    p = rng.dirichlet(np.ones(k), n) * rng.uniform(0.7, 1.3, (n, 1))
+    p = np.clip(p, 0.0, 1.0)
+    p[0, 0] = 1.0
+    if k > 1:
+        p[1, 1] = 0.0
+    p = p.astype(dtype)
+    params = row_params(ROW_OPTIONS[opts], k, rng)
+    ig = params.get("ignore_index", -100)
+    if target_form == "index":
+        tgt = rng.integers(0, k, n)
+        if 0 <= ig < k:
+            tgt[2] = ig
+    else:
+        tgt = rng.dirichlet(np.ones(k), n).astype(dtype)
+    w = rng.uniform(0.5, 2.0, n).astype(dtype)
+    pr = p.astype(np.float64)
+    tr = tgt if target_form == "index" else tgt.astype(np.float64)
+    clip = float(np.finfo(dtype).eps)
+    for hessian in ("exact", "clip", "abs", "fisher"):
+        want_v, want_g, want_h = ref.softmax_focal(pr, tr, reduction=reduction,
+                                                   sample_weight=w.astype(np.float64),
+                                                   hessian=hessian, hess_floor=1e-4,
+                                                   from_logits=False, clip=clip, **params)
+        v, g = fl.softmax_focal.value_and_grad(p, tgt, reduction=reduction, sample_weight=w,
+                                               from_logits=False, **params)
+        g2, h = fl.softmax_focal.grad_hess(p, tgt, reduction=reduction, sample_weight=w,
+                                           hessian=hessian, hess_floor=1e-4, from_logits=False,
+                                           **params)
+        assert g.dtype == dtype and h.dtype == dtype
+        check(g, want_g, dtype, np.max(np.abs(want_g), initial=1.0))
+        check(g2, want_g, dtype, np.max(np.abs(want_g), initial=1.0))
+        check(h, want_h, dtype, np.max(np.abs(want_h), initial=1.0))
+        if reduction == "none":
+            check(v, want_v, dtype, np.max(np.abs(want_v), initial=1.0))
+        else:
+            assert float(v) == pytest.approx(float(want_v), rel=TOL[dtype]["rtol"] * 4,
+                                             abs=TOL[dtype]["atol"] * 4)
+
+
 def test_softmax_focal_threads_bitwise(nthreads, rng):
     x = rng.standard_normal((20_000, 10)).astype(np.float32)
     y = rng.integers(0, 10, 20_000)

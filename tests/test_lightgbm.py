@@ -90,6 +90,21 @@ def test_multiclass_hessian_convention():
     np.testing.assert_allclose(hw, h * w[:, None], rtol=1e-14)
 
 
+@pytest.mark.parametrize("name", ["multiclass_hinge", "crcnn_ranking"])
+def test_row_losses_without_the_softmax_convention(name):
+    """A row-wise loss with no hessian='lightgbm' of its own: the exact Hessian, floored."""
+    rng = np.random.default_rng(4)
+    margins = rng.standard_normal((30, 4))
+    y = rng.integers(0, 4, 30).astype(np.float64)
+    g, h = flg.objective(name)(y, margins, None)
+    g_want, h_want = fl.losses[name].grad_hess(margins, y.astype(np.int64), hessian="clip",
+                                               hess_floor=1e-6)
+    np.testing.assert_array_equal(g, g_want)
+    np.testing.assert_array_equal(h, h_want)
+    with pytest.raises(ValueError, match="hessian must be one of 'exact', 'clip', 'abs'"):
+        flg.objective(name, hessian="lightgbm")
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown loss"):
         flg.objective("nope")

@@ -85,6 +85,29 @@ def test_sigmoid_focal_derivatives_probabilities(gamma, alpha, kind):
                                rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("target_form", ["index", "prob"])
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_softmax_focal_prob_rows_derivatives(gamma, target_form):
+    """The reference's from_logits=False path: its gradient and Hessian by central
+    differences of its own value and gradient, class by class."""
+    rng = np.random.default_rng(13)
+    p = rng.uniform(0.02, 0.98, (40, 4))
+    t = rng.integers(0, 4, 40) if target_form == "index" else rng.dirichlet(np.ones(4), 40)
+    kw = {"gamma": gamma, "alpha": np.array([0.2, 1.0, 0.7, 1.5]), "label_smoothing": 0.1,
+          "class_weight": np.array([1.0, 2.0, 0.5, 1.0])}
+    _, grad, hess, _, _ = ref.softmax_focal_prob_rows(p, t, **kw)
+    for j in range(4):
+        def fn(v, i, j=j):
+            q = p.copy()
+            q[:, j] = v
+            out = ref.softmax_focal_prob_rows(q, t, **kw)
+            return out[0] if i == 0 else out[1][:, j]
+        np.testing.assert_allclose(grad[:, j], central_difference(lambda v: fn(v, 0), p[:, j],
+                                                                  1e-5), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(hess[:, j], central_difference(lambda v: fn(v, 1), p[:, j],
+                                                                  1e-5), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("alpha", ALPHAS, ids=str)
 def test_sigmoid_focal_gamma0_is_weighted_bce(alpha):
     rng = np.random.default_rng(12)

@@ -210,3 +210,24 @@ def test_margin_ranking_promotes_mixed_dtypes_and_module_refuses_two_weights(rng
     x, t = tensors(rng, 3), torch.zeros(3, dtype=torch.float64)
     with pytest.raises(TypeError, match="sample_weight given twice"):
         m(x, t, torch.ones(3), sample_weight=torch.ones(3))
+
+
+@pytest.mark.parametrize("name", ["squared_error", "log_cosh", "softmax_cross_entropy"])
+def test_second_derivatives_are_an_error_not_zeros(name, rng):
+    """The losses are differentiated once: building a graph of the gradient (double backward,
+    torch.autograd.functional.hessian) raises instead of giving zeros."""
+    if name == "softmax_cross_entropy":
+        x = torch.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+        t = torch.tensor(rng.integers(0, 3, 4))
+    else:
+        x = torch.tensor(rng.standard_normal(5), requires_grad=True)
+        t = torch.tensor(rng.standard_normal(5))
+    f = getattr(flt, name)
+    with pytest.raises(RuntimeError, match="differentiated once"):
+        torch.autograd.grad(f(x, t, reduction="sum"), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiated once"):
+        torch.autograd.functional.hessian(lambda z: f(z, t, reduction="sum"), x.detach())
+    # The first derivative is unchanged.
+    (g,) = torch.autograd.grad(f(x, t, reduction="sum"), x)
+    np.testing.assert_allclose(g.numpy(), fl.losses[name].grad(x.detach().numpy(), t.numpy(),
+                                                               reduction="sum"), rtol=1e-12)

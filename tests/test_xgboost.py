@@ -122,6 +122,46 @@ def test_bad_arguments():
             xgb.DMatrix(np.zeros((10, 1)), label=np.full(10, 0.5)))
 
 
+@pytest.mark.parametrize("name", ["multiclass_hinge", "crcnn_ranking",
+                                  "multilabel_softmax_cross_entropy"])
+def test_row_losses_without_the_softmax_convention(name):
+    """Row-wise losses that have no hessian='xgboost' of their own default to the exact
+    Hessian (floored), and train (README: the library's convention for the softmax losses,
+    the exact Hessian otherwise)."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(120, 4))
+    y = np.argmax(X[:, :3] + 0.3 * rng.normal(size=(120, 3)), axis=1)
+    multilabel = name == "multilabel_softmax_cross_entropy"
+    label = np.eye(3)[y] if multilabel else y
+    obj = fx.objective(name)
+    assert obj._impl.hessian == "exact"
+    margins = rng.normal(size=(120, 3)).astype(np.float32)
+    g, h = obj(margins, xgb.DMatrix(X, label=label))
+    g_want, h_want = fl.losses[name].grad_hess(margins, label, hessian="clip", hess_floor=1e-6)
+    np.testing.assert_array_equal(g, g_want.reshape(g.shape))
+    np.testing.assert_array_equal(h, h_want.reshape(h.shape))
+    if not multilabel:
+        booster = xgb.train({"num_class": 3, "max_depth": 2, "verbosity": 0},
+                            xgb.DMatrix(X, label=label), 3, obj=obj)
+        assert np.all(np.isfinite(booster.predict(xgb.DMatrix(X), output_margin=True)))
+    with pytest.raises(ValueError, match="hessian must be one of 'exact', 'clip', 'abs'"):
+        fx.objective(name, hessian="xgboost")
+
+
+def test_hinge_objective_takes_its_xgboost_hessian():
+    """hinge's own hessian="xgboost" (binary:hinge's Hessian) through the adapter."""
+    rng = np.random.default_rng(6)
+    margins = rng.normal(size=50).astype(np.float32)
+    label = (rng.random(50) < 0.5).astype(np.float32)
+    obj = fx.objective("hinge", hessian="xgboost")
+    g, h = obj(margins, xgb.DMatrix(np.zeros((50, 1)), label=label))
+    g_want, h_want = fl.hinge.grad_hess(margins, label, hessian="xgboost")
+    np.testing.assert_array_equal(g, g_want)
+    np.testing.assert_array_equal(h, np.maximum(h_want, np.float32(1e-6)))
+    with pytest.raises(ValueError, match="hessian must be one of"):
+        fx.objective("squared_error", hessian="xgboost")
+
+
 @pytest.mark.parametrize("name, params, opts", IMBALANCED_OBJECTIVES,
                          ids=lambda v: v if isinstance(v, str) else None)
 def test_class_imbalance_objectives_train_without_nan(name, params, opts):

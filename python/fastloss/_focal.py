@@ -107,11 +107,14 @@ epsilon) and differentiates w.r.t. it; the exact Hessian in p can be negative fo
 # -- softmax_focal --------------------------------------------------------------------------
 
 _SMF_PARAMS = {"gamma": 2.0, "alpha": None, "class_weight": None, "label_smoothing": 0.0,
-               "ignore_index": -100}
+               "ignore_index": -100, "from_logits": True}
 
 
 def _prepare_softmax_focal(logits, target, sample_weight, params, omit_nan=False):
     check_keys("softmax_focal", params, _SMF_PARAMS)
+    from_logits = check_from_logits(params.get("from_logits", True))
+    if not from_logits:
+        check_probabilities(logits, "logits")
     gamma = check_gamma(params.get("gamma", 2.0))
     eps = finite_param(params.get("label_smoothing", 0.0), "label_smoothing", low=0.0, high=1.0)
     ignore_index = check_ignore_index(params.get("ignore_index", -100))
@@ -136,7 +139,10 @@ def _prepare_softmax_focal(logits, target, sample_weight, params, omit_nan=False
         if a.dtype.kind not in "biuf":
             raise TypeError(f"alpha must be a real number or array, got dtype {a.dtype}")
         alpha_arr = resolve_class_weight(a, k, name="alpha")
-    values = [eps, 0.0, 0.0, gamma, alpha_scalar]
+    # from_logits=False: probabilities clipped to [eps, 1 - eps], eps the compute dtype's
+    # machine epsilon (as sigmoid_focal), so that (1 - p)^(gamma - 1) stays finite.
+    clip = float(np.finfo(compute_dtype(logits)).eps)
+    values = [eps, 0.0, 0.0, gamma, alpha_scalar, 1.0 if from_logits else 0.0, clip]
     return values, cw, ignore_index, (alpha_arr, "alpha")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 import fastloss as _fl
 
-from ._loss import _HESSIANS, _ROW_HESSIANS, Loss, _code, finite_param
+from ._loss import Loss, _code, finite_param
 
 SUPPORTED_KINDS = ("elementwise", "rowwise", "pairwise")
 
@@ -95,11 +95,14 @@ class BoostingLoss:
         self.library = library
         self.ranking = loss.kind == "pairwise"
         row = loss.kind == "rowwise"
+        names = loss.hessian_names()
         if hessian is None:
-            # The library's own convention for softmax losses (so that the built-in objective is
-            # reproduced), the exact Hessian otherwise; both floored below.
-            hessian = library if row else "exact"
-        _code(_ROW_HESSIANS if row else _HESSIANS, hessian, "hessian")
+            # The library's own convention where the loss has it (the softmax losses, so that
+            # the built-in objective is reproduced), the exact Hessian otherwise; both floored
+            # below.
+            hessian = library if row and library in names else "exact"
+        # The loss's own policies (hinge's "xgboost", not the multiclass "lightgbm", ...).
+        _code(dict.fromkeys(names), hessian, "hessian")
         if hessian == "fisher" and not loss.has_fisher:
             raise ValueError(f"hessian='fisher' is not defined for {loss.name}; "
                              "use 'exact', 'clip' or 'abs'")

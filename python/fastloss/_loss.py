@@ -51,6 +51,10 @@ def finite_param(value: Any, name: str, *, low: Optional[float] = None, low_open
 
 ParamParser = Callable[[dict], Sequence[float]]
 
+# The default of the two array arguments, so that they can also be given by keyword under
+# their documented names (Loss._inputs).
+_NO_ARG = object()
+
 
 class Loss:
     """A loss function with its gradient and diagonal Hessian.
@@ -94,6 +98,12 @@ class Loss:
         self.__name__ = name
         self.__qualname__ = name
 
+    def hessian_names(self) -> tuple:
+        """The ``hessian=`` policies that :meth:`grad_hess` accepts for this loss."""
+        if self._hessians is not None:
+            return tuple(self._hessians)
+        return tuple(_ROW_HESSIANS if self.kind == "rowwise" else _HESSIANS)
+
     def __reduce__(self):
         # Pickled by name, as NumPy pickles its ufuncs: unpickling (in another process too)
         # gives the registered object itself, fastloss.losses[name].
@@ -104,38 +114,68 @@ class Loss:
         return f"<fastloss.Loss {self.name}({ps})>" if ps else f"<fastloss.Loss {self.name}>"
 
     # -- the four entry points ------------------------------------------------------------
-    def __call__(self, pred, target, *, reduction: str = "none", sample_weight=None,
-                 nan_policy: str = "propagate", out=None, **params):
+    def __call__(self, pred=_NO_ARG, target=_NO_ARG, *, reduction: str = "none",
+                 sample_weight=None, nan_policy: str = "propagate", out=None, **params):
         """The loss: per sample (``reduction="none"``, times its weight), or its sum or mean."""
+        pred, target = self._inputs(pred, target, params)
         v, _, _ = self._run(pred, target, _WANT_VALUE, reduction, sample_weight, nan_policy,
                             params, out, None, None, "exact", 0.0)
         return v
 
-    def grad(self, pred, target, *, reduction: str = "none", sample_weight=None,
+    def grad(self, pred=_NO_ARG, target=_NO_ARG, *, reduction: str = "none", sample_weight=None,
              nan_policy: str = "propagate", out=None, **params):
         """Gradient of what ``__call__`` returns, w.r.t. ``pred`` (per-sample for "none")."""
+        pred, target = self._inputs(pred, target, params)
         _, g, _ = self._run(pred, target, _WANT_GRAD, reduction, sample_weight, nan_policy,
                             params, None, out, None, "exact", 0.0, grad_name="out")
         return g
 
-    def value_and_grad(self, pred, target, *, reduction: str = "none", sample_weight=None,
-                       nan_policy: str = "propagate", out=None, grad_out=None, **params):
+    def value_and_grad(self, pred=_NO_ARG, target=_NO_ARG, *, reduction: str = "none",
+                       sample_weight=None, nan_policy: str = "propagate", out=None,
+                       grad_out=None, **params):
         """``(loss, gradient)`` in one pass over the data."""
+        pred, target = self._inputs(pred, target, params)
         v, g, _ = self._run(pred, target, _WANT_VALUE | _WANT_GRAD, reduction, sample_weight,
                             nan_policy, params, out, grad_out, None, "exact", 0.0)
         return v, g
 
-    def grad_hess(self, pred, target, *, reduction: str = "none", sample_weight=None,
-                  nan_policy: str = "propagate", hessian: str = "exact", hess_floor: float = 1e-6,
-                  grad_out=None, hess_out=None, **params):
+    def grad_hess(self, pred=_NO_ARG, target=_NO_ARG, *, reduction: str = "none",
+                  sample_weight=None, nan_policy: str = "propagate", hessian: str = "exact",
+                  hess_floor: float = 1e-6, grad_out=None, hess_out=None, **params):
         """``(gradient, diagonal Hessian)``; ``hessian`` picks the Hessian policy.
 
-        "exact": the second derivative; "clip": max(h, hess_floor); "abs": |h|;
-        "fisher": the expected Hessian (see docs/losses.md for each loss).
+        "exact": the second derivative; "clip": max(h, hess_floor) on each sample's Hessian,
+        before its sample weight and the mean's 1/sum(w) factor; "abs": |h|; "fisher": the
+        expected Hessian (see docs/losses.md for each loss).
         """
+        pred, target = self._inputs(pred, target, params)
         _, g, h = self._run(pred, target, _WANT_GRAD | _WANT_HESS, reduction, sample_weight,
                             nan_policy, params, None, grad_out, hess_out, hessian, hess_floor)
         return g, h
+
+    def _inputs(self, pred, target, params):
+        """The two arrays, given positionally or by keyword: the first also by its documented
+        name (``logits`` for the binary and multiclass losses, ``scores``, ...), the second by
+        its own (``relevance`` for the pairwise losses); such keywords are removed from params."""
+        names = self.arg_names if len(self.arg_names) == 2 else ("pred", "target")
+        first = {names[0]} - {"pred"}
+        if self.family in ("binary", "multiclass", "multilabel"):
+            first.add("logits")
+            if names[0] == "pred":
+                names = ("logits", names[1])
+        given = [k for k in sorted(first) if k in params]
+        if given:
+            if pred is not _NO_ARG or len(given) > 1:
+                raise TypeError(f"{self.name}() got multiple values for argument {names[0]!r}")
+            pred = params.pop(given[0])
+        if names[1] != "target" and names[1] in params:
+            if target is not _NO_ARG:
+                raise TypeError(f"{self.name}() got multiple values for argument {names[1]!r}")
+            target = params.pop(names[1])
+        for value, name in ((pred, names[0]), (target, names[1])):
+            if value is _NO_ARG:
+                raise TypeError(f"{self.name}() missing required argument {name!r}")
+        return pred, target
 
     def _class_split_sum(self, pred, target, **params):
         """(sum, sum over targets equal to 1, their count, whether a target is neither 0 nor

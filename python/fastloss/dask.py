@@ -37,7 +37,7 @@ import fastloss as _fl
 from . import _chunks
 from ._binary import check_keys
 from ._ranking import group_offsets, group_weights
-from ._loss import _HESSIANS, _NAN_POLICIES, _REDUCTIONS, _ROW_HESSIANS, Loss, _code
+from ._loss import _HESSIANS, _NAN_POLICIES, _NO_ARG, _REDUCTIONS, _ROW_HESSIANS, Loss, _code
 
 __all__ = ["SUPPORTED_KINDS", "DaskLoss", "losses"]
 
@@ -242,26 +242,30 @@ class DaskLoss:
         return f"<fastloss.dask {self.name}>"
 
     # -- entry points, as the in-memory Loss ----------------------------------------------
-    def __call__(self, pred, target, *extra, reduction: str = "none", sample_weight=None,
-                 nan_policy: str = "propagate", **params):
+    def __call__(self, pred=_NO_ARG, target=_NO_ARG, *extra, reduction: str = "none",
+                 sample_weight=None, nan_policy: str = "propagate", **params):
         self._check_args(extra)
+        pred, target = self.loss._inputs(pred, target, params)
         return self._run("value", pred, target, reduction, sample_weight, nan_policy, params)
 
-    def grad(self, pred, target, *extra, reduction: str = "none", sample_weight=None,
-             nan_policy: str = "propagate", **params):
+    def grad(self, pred=_NO_ARG, target=_NO_ARG, *extra, reduction: str = "none",
+             sample_weight=None, nan_policy: str = "propagate", **params):
         self._check_args(extra)
+        pred, target = self.loss._inputs(pred, target, params)
         return self._run("grad", pred, target, reduction, sample_weight, nan_policy, params)
 
-    def value_and_grad(self, pred, target, *extra, reduction: str = "none", sample_weight=None,
-                       nan_policy: str = "propagate", **params):
+    def value_and_grad(self, pred=_NO_ARG, target=_NO_ARG, *extra, reduction: str = "none",
+                       sample_weight=None, nan_policy: str = "propagate", **params):
         self._check_args(extra)
+        pred, target = self.loss._inputs(pred, target, params)
         return self._run("value_and_grad", pred, target, reduction, sample_weight, nan_policy,
                          params)
 
-    def grad_hess(self, pred, target, *extra, reduction: str = "none", sample_weight=None,
-                  nan_policy: str = "propagate", hessian: str = "exact",
+    def grad_hess(self, pred=_NO_ARG, target=_NO_ARG, *extra, reduction: str = "none",
+                  sample_weight=None, nan_policy: str = "propagate", hessian: str = "exact",
                   hess_floor: float = 1e-6, **params):
         self._check_args(extra)
+        pred, target = self.loss._inputs(pred, target, params)
         return self._run("grad_hess", pred, target, reduction, sample_weight, nan_policy, params,
                          hessian=hessian, hess_floor=hess_floor)
 

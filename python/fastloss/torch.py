@@ -9,7 +9,9 @@ tensors of float32/float64) and computes the value and the gradient in one fused
 ``input`` requires a gradient; the backward pass only scales that stored gradient by the
 incoming one. Only ``input`` (the first argument) is differentiated, except for
 ``margin_ranking(input1, input2, target)``, which differentiates both inputs as torch's
-``margin_ranking_loss`` does.
+``margin_ranking_loss`` does. The losses are differentiated once: building a graph of the
+gradient (``create_graph=True``, ``torch.autograd.functional.hessian``) raises RuntimeError
+instead of giving zero second derivatives; the diagonal Hessian is ``fastloss.<loss>.grad_hess``.
 
 The pairwise ranking losses take ``(scores, relevance, group=..., qid=...)``: ``scores`` is
 differentiated, ``group=`` (sizes) and ``qid=`` (one query id per document) may be tensors or
@@ -95,6 +97,24 @@ def _output(value, reduction: str, dtype):
     return out.to(dtype) if dtype.is_floating_point else out
 
 
+def _first_order(backward):
+    """backward of a loss differentiated once. The autograd engine runs backward with grad mode
+    on exactly when a graph of the derivatives is being built (create_graph=True: double
+    backward, torch.autograd.functional.hessian); its result would then carry no derivative of
+    its own and a second derivative would come out as zeros, so that is an error instead.
+    (once_differentiable alone catches only an incoming gradient that requires grad.)"""
+    def checked(ctx, *grad_outputs):
+        if _torch.is_grad_enabled():
+            raise RuntimeError(
+                "fastloss.torch losses can be differentiated once: create_graph=True (double "
+                "backward, torch.autograd.functional.hessian) is not supported; the diagonal "
+                "Hessian comes from fastloss.<loss>.grad_hess")
+        return backward(ctx, *grad_outputs)
+    checked.__name__ = backward.__name__
+    checked.__doc__ = backward.__doc__
+    return checked
+
+
 class _LossFunction(_torch.autograd.Function):
     """forward: the loss (and, when needed, its gradient in the same pass); backward: the
     stored gradient times the incoming one."""
@@ -124,6 +144,7 @@ class _LossFunction(_torch.autograd.Function):
         return _output(value, reduction, input.dtype)
 
     @staticmethod
+    @_first_order
     @_torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         (grad,) = ctx.saved_tensors
@@ -165,6 +186,7 @@ class _MarginRankingFunction(_torch.autograd.Function):
         return _output(value, reduction, _torch.promote_types(input1.dtype, input2.dtype))
 
     @staticmethod
+    @_first_order
     @_torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         g1, g2 = ctx.saved_tensors
@@ -213,6 +235,7 @@ class _PairwiseFunction(_torch.autograd.Function):
         return _output(value, reduction, scores.dtype)
 
     @staticmethod
+    @_first_order
     @_torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         grad, *rest = ctx.saved_tensors

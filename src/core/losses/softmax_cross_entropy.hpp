@@ -133,7 +133,8 @@ struct SoftmaxCrossEntropy {
       T* const g0 = og.rows(i0);
       T* const h0 = oh.rows(i0);
       if (lean_ok)
-        short_rows<kD>(b, kG ? g0 : h0, !(kG ? og.on : oh.on), i0, nb, has_ig, ig, eps != T(0), batch);
+        short_rows<kD>(b, kG ? g0 : h0, !(kG ? og.on : oh.on), i0, nb, has_ig, ig, eps != T(0),
+                       batch);
       for (int r = 0; r < nb; ++r) {
         const std::int64_t i = i0 + r;
         const T* x = b.logits + i * K;
@@ -353,8 +354,7 @@ struct SoftmaxCrossEntropy {
       og.done(nb);
       oh.done(nb);
     }
-    og.finish();
-    oh.finish();
+    finish_rows(og, oh);
     if constexpr (kVSum) *b.value_sum = vsum;
     if (b.bad_target && any_lane(tout)) *b.bad_target = 1;
   }

@@ -30,9 +30,18 @@
 // Otherwise a second pass computes the per-class terms, keeping a_j phi_j and
 // a_j p_j phi'_j in the gradient / Hessian rows, and a third writes the outputs.
 //
+// from_logits = false: x holds probabilities p, clipped to [clip, 1 - clip] and used as given
+// (no renormalisation, as softmax_cross_entropy), l = -sum_k a_k f(p_k) and, with
+// phi = p df/dp as above,
+//   dl/dp_k    = -a_k phi_k / p_k
+//   d2l/dp_k^2 = a_k (phi_k - p_k phi'_k) / p_k^2
+// (gamma = 0: -c q / p and c q / p^2, the cross-entropy's). "fisher" takes a_k at the model's
+// expected target q = (1 - eps) p_k [k != ignore_index] + (1 - p_ig) eps / K, as for logits.
+//
 // ignore_index and class weights as in softmax_cross_entropy (class weights of index targets
 // also enter the mean's denominator, computed by the binding). Parameters: [0] label_smoothing,
-// [1] has ignore_index, [2] ignore_index, [3] gamma, [4] alpha (scalar, when class_aux is null).
+// [1] has ignore_index, [2] ignore_index, [3] gamma, [4] alpha (scalar, when class_aux is null),
+// [5] from_logits, [6] clip.
 struct SoftmaxFocal {
   template <class T>
   struct Gamma {
@@ -136,6 +145,8 @@ struct SoftmaxFocal {
     const Gamma<T> G{static_cast<T>(gamma), gamma == 0.0 ? 0 : (gamma == 2.0 ? 2 : 1),
                      static_cast<T>(c1)};
     const T alpha = static_cast<T>(b.params[4]);
+    const bool from_logits = b.params[5] != 0.0;
+    const T pclip = static_cast<T>(b.params[6]);
     const T epsK = eps / static_cast<T>(K);
     const bool fisher = b.hess_policy == kHessFisher;
     const bool clip = b.hess_policy == kHessClip;
@@ -167,7 +178,7 @@ struct SoftmaxFocal {
     // exps in place. The same formulas as the short path below (to rounding: log S from the
     // float64 vector log, the gradient as e S ds / sum). A row holding NaN, +inf or only -inf
     // goes the general way, which rewrites the whole row over any partial exps left in it.
-    const bool lean_ok = b.labels && eps == T(0) && !(kH && fisher) && K >= W &&
+    const bool lean_ok = from_logits && b.labels && eps == T(0) && !(kH && fisher) && K >= W &&
                          K <= softmax_chunk<T>(1);
     auto lean_row = [&](const T* x, std::int64_t y, T sw, T* g, T* h, const ShortRow<T>& q,
                         double& value) __attribute__((always_inline)) {
@@ -210,6 +221,71 @@ struct SoftmaxFocal {
         if constexpr (kH) h[y] = hess_y(tt.hy, ds);
       }
     };
+    // Probabilities in (from_logits = false): one pass, no softmax. Returns whether the row
+    // holds a NaN (in x or in a probability target).
+    auto prob_row = [&](const T* x, const T* t, std::int64_t y, T sw, T* g, T* h,
+                        double& value) {
+      const double ds = static_cast<double>(sw) * b.gscale;
+      const V vds = set1<V>(static_cast<T>(ds));
+      const V lo = set1<V>(pclip), hi = set1<V>(T(1) - pclip);
+      // The model's expected target for "fisher" (the logits path's q_model, with p as given).
+      const bool ig_in_row = has_ig && ig >= 0 && ig < K;
+      T p_ig = T(0);
+      if (ig_in_row) {
+        p_ig = x[ig] < pclip ? pclip : (x[ig] > T(1) - pclip ? T(1) - pclip : x[ig]);
+      }
+      const V qm_eps = set1<V>((T(1) - p_ig) * epsK);
+      typename Tr::Acc av{};
+      VI nanm{};
+      for (std::int64_t k = 0; k < K; k += W) {
+        const int live_n = (K - k < W) ? static_cast<int>(K - k) : W;
+        const VI live = lane_index<V>() < live_n;
+        V pv = load_live<V>(x + k, live);
+        nanm |= (pv != pv) & live;
+        pv = select(live, pv, set1<V>(T(0.5)));
+        V pc = select(pv < lo, lo, pv);
+        pc = select(pc > hi, hi, pc);
+        V a = b.class_aux ? load_live<V>(b.class_aux + k, live) : set1<V>(alpha);
+        if (b.class_w) a = a * load_live<V>(b.class_w + k, live);
+        V q;
+        if (t) {
+          const V tv = load_live<V>(t + k, live);
+          nanm |= (tv != tv) & live;
+          tout |= ((tv < V{}) | (tv > T(1))) & live;
+          q = (T(1) - eps) * tv + epsK;
+        } else {
+          const auto hit =
+              lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(y));
+          q = select(hit, set1<V>(T(1) - eps + epsK), set1<V>(epsK));
+        }
+        const V aq = select(live, a * q, V{});
+        const auto use = aq != V{};
+        V f, phi, dphi;
+        terms<T>(G, pc, T(1) - pc, vlog(pc), f, phi, dphi);
+        const V ip = T(1) / pc;
+        if (kVal) av += to_acc(select(use, aq * f, V{}));
+        if constexpr (kG) store_n(g, k, select(use, -(aq * phi * ip), V{}) * vds, live_n, true);
+        if constexpr (kH) {
+          V ah = aq;
+          if (fisher) {
+            V pk = pc;
+            if (ig_in_row) {
+              const auto at_ig =
+                  lane_index<V>() + iset1<V>(static_cast<I>(k)) == iset1<V>(static_cast<I>(ig));
+              pk = select(at_ig, V{}, pc);
+            }
+            ah = select(live, a * ((T(1) - eps) * pk + qm_eps), V{});
+          }
+          V hv = select(ah != V{}, ah * (phi - pc * dphi) * (ip * ip), V{});
+          if (clip) hv = max_nan1(hv, floor);
+          if (habs) hv = abs(hv);
+          store_n(h, k, hv * vds, live_n, true);
+        }
+      }
+      value = -hsum(av) * static_cast<double>(sw);
+      return any_lane(nanm);
+    };
+
     const int nbatch = lean_ok ? short_batch<T>(K) : 1;
     ShortRow<T> batch[kShortBatch];
 
@@ -221,8 +297,9 @@ struct SoftmaxFocal {
       const int nb = b.rows - i0 < nbatch ? static_cast<int>(b.rows - i0) : nbatch;
       T* const g0 = og.rows(i0);
       T* const h0 = oh.rows(i0);
-      if (lean_ok) short_rows<kG || kH>(b, kG ? g0 : h0, !(kG ? og.on : oh.on), i0, nb, has_ig, ig, false,
-                                     batch);
+      if (lean_ok)
+        short_rows<kG || kH>(b, kG ? g0 : h0, !(kG ? og.on : oh.on), i0, nb, has_ig, ig, false,
+                             batch);
       for (int r = 0; r < nb; ++r) {
         const std::int64_t i = i0 + r;
         const T* x = b.logits + i * K;
@@ -242,7 +319,8 @@ struct SoftmaxFocal {
         T* e_row = reuse ? (kG ? g : h) : nullptr;
         const bool lean = lean_ok && batch[r].ok;
         if (lean) lean_row(x, y, sw, g, h, batch[r], value);
-        if (!lean && !ignored) {
+        if (!from_logits && !ignored) bad = prob_row(x, t, y, sw, g, h, value);
+        if (from_logits && !lean && !ignored) {
           softmax_pass1<T>(x, K, e_row, st, [](V, VI, std::int64_t) {});
           bad = st.nan;
           const V vM = set1<V>(static_cast<T>(st.M));
@@ -436,8 +514,7 @@ struct SoftmaxFocal {
       og.done(nb);
       oh.done(nb);
     }
-    og.finish();
-    oh.finish();
+    finish_rows(og, oh);
     if constexpr (kVSum) *b.value_sum = vsum;
     if (b.bad_target && any_lane(tout)) *b.bad_target = 1;
   }

@@ -481,10 +481,18 @@ struct RowOut {
   FL_INLINE void done(int nb) {
     if (on) so.flush(static_cast<int>(nb * K));
   }
-  // The block is complete: its last elements, then a store fence.
-  FL_INLINE void finish() {
-    if (!on) return;
+  // The block is complete: its last elements (finish_rows then fences); true if it streamed.
+  FL_INLINE bool finish() {
+    if (!on) return false;
     so.finish();
-    store_fence();
+    return true;
   }
 };
+
+// The block's gradient and Hessian rows are complete: their last elements, then one store
+// fence for both.
+template <class T>
+FL_INLINE void finish_rows(RowOut<T>& g, RowOut<T>& h) {
+  const bool sg = g.finish(), sh = h.finish();
+  if (sg || sh) store_fence();
+}
