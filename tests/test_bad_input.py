@@ -844,3 +844,29 @@ def test_valid_parameter(name, param, value):
         rv, rg, _ = ref(first, target, sample_weight=weight, reduction="none", **kw)
         np.testing.assert_allclose(value_, rv, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(grad, rg, rtol=1e-10, atol=1e-12)
+# appended to tests/test_bad_input.py
+
+
+# --------------------------------------------------------------------------
+# Ragged nested lists: a ValueError naming the argument, for every kind of loss
+# --------------------------------------------------------------------------
+
+RAGGED = [[1.0, 2.0], [3.0]]
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: fl.squared_error(RAGGED, [1.0, 2.0]), "pred"),
+    (lambda: fl.squared_error([1.0, 2.0], RAGGED), "target"),
+    (lambda: fl.squared_error([1.0, 2.0], [1.0, 2.0], sample_weight=RAGGED), "sample_weight"),
+    (lambda: fl.sigmoid_focal.grad(RAGGED, [1.0, 0.0]), "logits"),
+    (lambda: fl.softmax_cross_entropy(RAGGED, [0, 1]), "logits"),
+    (lambda: fl.softmax_focal.value_and_grad([[1.0, 2.0], [3.0, 4.0]], RAGGED), "target"),
+    (lambda: fl.multiclass_hinge(RAGGED, [0, 1]), "scores"),
+    (lambda: fl.multilabel_softmax_cross_entropy([[1.0, 2.0], [3.0, 4.0]], RAGGED), "target"),
+    (lambda: fl.margin_ranking(RAGGED, [1.0, 2.0], [1, -1]), "x1"),
+    (lambda: fl.pairwise_logistic(RAGGED, [1.0, 0.0]), "scores"),
+    (lambda: fl.crcnn_predict(RAGGED), "scores"),
+])
+def test_ragged_lists_name_the_argument(call, name):
+    with pytest.raises(ValueError, match=rf"^{name} could not be converted to an array"):
+        call()

@@ -51,6 +51,19 @@ def finite_param(value: Any, name: str, *, low: Optional[float] = None, low_open
 
 ParamParser = Callable[[dict], Sequence[float]]
 
+
+def as_array(value: Any, name: str) -> np.ndarray:
+    """value as a NumPy array (itself when it is one); a nested sequence NumPy cannot convert
+    (ragged rows) is a ValueError naming the argument, None a TypeError."""
+    if isinstance(value, np.ndarray):
+        return value
+    if value is None:
+        raise TypeError(f"{name} must be an array, got None")
+    try:
+        return np.asarray(value)
+    except ValueError as e:
+        raise ValueError(f"{name} could not be converted to an array: {e}") from None
+
 # The default of the two array arguments, so that they can also be given by keyword under
 # their documented names (Loss._inputs).
 _NO_ARG = object()
@@ -117,7 +130,7 @@ class Loss:
     def __call__(self, pred=_NO_ARG, target=_NO_ARG, *, reduction: str = "none",
                  sample_weight=None, nan_policy: str = "propagate", out=None, **params):
         """The loss: per sample (``reduction="none"``, times its weight), or its sum or mean."""
-        pred, target = self._inputs(pred, target, params)
+        pred, target, sample_weight = self._inputs(pred, target, params, sample_weight)
         v, _, _ = self._run(pred, target, _WANT_VALUE, reduction, sample_weight, nan_policy,
                             params, out, None, None, "exact", 0.0)
         return v
@@ -125,7 +138,7 @@ class Loss:
     def grad(self, pred=_NO_ARG, target=_NO_ARG, *, reduction: str = "none", sample_weight=None,
              nan_policy: str = "propagate", out=None, **params):
         """Gradient of what ``__call__`` returns, w.r.t. ``pred`` (per-sample for "none")."""
-        pred, target = self._inputs(pred, target, params)
+        pred, target, sample_weight = self._inputs(pred, target, params, sample_weight)
         _, g, _ = self._run(pred, target, _WANT_GRAD, reduction, sample_weight, nan_policy,
                             params, None, out, None, "exact", 0.0, grad_name="out")
         return g
@@ -134,7 +147,7 @@ class Loss:
                        sample_weight=None, nan_policy: str = "propagate", out=None,
                        grad_out=None, **params):
         """``(loss, gradient)`` in one pass over the data."""
-        pred, target = self._inputs(pred, target, params)
+        pred, target, sample_weight = self._inputs(pred, target, params, sample_weight)
         v, g, _ = self._run(pred, target, _WANT_VALUE | _WANT_GRAD, reduction, sample_weight,
                             nan_policy, params, out, grad_out, None, "exact", 0.0)
         return v, g
@@ -148,15 +161,17 @@ class Loss:
         before its sample weight and the mean's 1/sum(w) factor; "abs": |h|; "fisher": the
         expected Hessian (see docs/losses.md for each loss).
         """
-        pred, target = self._inputs(pred, target, params)
+        pred, target, sample_weight = self._inputs(pred, target, params, sample_weight)
         _, g, h = self._run(pred, target, _WANT_GRAD | _WANT_HESS, reduction, sample_weight,
                             nan_policy, params, None, grad_out, hess_out, hessian, hess_floor)
         return g, h
 
-    def _inputs(self, pred, target, params):
+    def _inputs(self, pred, target, params, sample_weight=None):
         """The two arrays, given positionally or by keyword: the first also by its documented
         name (``logits`` for the binary and multiclass losses, ``scores``, ...), the second by
-        its own (``relevance`` for the pairwise losses); such keywords are removed from params."""
+        its own (``relevance`` for the pairwise losses); such keywords are removed from params.
+        Lists and tuples become arrays here, with sample_weight's (a ragged one is a
+        ValueError naming its argument, before any parameter check looks at it)."""
         names = self.arg_names if len(self.arg_names) == 2 else ("pred", "target")
         first = {names[0]} - {"pred"}
         if self.family in ("binary", "multiclass", "multilabel"):
@@ -175,7 +190,13 @@ class Loss:
         for value, name in ((pred, names[0]), (target, names[1])):
             if value is _NO_ARG:
                 raise TypeError(f"{self.name}() missing required argument {name!r}")
-        return pred, target
+        if isinstance(pred, (list, tuple)):
+            pred = as_array(pred, names[0])
+        if isinstance(target, (list, tuple)):
+            target = as_array(target, names[1])
+        if isinstance(sample_weight, (list, tuple)):
+            sample_weight = as_array(sample_weight, "sample_weight")
+        return pred, target, sample_weight
 
     def _class_split_sum(self, pred, target, **params):
         """(sum, sum over targets equal to 1, their count, whether a target is neither 0 nor
@@ -242,10 +263,7 @@ class Loss:
             _code(self._hessians, hessian, "hessian")
         code = _code(_ROW_HESSIANS, hessian, "hessian")
         floor = finite_param(hess_floor, "hess_floor") if code == 1 else 0.0
-        if not isinstance(logits, np.ndarray):
-            if logits is None:
-                raise TypeError(f"{self.arg_names[0]} must be an array, got None")
-            logits = np.asarray(logits)
+        logits = as_array(logits, self.arg_names[0])
         if logits.dtype.kind not in "biuf":
             # Before the parameter checks look at the shape: a TypeError naming the argument.
             raise TypeError(f"{self.arg_names[0]} must hold real numbers (bool, integer or "

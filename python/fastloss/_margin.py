@@ -11,7 +11,8 @@ import numpy as np
 
 from . import _core
 from ._binary import check_keys, compute_dtype
-from ._loss import _NAN_POLICIES, _REDUCTIONS, Loss, _code, finite_param, make_parser
+from ._loss import (_NAN_POLICIES, _REDUCTIONS, Loss, _code, as_array, finite_param,
+                    make_parser)
 from ._multiclass import check_ignore_index, class_counts, n_classes_of
 from ._weights import resolve_class_weight
 
@@ -74,7 +75,7 @@ def _pair_out(obj, name):
 
 
 def _real_input(a, name: str) -> np.ndarray:
-    a = a if isinstance(a, np.ndarray) else np.asarray(a)
+    a = as_array(a, name)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers (bool, integer or float), got dtype "
                         f"{a.dtype}")
@@ -242,7 +243,7 @@ before anything is written.""")
 # -- one value per row of scores [..., K] ---------------------------------------------------
 
 def _index_target(loss_name: str, target) -> None:
-    t = target if isinstance(target, np.ndarray) else np.asarray(target)
+    t = as_array(target, "target")
     if t.dtype.kind not in "biu":
         raise TypeError(f"target of {loss_name} must hold integer class indices, got dtype "
                         f"{t.dtype}")
@@ -346,7 +347,7 @@ def crcnn_predict(scores, other_class=None):
     """Class predictions for crcnn_ranking scores [..., K]: the highest-scoring class (the
     first on ties); with other_class set, the Other column is left out and Other is predicted
     where every other score is negative (dos Santos et al., 2015)."""
-    s = scores if isinstance(scores, np.ndarray) else np.asarray(scores)
+    s = as_array(scores, "scores")
     if s.dtype.kind not in "biuf":
         raise TypeError(f"scores must be a real array, got dtype {s.dtype}")
     k = _scores_ndim(s)
@@ -393,7 +394,7 @@ def _check_unit_interval(t: np.ndarray, upper: bool) -> None:
 def _prepare_multilabel(logits, target, sample_weight, params, omit_nan=False):
     check_keys("multilabel_softmax_cross_entropy", params, _MLSCE_PARAMS)
     _scores_ndim(logits)
-    t = target if isinstance(target, np.ndarray) else np.asarray(target)
+    t = as_array(target, "target")
     if t.dtype.kind not in "biuf":
         raise TypeError(f"target must be a real array of 0/1 labels or probabilities, got dtype "
                         f"{t.dtype}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _core
 from ._binary import check_keys, compute_dtype
-from ._loss import _NAN_POLICIES, _REDUCTIONS, Loss, _code, finite_param
+from ._loss import _NAN_POLICIES, _REDUCTIONS, Loss, _code, as_array, finite_param
 
 _IDS = {name: i for i, name in enumerate(_core.pairwise_losses)}
 _HESSIANS = {"exact": 0, "clip": 1, "abs": 2}
@@ -25,7 +25,7 @@ _WANT_VALUE, _WANT_GRAD, _WANT_HESS = 1, 2, 4
 
 
 def _real_1d(x, name: str, n=None) -> np.ndarray:
-    a = x if isinstance(x, np.ndarray) else np.asarray(x)
+    a = as_array(x, name)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real array, got dtype {a.dtype}")
     if a.ndim != 1:

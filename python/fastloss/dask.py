@@ -245,19 +245,19 @@ class DaskLoss:
     def __call__(self, pred=_NO_ARG, target=_NO_ARG, *extra, reduction: str = "none",
                  sample_weight=None, nan_policy: str = "propagate", **params):
         self._check_args(extra)
-        pred, target = self.loss._inputs(pred, target, params)
+        pred, target, _ = self.loss._inputs(pred, target, params)
         return self._run("value", pred, target, reduction, sample_weight, nan_policy, params)
 
     def grad(self, pred=_NO_ARG, target=_NO_ARG, *extra, reduction: str = "none",
              sample_weight=None, nan_policy: str = "propagate", **params):
         self._check_args(extra)
-        pred, target = self.loss._inputs(pred, target, params)
+        pred, target, _ = self.loss._inputs(pred, target, params)
         return self._run("grad", pred, target, reduction, sample_weight, nan_policy, params)
 
     def value_and_grad(self, pred=_NO_ARG, target=_NO_ARG, *extra, reduction: str = "none",
                        sample_weight=None, nan_policy: str = "propagate", **params):
         self._check_args(extra)
-        pred, target = self.loss._inputs(pred, target, params)
+        pred, target, _ = self.loss._inputs(pred, target, params)
         return self._run("value_and_grad", pred, target, reduction, sample_weight, nan_policy,
                          params)
 
@@ -265,7 +265,7 @@ class DaskLoss:
                   sample_weight=None, nan_policy: str = "propagate", hessian: str = "exact",
                   hess_floor: float = 1e-6, **params):
         self._check_args(extra)
-        pred, target = self.loss._inputs(pred, target, params)
+        pred, target, _ = self.loss._inputs(pred, target, params)
         return self._run("grad_hess", pred, target, reduction, sample_weight, nan_policy, params,
                          hessian=hessian, hess_floor=hess_floor)
 

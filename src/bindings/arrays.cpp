@@ -37,6 +37,18 @@ py::array as_array(const py::handle& obj, const char* name) {
     } catch (py::error_already_set&) {
       a = null_array();
     }
+    if (!a && (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj))) {
+      // A nested sequence NumPy cannot make an array of (ragged rows): its own reason, with
+      // the argument's name.
+      try {
+        py::module_::import("numpy").attr("asarray")(obj);
+      } catch (py::error_already_set& e) {
+        if (e.matches(PyExc_ValueError))
+          throw py::value_error(std::string(name) + " could not be converted to an array: " +
+                                std::string(py::str(e.value())));
+        throw;
+      }
+    }
     if (!a) {
       PyErr_Clear();
       throw py::type_error(std::string(name) + " must be array-like, got " +
