@@ -395,6 +395,29 @@ def _alpha_vector(alpha, k):
     return np.full(k, float(a)) if a.ndim == 0 else a.reshape(k)
 
 
+def _target_rows(target, shape, c, ignore_index):
+    """(t, kept, d) of a row loss's target for inputs of `shape` [..., K], rows flattened:
+    t the target rows (one-hot of an index, or the probability row), kept False for ignored
+    rows (index ignore_index, or all mass on that class), d the row's weight in the mean's
+    denominator before the sample weight (c[y] for indices, 1 for probability rows)."""
+    k = shape[-1]
+    nrows = int(np.prod(shape[:-1], dtype=np.int64))
+    target = np.asarray(target)
+    if target.dtype.kind in "biu":
+        y = np.broadcast_to(target, shape[:-1]).reshape(-1)
+        kept = y != ignore_index
+        t = np.zeros((nrows, k))
+        t[np.nonzero(kept)[0], y[kept]] = 1.0
+        d = np.where(kept, c[np.where(kept, y, 0)], 0.0)
+    else:
+        t = np.broadcast_to(target.astype(np.float64), shape).reshape(-1, k)
+        kept = np.ones(nrows, dtype=bool)
+        if 0 <= ignore_index < k:
+            kept = t[:, ignore_index] != 1.0
+        d = np.where(kept, 1.0, 0.0)
+    return t, kept, d
+
+
 def softmax_focal_rows(x, target, *, gamma=2.0, alpha=None, class_weight=None,
                        ignore_index=-100, label_smoothing=0.0):
     """Per-row (l, g, h, d, kept) of the multiclass focal loss, rows flattened.
@@ -436,24 +459,11 @@ def softmax_focal_rows(x, target, *, gamma=2.0, alpha=None, class_weight=None,
     x = np.asarray(x, dtype=np.float64)
     k = x.shape[-1]
     rows = x.reshape(-1, k)
-    nrows = rows.shape[0]
-    target = np.asarray(target)
     eps = float(label_smoothing)
     gamma = float(gamma)
     c = np.ones(k) if class_weight is None else np.asarray(class_weight, dtype=np.float64)
     al = _alpha_vector(alpha, k)
-    if target.dtype.kind in "biu":
-        y = np.broadcast_to(target, x.shape[:-1]).reshape(-1)
-        kept = y != ignore_index
-        t = np.zeros((nrows, k))
-        t[np.nonzero(kept)[0], y[kept]] = 1.0
-        d = np.where(kept, c[np.where(kept, y, 0)], 0.0)
-    else:
-        t = np.broadcast_to(target.astype(np.float64), x.shape).reshape(-1, k)
-        kept = np.ones(nrows, dtype=bool)
-        if 0 <= ignore_index < k:
-            kept = t[:, ignore_index] != 1.0
-        d = np.where(kept, 1.0, 0.0)
+    t, kept, d = _target_rows(target, x.shape, c, ignore_index)
     qt = (1.0 - eps) * t + eps / k
     w = al * c * qt * kept[:, None]
     with np.errstate(all="ignore"):
@@ -505,23 +515,11 @@ def softmax_focal_prob_rows(p, target, *, gamma=2.0, alpha=None, class_weight=No
     k = p.shape[-1]
     u = np.clip(p.reshape(-1, k), clip, 1.0 - clip)
     nrows = u.shape[0]
-    target = np.asarray(target)
     eps = float(label_smoothing)
     gamma = float(gamma)
     c = np.ones(k) if class_weight is None else np.asarray(class_weight, dtype=np.float64)
     al = _alpha_vector(alpha, k)
-    if target.dtype.kind in "biu":
-        y = np.broadcast_to(target, p.shape[:-1]).reshape(-1)
-        kept = y != ignore_index
-        t = np.zeros((nrows, k))
-        t[np.nonzero(kept)[0], y[kept]] = 1.0
-        d = np.where(kept, c[np.where(kept, y, 0)], 0.0)
-    else:
-        t = np.broadcast_to(target.astype(np.float64), p.shape).reshape(-1, k)
-        kept = np.ones(nrows, dtype=bool)
-        if 0 <= ignore_index < k:
-            kept = t[:, ignore_index] != 1.0
-        d = np.where(kept, 1.0, 0.0)
+    t, kept, d = _target_rows(target, p.shape, c, ignore_index)
     w = al * c * ((1.0 - eps) * t + eps / k) * kept[:, None]
     m = 1.0 - u
     lu = np.log(u)

@@ -122,6 +122,33 @@ def row_params(opts, k, rng):
     return out
 
 
+def check_softmax_focal(x, tgt, w, dtype, reduction, hessians, params, from_logits=True,
+                        ref_clip=None):
+    """softmax_focal's value_and_grad and grad_hess (under each Hessian policy) against the
+    reference in float64, on the same inputs."""
+    xr = x.astype(np.float64)
+    tr = tgt if tgt.dtype.kind in "biu" else tgt.astype(np.float64)
+    kw = dict(params) if from_logits else dict(params, from_logits=False)
+    ref_kw = kw if ref_clip is None else dict(kw, clip=ref_clip)
+    for hessian in hessians:
+        want_v, want_g, want_h = ref.softmax_focal(xr, tr, reduction=reduction,
+                                                   sample_weight=w.astype(np.float64),
+                                                   hessian=hessian, hess_floor=1e-4, **ref_kw)
+        v, g = fl.softmax_focal.value_and_grad(x, tgt, reduction=reduction, sample_weight=w,
+                                               **kw)
+        g2, h = fl.softmax_focal.grad_hess(x, tgt, reduction=reduction, sample_weight=w,
+                                           hessian=hessian, hess_floor=1e-4, **kw)
+        assert g.dtype == dtype and h.dtype == dtype
+        check(g, want_g, dtype, np.max(np.abs(want_g), initial=1.0))
+        check(g2, want_g, dtype, np.max(np.abs(want_g), initial=1.0))
+        check(h, want_h, dtype, np.max(np.abs(want_h), initial=1.0))
+        if reduction == "none":
+            check(v, want_v, dtype, np.max(np.abs(want_v), initial=1.0))
+        else:
+            assert float(v) == pytest.approx(float(want_v), rel=TOL[dtype]["rtol"] * 4,
+                                             abs=TOL[dtype]["atol"] * 4)
+
+
 @pytest.mark.parametrize("opts", list(ROW_OPTIONS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -139,26 +166,9 @@ def test_softmax_focal_matrix(isa, opts, dtype, reduction, target_form, k, rng):
     else:
         tgt = rng.dirichlet(np.ones(k), n).astype(dtype)
     w = rng.uniform(0.5, 2.0, n).astype(dtype)
-    xr = x.astype(np.float64)
-    tr = tgt if target_form == "index" else tgt.astype(np.float64)
     # The reference's fisher sums K full Hessians (O(K^2) per row): small K only.
-    for hessian in ("exact", "clip", "fisher") if k <= 17 else ("exact",):
-        want_v, want_g, want_h = ref.softmax_focal(xr, tr, reduction=reduction,
-                                                   sample_weight=w.astype(np.float64),
-                                                   hessian=hessian, hess_floor=1e-4, **params)
-        v, g = fl.softmax_focal.value_and_grad(x, tgt, reduction=reduction, sample_weight=w,
-                                               **params)
-        g2, h = fl.softmax_focal.grad_hess(x, tgt, reduction=reduction, sample_weight=w,
-                                           hessian=hessian, hess_floor=1e-4, **params)
-        assert g.dtype == dtype and h.dtype == dtype
-        check(g, want_g, dtype, np.max(np.abs(want_g), initial=1.0))
-        check(g2, want_g, dtype, np.max(np.abs(want_g), initial=1.0))
-        check(h, want_h, dtype, np.max(np.abs(want_h), initial=1.0))
-        if reduction == "none":
-            check(v, want_v, dtype, np.max(np.abs(want_v), initial=1.0))
-        else:
-            assert float(v) == pytest.approx(float(want_v), rel=TOL[dtype]["rtol"] * 4,
-                                             abs=TOL[dtype]["atol"] * 4)
+    check_softmax_focal(x, tgt, w, dtype, reduction,
+                        ("exact", "clip", "fisher") if k <= 17 else ("exact",), params)
 
 
 @pytest.mark.parametrize("opts", list(ROW_OPTIONS))
@@ -185,28 +195,8 @@ def test_softmax_focal_probabilities_matrix(isa, opts, dtype, reduction, target_
     else:
         tgt = rng.dirichlet(np.ones(k), n).astype(dtype)
     w = rng.uniform(0.5, 2.0, n).astype(dtype)
-    pr = p.astype(np.float64)
-    tr = tgt if target_form == "index" else tgt.astype(np.float64)
-    clip = float(np.finfo(dtype).eps)
-    for hessian in ("exact", "clip", "abs", "fisher"):
-        want_v, want_g, want_h = ref.softmax_focal(pr, tr, reduction=reduction,
-                                                   sample_weight=w.astype(np.float64),
-                                                   hessian=hessian, hess_floor=1e-4,
-                                                   from_logits=False, clip=clip, **params)
-        v, g = fl.softmax_focal.value_and_grad(p, tgt, reduction=reduction, sample_weight=w,
-                                               from_logits=False, **params)
-        g2, h = fl.softmax_focal.grad_hess(p, tgt, reduction=reduction, sample_weight=w,
-                                           hessian=hessian, hess_floor=1e-4, from_logits=False,
-                                           **params)
-        assert g.dtype == dtype and h.dtype == dtype
-        check(g, want_g, dtype, np.max(np.abs(want_g), initial=1.0))
-        check(g2, want_g, dtype, np.max(np.abs(want_g), initial=1.0))
-        check(h, want_h, dtype, np.max(np.abs(want_h), initial=1.0))
-        if reduction == "none":
-            check(v, want_v, dtype, np.max(np.abs(want_v), initial=1.0))
-        else:
-            assert float(v) == pytest.approx(float(want_v), rel=TOL[dtype]["rtol"] * 4,
-                                             abs=TOL[dtype]["atol"] * 4)
+    check_softmax_focal(p, tgt, w, dtype, reduction, ("exact", "clip", "abs", "fisher"),
+                        params, from_logits=False, ref_clip=float(np.finfo(dtype).eps))
 
 
 def test_softmax_focal_threads_bitwise(nthreads, rng):
