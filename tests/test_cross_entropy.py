@@ -979,12 +979,13 @@ def test_out_checked():
 
 
 def test_probabilities_outside_unit_interval():
-    with pytest.raises(ValueError, match=r"pred .*; got 1\.5 at index \(1,\)$"):
+    # The first argument is named as DESIGN.md names it (logits), though it holds probabilities.
+    with pytest.raises(ValueError, match=r"^logits .*; got 1\.5 at index \(1,\)$"):
         SIGMOID(np.array([0.5, 1.5]), np.array([1.0, 0.0]), from_logits=False)
     for loss in (SIGMOID, fl.sigmoid_focal, fl.sigmoid_power_cross_entropy):
-        with pytest.raises(TypeError, match="pred must hold real numbers"):
+        with pytest.raises(TypeError, match="^logits must hold real numbers"):
             loss(np.array([0.5, 1 + 2j]), np.array([1.0, 0.0]), from_logits=False)
-    with pytest.raises(ValueError, match="pred"):
+    with pytest.raises(ValueError, match="^logits"):
         SIGMOID.grad_hess(np.array([-0.1, 0.5]), np.array([1.0, 0.0]), from_logits=False)
     with pytest.raises(ValueError, match="logits"):
         SOFTMAX(np.array([[0.5, -0.5]]), np.array([0]), from_logits=False)

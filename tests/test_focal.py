@@ -586,7 +586,7 @@ def test_targets_outside_unit_interval_raise():
         fl.sigmoid_focal(np.zeros(3), np.array([0.0, 1.5, 1.0]))
     with pytest.raises(ValueError, match="target"):
         fl.sigmoid_power_cross_entropy(np.zeros(3), np.array([0.0, -0.5, 1.0]))
-    with pytest.raises(ValueError, match="pred"):
+    with pytest.raises(ValueError, match="^logits must hold probabilities"):
         fl.sigmoid_focal(np.array([0.5, 1.5]), np.zeros(2), from_logits=False)
 
 
@@ -751,7 +751,7 @@ def test_power_probabilities_identities_and_bounds(rng):
                 _, h = fl.sigmoid_power_cross_entropy.grad_hess(edge, tt, n=n, from_logits=False)
                 assert v.dtype == dtype and np.all(np.isfinite(v))
                 assert np.all(np.isfinite(g)) and np.all(np.isfinite(h))
-    with pytest.raises(ValueError, match="pred must hold probabilities"):
+    with pytest.raises(ValueError, match="^logits must hold probabilities"):
         fl.sigmoid_power_cross_entropy(np.array([0.5, 1.5]), np.ones(2), from_logits=False)
     with pytest.raises(TypeError, match="from_logits"):
         fl.sigmoid_power_cross_entropy(q, t, from_logits="no")

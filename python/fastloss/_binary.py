@@ -91,7 +91,7 @@ def binary_counts(target, pred, sample_weight, omit_nan=False):
     (nan_policy "propagate" or "raise") a NaN in target or sample_weight gives no count:
     UncountableError, as does an infinite sample weight.
     """
-    for value, name in ((pred, "pred"), (target, "target"), (sample_weight, "sample_weight")):
+    for value, name in ((pred, "logits"), (target, "target"), (sample_weight, "sample_weight")):
         check_real(value, name)
     t = np.asarray(target, dtype=np.float64)
     shape = _loss_shape(np.shape(pred), t.shape, np.shape(sample_weight))
@@ -152,14 +152,15 @@ def _prepare_sigmoid_ce(pred, target, sample_weight, params, omit_nan=False):
     w_neg, w_pos = (1.0, 1.0) if cw is None else (float(cw[0]), float(cw[1]))
     clip = float(np.finfo(compute_dtype(pred)).eps)
     if not from_logits:
-        check_probabilities(pred)
+        check_probabilities(pred, "logits")
     # [6]: P is 1 everywhere, so that the kernel may run its plain loop (when the rest agree)
     values = [w_neg, w_pos, eps, 1.0 if from_logits else 0.0, clip, scale, 1.0 if pw_one else 0.0]
     return values, pos_weight, "pos_weight", cw is not None
 
 
 sigmoid_cross_entropy = Loss(
-    "sigmoid_cross_entropy", family="binary", kernel_id=_IDS["sigmoid_cross_entropy"],
+    "sigmoid_cross_entropy", family="binary", arg_names=("logits", "target"),
+    kernel_id=_IDS["sigmoid_cross_entropy"],
     params=_SCE_PARAMS, prepare=_prepare_sigmoid_ce, has_fisher=True,
     formula="P t softplus(-z) + (1 - t) softplus(z); grad sigmoid(z) - t (P = 1); hess p (1 - p)",
     doc="""Binary / multi-label cross-entropy on logits z (or probabilities, from_logits=False).

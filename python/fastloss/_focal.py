@@ -49,13 +49,14 @@ def _prepare_sigmoid_focal(pred, target, sample_weight, params, omit_nan=False):
     alpha = binary_alpha(params.get("alpha", 0.25))
     from_logits = check_from_logits(params.get("from_logits", True))
     if not from_logits:
-        check_probabilities(pred)
+        check_probabilities(pred, "logits")
     clip = float(np.finfo(compute_dtype(pred)).eps)
     return [gamma, alpha, 1.0 if from_logits else 0.0, clip], None, "", False
 
 
 sigmoid_focal = Loss(
-    "sigmoid_focal", family="binary", kernel_id=_ELEM["sigmoid_focal"], params=_SF_PARAMS,
+    "sigmoid_focal", family="binary", arg_names=("logits", "target"),
+    kernel_id=_ELEM["sigmoid_focal"], params=_SF_PARAMS,
     prepare=_prepare_sigmoid_focal, has_fisher=True, post_log_base=True,
     formula="a_t (1 - p_t)^gamma ce(z, t); p = sigmoid(z), p_t = p t + (1 - p)(1 - t), "
             "a_t = alpha t + (1 - alpha)(1 - t)",
@@ -82,14 +83,14 @@ def _prepare_power(pred, target, sample_weight, params, omit_nan=False):
     n = finite_param(params.get("n", 2.0), "n", low=0.0, low_open=True)
     from_logits = check_from_logits(params.get("from_logits", True))
     if not from_logits:
-        check_probabilities(pred)
+        check_probabilities(pred, "logits")
     eps = float(np.finfo(compute_dtype(pred)).eps)
     return ([n, math.log(n), eps / (n + 1.0), 1.0 if from_logits else 0.0, eps], None, "",
             False)
 
 
 sigmoid_power_cross_entropy = Loss(
-    "sigmoid_power_cross_entropy", family="binary",
+    "sigmoid_power_cross_entropy", family="binary", arg_names=("logits", "target"),
     kernel_id=_ELEM["sigmoid_power_cross_entropy"], params=_SP_PARAMS, prepare=_prepare_power,
     has_fisher=True, post_log_base=True,
     formula="-t log p^n - (1 - t) log(1 - p^n), p = sigmoid(z)",

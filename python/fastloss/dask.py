@@ -284,14 +284,15 @@ class DaskLoss:
 
     def _operands(self, pred, target, sample_weight):
         """(pred, target, sample_weight, index strings, output indices, full shape)."""
-        pred = _as_dask(pred, "pred")
+        first = self.loss.arg_names[0]  # "pred", "logits", or the loss's own name ("scores")
+        pred = _as_dask(pred, first)
         target = _as_dask(target, "target")
         sw = None if sample_weight is None else _as_dask(sample_weight, "sample_weight")
         if self.kind == "elementwise":
             try:
                 shape = np.broadcast_shapes(pred.shape, target.shape)
             except ValueError:
-                raise ValueError(f"pred of shape {pred.shape} and target of shape "
+                raise ValueError(f"{first} of shape {pred.shape} and target of shape "
                                  f"{target.shape} do not broadcast") from None
             _check_weight_shape(sw, shape)
             lead = next((a for a in (pred, target, sw) if a is not None and a.shape == shape),
@@ -307,7 +308,6 @@ class DaskLoss:
                     a = _broadcast_like(a, shape, chunks)
                     target, sw = (a, sw) if i == 1 else (target, a)
             return full, target, sw, tuple(inds), ind, shape
-        first = self.loss.arg_names[0]  # "logits", or the loss's own name ("scores")
         if pred.ndim < 1:
             raise ValueError(f"{first} must have at least one dimension (the classes on the "
                              "last axis)")
