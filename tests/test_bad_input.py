@@ -721,6 +721,46 @@ def test_accepted_layouts(name, arg, layout, shape):
         lc.assert_bit_identical(got, want, f"{name} {arg} {layout} {reduction}")
 
 
+SWAP_CASES = [(n, dt, fromlog) for n in NAMES for dt in ("float32", "float16")
+              for fromlog in (True, False)
+              if fromlog or "from_logits" in fl.losses[n].params]
+
+
+@pytest.mark.parametrize("name, dtype, from_logits", SWAP_CASES,
+                         ids=[f"{n}-{d}-{'logits' if f else 'probs'}" for n, d, f in SWAP_CASES])
+def test_byte_swapped_narrow_floats(name, dtype, from_logits):
+    """A byte-swapped float32 or float16 first argument (every one of margin_ranking's) is
+    computed as the native float32 one, with the same dtypes and bits: values, gradients and
+    Hessians, probabilities too (whose clip depends on the compute dtype)."""
+    loss = fl.losses[name]
+    first, target, weight = lc.make_inputs(loss, rng_for(name, "swap", dtype), shape=(4, 3),
+                                           dtype=np.dtype(dtype), weighted=True,
+                                           probabilities=not from_logits)
+    kw = {} if from_logits else {"from_logits": False}
+
+    def swapped(a):
+        a = np.asarray(a)
+        return a.astype(a.dtype.newbyteorder())
+
+    if loss.kind == "margin_ranking":
+        sw_first, native = tuple(swapped(a) for a in first), tuple(np.asarray(a, np.float32)
+                                                                   for a in first)
+    else:
+        sw_first, native = swapped(first), np.asarray(first, np.float32)
+    assert not np.dtype(dtype).newbyteorder().isnative
+    if not from_logits:
+        # The extremes, where a clip to [eps, 1 - eps] in the wrong dtype would show.
+        native[0, :] = 0.0
+        native[0, 0] = 1.0
+        sw_first = swapped(native.astype(dtype))
+    got = lc.call(loss, "value_and_grad", sw_first, target, sample_weight=weight, **kw)
+    want = lc.call(loss, "value_and_grad", native, target, sample_weight=weight, **kw)
+    lc.assert_bit_identical(got, want, f"{name} {dtype}")
+    got = lc.call(loss, "grad_hess", sw_first, target, sample_weight=weight, **kw)
+    want = lc.call(loss, "grad_hess", native, target, sample_weight=weight, **kw)
+    lc.assert_bit_identical(got, want, f"{name} {dtype} grad_hess")
+
+
 OTHER_DTYPES = {
     "first": (np.float16, np.int32, np.int8, np.uint16, np.bool_),
     "target": (np.float16, np.float32, np.int64, np.uint8, np.int16),

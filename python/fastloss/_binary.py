@@ -20,8 +20,16 @@ def check_keys(loss_name: str, params: dict, allowed) -> None:
 
 def compute_dtype(pred) -> np.dtype:
     """The dtype the kernels will compute in (see docs/design.md)."""
-    dt = np.asarray(pred).dtype if not isinstance(pred, np.ndarray) else pred.dtype
-    return np.dtype(np.float32) if dt in (np.float32, np.float16) else np.dtype(np.float64)
+    dt = getattr(pred, "dtype", None)
+    return compute_dtype_of(np.asarray(pred).dtype if dt is None else dt)
+
+
+def compute_dtype_of(dtype) -> np.dtype:
+    """The compute dtype of inputs of `dtype`: float32 for float32 and float16, else float64.
+    By kind and size, so that a byte-swapped float32 ('>f4' on a little-endian machine), which
+    the kernels compute in float32, is float32 here too."""
+    dt = np.dtype(dtype)
+    return np.dtype(np.float32) if dt.kind == "f" and dt.itemsize <= 4 else np.dtype(np.float64)
 
 
 def check_probabilities(pred, name: str = "pred") -> None:

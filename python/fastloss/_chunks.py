@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._binary import binary_counts
+from ._binary import binary_counts, compute_dtype
 from ._loss import Loss
 from ._multiclass import check_ignore_index
 from ._multiclass import class_counts as _row_counts
@@ -71,11 +71,6 @@ def class_weights_of(loss: Loss, params: dict, n: int, ignore_index) -> Optional
     return resolve_class_weight(params["class_weight"], n, ignore_index=ignore_index)
 
 
-def _compute_dtype(pred) -> np.dtype:
-    dt = np.asarray(pred).dtype if not hasattr(pred, "dtype") else np.dtype(pred.dtype)
-    return np.dtype(np.float32) if dt in (np.float32, np.float16) else np.dtype(np.float64)
-
-
 def _ignored_mask(pred: np.ndarray, t: np.ndarray, ignore_index):
     """The rows of a row-wise call that ignore_index leaves out (None: none): index targets
     equal to it, probability rows whose entry at it is 1 (in the compute dtype)."""
@@ -85,7 +80,7 @@ def _ignored_mask(pred: np.ndarray, t: np.ndarray, ignore_index):
     if t.dtype.kind == "f" and t.ndim == pred.ndim:
         if not 0 <= ignore_index < pred.shape[-1]:
             return None
-        return np.broadcast_to(t[..., ignore_index].astype(_compute_dtype(pred), copy=False),
+        return np.broadcast_to(t[..., ignore_index].astype(compute_dtype(pred), copy=False),
                                rows) == 1
     return np.broadcast_to(t, rows) == ignore_index
 
@@ -101,7 +96,7 @@ def effective_weights(kind: str, pred, target, sample_weight, class_w, ignore_in
     """Per sample (elementwise) or per row (row-wise): the weight with which it enters the
     mean's denominator, float64, rounded as the kernels round it (weights and factors are
     converted to the compute dtype first)."""
-    dt = _compute_dtype(pred)
+    dt = compute_dtype(pred)
     if kind == "elementwise":
         t = np.asarray(target)
         shape = np.broadcast_shapes(np.shape(pred), t.shape)

@@ -35,18 +35,13 @@ import numpy as np
 import fastloss as _fl
 
 from . import _chunks
-from ._binary import check_keys
+from ._binary import check_keys, compute_dtype_of
 from ._ranking import group_offsets, group_weights
 from ._loss import _HESSIANS, _NAN_POLICIES, _NO_ARG, _REDUCTIONS, _ROW_HESSIANS, Loss, _code
 
 __all__ = ["SUPPORTED_KINDS", "DaskLoss", "losses"]
 
 SUPPORTED_KINDS = ("elementwise", "rowwise", "margin_ranking", "pairwise")
-
-
-def _compute_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    return np.dtype(np.float32) if dt in (np.float32, np.float16) else np.dtype(np.float64)
 
 
 def _as_dask(x, name: str):
@@ -401,7 +396,7 @@ class DaskLoss:
                   "grad_hess": "grad_hess"}[what]
         self._probe(pred.dtype, target.dtype, sw is not None, kwargs, method,
                     pred.shape[-1] if pred.ndim else 1)
-        dtype = _compute_dtype(pred.dtype)
+        dtype = compute_dtype_of(pred.dtype)
         args = [pred, inds[0], target, inds[1]]
         args += [sw, inds[2]] if sw is not None else [None, None]
 
@@ -480,7 +475,7 @@ def _margin_weight_sum(x1, x2, y, sw, omit) -> float:
     if sw is None and not omit:
         return float(np.prod(x1.shape, dtype=np.float64))
     w = (np.ones(x1.shape) if sw is None
-         else np.asarray(sw).astype(_compute_dtype(x1.dtype)).astype(np.float64))
+         else np.asarray(sw).astype(compute_dtype_of(x1.dtype)).astype(np.float64))
     if omit:
         drop = np.isnan(x1) | np.isnan(x2) | np.isnan(y)
         if sw is not None:
@@ -549,7 +544,7 @@ class _MarginRankingDask(DaskLoss):
                              "not broadcast together") from None
         _check_weight_shape(sw, shape)
         pshapes = (ops[0].shape, ops[1].shape)
-        dt1, dt2 = _compute_dtype(ops[0].dtype), _compute_dtype(ops[1].dtype)
+        dt1, dt2 = compute_dtype_of(ops[0].dtype), compute_dtype_of(ops[1].dtype)
         kwargs = dict(params, nan_policy=nan_policy)
         if what == "grad_hess":
             kwargs.update(hessian=hessian, hess_floor=hess_floor)
@@ -657,7 +652,7 @@ def _pairwise_block(scores, relevance, sizes, sw, *, loss_name, method, kwargs, 
         d = float(sizes.shape[0])
     else:
         # As the in-memory mean: the weights in the compute dtype, NaN ones left out by omit.
-        w = np.asarray(sw).astype(_compute_dtype(scores.dtype))
+        w = np.asarray(sw).astype(compute_dtype_of(scores.dtype))
         d = float(np.sum(w[~np.isnan(w)] if omit else w, dtype=np.float64))
     valued = method in ("__call__", "value_and_grad")
     total = float(res[0]) if valued else 0.0
@@ -804,7 +799,7 @@ class _PairwiseDask(DaskLoss):
         sizes_d = da.from_array(sizes, chunks=grp_chunks)
         w_d = None if w is None else da.from_array(np.ascontiguousarray(w), chunks=grp_chunks)
 
-        dtype = _compute_dtype(s.dtype)
+        dtype = compute_dtype_of(s.dtype)
         kw = dict(kwargs, reduction="none" if red == 0 else "sum")
         fn = partial(_pairwise_block, loss_name=self.name, method=method, kwargs=kw,
                      mean=red == 2, omit=omit)
