@@ -464,6 +464,33 @@ def test_peak_rss_of_a_reduction_stays_small():
         assert int(grown) < int(size) // 8, line
 
 
+@needs_proc
+@no_sanitizer
+def test_peak_rss_of_a_broadcast_pred_gradient_stays_small():
+    # The gradient w.r.t. a scalar (or a row) broadcast over 2^24 targets is summed slab by
+    # slab: a few MB, not the 64 or 128 MB of a full-size gradient.
+    code = """
+        import resource, numpy as np, fastloss as fl
+        for dt in (np.float32, np.float64):
+            t = np.broadcast_to(np.asarray(1.0, dt), (1 << 24,))
+            t2 = np.broadcast_to(np.asarray(1.0, dt), (1 << 14, 1 << 10))
+            p2 = np.zeros((1, 1 << 10), dt)
+            fl.squared_error.grad_hess(dt(0.3), t[:10])  # warm-up
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            g, h = fl.squared_error.grad_hess(dt(0.3), t, reduction="sum")
+            g2 = fl.sigmoid_focal.grad(p2, t2, reduction="mean")
+            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            assert abs(g / (2 * (dt(0.3) - 1.0) * (1 << 24)) - 1) < 1e-6, g
+            assert h == 2 * (1 << 24) and g2.shape == p2.shape, (h, g2.shape)
+            print(np.dtype(dt).name, (after - before) * 1024, t.size * np.dtype(dt).itemsize)
+    """
+    proc = run_script(code, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    for line in proc.stdout.strip().splitlines():
+        name, grown, size = line.split()
+        assert int(grown) < int(size) // 4, line
+
+
 # --------------------------------------------------------------------------
 # reduction="mean" with weights whose total is subnormal
 # --------------------------------------------------------------------------

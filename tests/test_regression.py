@@ -605,6 +605,52 @@ def test_outer_broadcast_large_thread_identity(case, rng):
     check_call(case, (pred, target), "sum")
 
 
+# Broadcast pred over many elements: the derivatives are summed slab by slab (the bindings
+# never hold a full-size gradient), in float64. Shapes whose loss has several slabs of 2^20
+# elements, split on different dims; the last pred is itself a stride-0 view, whose own dim
+# must not merge with the broadcast one.
+SLAB_SHAPES = [((), (2_300_000,)), ((3, 1), (3, 700_000)), ((1, 1500), (1500, 1500)),
+               ((2, 1, 3), (2, 400_000, 3)), ("view", (1500, 1500))]
+
+
+@pytest.mark.parametrize("pshape, tshape", SLAB_SHAPES, ids=lambda s: str(s))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_broadcast_pred_derivatives_over_slabs(pshape, tshape, dtype, rng):
+    if pshape == "view":
+        pred = np.broadcast_to(np.asarray(0.2, dtype), (1, tshape[1]))
+    else:
+        pred = rng.normal(0, 1, pshape).astype(dtype)
+    target = rng.normal(0, 2, tshape).astype(dtype)
+    full = np.ascontiguousarray(np.broadcast_to(pred, tshape))
+    off = len(tshape) - pred.ndim
+    axes = tuple(d for d in range(len(tshape))
+                 if d < off or (pred.shape[d - off] == 1 and tshape[d] != 1))
+    for loss, params in ((fl.squared_error, {}), (fl.huber, {"delta": 0.7})):
+        for reduction in ("sum", "mean"):
+            g_full, h_full = loss.grad_hess(full, target, reduction=reduction, **params)
+            want_g = g_full.sum(axis=axes, dtype=np.float64).reshape(pred.shape)
+            want_h = h_full.sum(axis=axes, dtype=np.float64).reshape(pred.shape)
+            results = []
+            for n in (1, 2, 3):
+                with fl.threads(n):
+                    results.append(loss.grad_hess(pred, target, reduction=reduction, **params))
+            for g, h in results:
+                assert g.shape == pred.shape and g.dtype == dtype
+                assert same(g, results[0][0]) and same(h, results[0][1])
+            g, h = results[0]
+            # float64 sums of the same terms in another order: float32 results within an ulp
+            # or two of the larger terms' sum.
+            tol = 4e-6 if dtype == np.float32 else 1e-12
+            scale = np.abs(g_full).sum(axis=axes, dtype=np.float64).reshape(pred.shape)
+            assert np.all(np.abs(g - want_g) <= tol * (scale + 1e-30)), reduction
+            hscale = np.abs(h_full).sum(axis=axes, dtype=np.float64).reshape(pred.shape)
+            assert np.all(np.abs(h - want_h) <= tol * (hscale + 1e-30)), reduction
+            v, g2 = loss.value_and_grad(pred, target, reduction=reduction, **params)
+            assert v == loss(pred, target, reduction=reduction, **params)
+            assert v == loss(full, target, reduction=reduction, **params)
+            assert np.all(np.abs(g2 - want_g) <= tol * (scale + 1e-30))
+
+
 @regression_param
 @dtype_param
 def test_zero_dim(case, dtype):

@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -29,16 +30,121 @@ bool same_shape(const py::array& a, const std::vector<std::int64_t>& s) {
   return true;
 }
 
-// The gradient of a sum w.r.t. an operand that was broadcast: sum over broadcast axes.
-py::object reduce_to(const py::array& full, const py::array& like) {
-  const int nd = static_cast<int>(full.ndim());
-  const int off = nd - static_cast<int>(like.ndim());
-  py::list axes;
-  for (int d = 0; d < nd; ++d) {
-    if (d < off || (like.shape(d - off) == 1 && full.shape(d) != 1)) axes.append(d);
+// Derivatives w.r.t. a broadcast pred without a full-size temporary (DESIGN.md: stride-0
+// operands are never materialised at full size; the gradient of a scalar pred over 1e9
+// targets would otherwise be a 4-8 GB array summed afterwards, as autograd's sum_to does).
+// The call runs in slabs of at most kSlab elements, each slab's derivatives into one reused
+// buffer, then added into float64 sums of pred's shape; rs[d] is the step of those sums along
+// the call's (coalesced) dim d, 0 where pred was broadcast. The slabs are fixed by the shape
+// and their sums are added in a fixed order: the same bits for any thread count.
+constexpr std::int64_t kSlab = std::int64_t(1) << 20;
+
+// The float64 sum of g[0, n): pairwise above 1024 terms (error growing with log n, as NumPy's
+// sum), eight partial sums below (a dependency chain of one add per element would take
+// several times the kernel's time).
+template <class T>
+double row_sum(const T* g, std::int64_t n) {
+  if (n > 1024) {
+    const std::int64_t h = (n / 2 + 7) / 8 * 8;
+    return row_sum(g, h) + row_sum(g + h, n - h);
   }
-  py::object r = full.attr("sum")(py::arg("axis") = py::tuple(axes));
-  return r.attr("reshape")(like.attr("shape"));
+  double p[8] = {};
+  std::int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) p[k] += static_cast<double>(g[j + k]);
+  for (; j < n; ++j) p[0] += static_cast<double>(g[j]);
+  return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
+// sum[roff + i . rs] += g[i] over the C-contiguous block g of `shape`; where rs = 0 on the last
+// dim, the row is summed first (row_sum).
+template <class T>
+void add_into(const T* g, int nd, const std::int64_t* shape, const std::int64_t* rs,
+              std::int64_t roff, double* sum) {
+  const std::int64_t n0 = shape[0];
+  if (nd == 1) {
+    if (rs[0] == 0) {
+      sum[roff] += row_sum(g, n0);
+    } else {
+      for (std::int64_t j = 0; j < n0; ++j) sum[roff + j * rs[0]] += static_cast<double>(g[j]);
+    }
+    return;
+  }
+  std::int64_t step = 1;
+  for (int d = 1; d < nd; ++d) step *= shape[d];
+  for (std::int64_t i = 0; i < n0; ++i)
+    add_into(g + i * step, nd - 1, shape + 1, rs + 1, roff + i * rs[0], sum);
+}
+
+// Runs c (coalesced; its value outputs set, its derivative outputs not) in slabs, adding the
+// derivatives into gsum / hsum (null: not wanted). The value, when wanted, comes from one
+// run over the whole call without derivatives, so that its sum has the same bits as a call
+// for the value alone.
+void run_broadcast_derivs(ElemCall& c, const std::int64_t* rs, double* gsum, double* hsum) {
+  const int value_bits = c.mode & (kValueArray | kValueSum);
+  if (value_bits) {
+    ElemCall cv = c;
+    cv.mode &= ~(kGrad | kHess);
+    run_elementwise(cv);
+    c.value_sum = cv.value_sum;
+    c.bad_target = cv.bad_target;
+  }
+  if (c.n == 0) return;
+  const int nd = c.ndim;
+  // Split dim s into runs of `chunk`, with every index of the dims before it.
+  int s = nd - 1;
+  std::int64_t inner = 1;
+  while (s > 0 && inner * c.shape[s] <= kSlab) inner *= c.shape[s--];
+  const std::int64_t chunk = std::max<std::int64_t>(1, kSlab / inner);
+  const std::int64_t slab_n = std::min(chunk, c.shape[s]) * inner;
+  const bool f32 = c.dtype == DType::f32;
+  const std::int64_t isz = f32 ? 4 : 8;
+  std::vector<double> gbuf(gsum ? slab_n : 0), hbuf(hsum ? slab_n : 0);
+  ElemCall cs = c;
+  cs.mode &= ~(kValueArray | kValueSum);
+  cs.value.data = nullptr;
+  cs.ndim = nd - s;
+  for (int k = 1; k < cs.ndim; ++k) cs.shape[k] = c.shape[s + k];
+  Operand* ins[4] = {&c.pred, &c.target, &c.weight, &c.aux};
+  Operand* sub[4] = {&cs.pred, &cs.target, &cs.weight, &cs.aux};
+  for (int i = 0; i < 4; ++i)
+    for (int k = 0; k < cs.ndim; ++k) sub[i]->strides[k] = ins[i]->strides[s + k];
+  std::int64_t idx[kMaxDims] = {};
+  for (;;) {
+    std::int64_t base[4] = {}, rbase = 0;
+    for (int d = 0; d < s; ++d) {
+      for (int i = 0; i < 4; ++i) base[i] += idx[d] * ins[i]->strides[d];
+      rbase += idx[d] * rs[d];
+    }
+    for (std::int64_t a = 0; a < c.shape[s]; a += chunk) {
+      cs.shape[0] = std::min(chunk, c.shape[s] - a);
+      cs.n = cs.shape[0] * inner;
+      for (int i = 0; i < 4; ++i)
+        if (ins[i]->data) sub[i]->data = ins[i]->data + base[i] + a * ins[i]->strides[s];
+      std::int64_t step = isz;
+      for (int k = cs.ndim - 1; k >= 0; --k) {
+        cs.grad.strides[k] = cs.hess.strides[k] = step;
+        step *= cs.shape[k];
+      }
+      cs.grad.data = gsum ? reinterpret_cast<char*>(gbuf.data()) : nullptr;
+      cs.hess.data = hsum ? reinterpret_cast<char*>(hbuf.data()) : nullptr;
+      run_elementwise(cs);
+      c.bad_target = c.bad_target || cs.bad_target;
+      const std::int64_t roff = rbase + a * rs[s];
+      for (int w = 0; w < 2; ++w) {
+        double* sum = w ? hsum : gsum;
+        if (!sum) continue;
+        const double* buf = w ? hbuf.data() : gbuf.data();
+        if (f32)
+          add_into(reinterpret_cast<const float*>(buf), cs.ndim, cs.shape, rs + s, roff, sum);
+        else
+          add_into(buf, cs.ndim, cs.shape, rs + s, roff, sum);
+      }
+    }
+    int d = s - 1;
+    while (d >= 0 && ++idx[d] == c.shape[d]) idx[d--] = 0;
+    if (d < 0) break;
+  }
 }
 
 [[noreturn]] void raise_nan(const std::vector<std::pair<py::array, const char*>>& inputs) {
@@ -139,7 +245,6 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
 
   // Outputs.
   py::array value = null_array(), grad = null_array(), hess = null_array();
-  py::array grad_full = null_array(), hess_full = null_array();
   const bool pred_full = same_shape(pred, shape);
   if (!out_o.is_none() && !(reduction == kNone && (want & kWantValue))) {
     throw py::value_error("out= holds per-sample losses and is only valid with reduction='none'");
@@ -150,21 +255,19 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
     set_out_operand(c.value, value, nd);
   }
   std::vector<std::int64_t> pred_shape(pred.shape(), pred.shape() + pred.ndim());
-  auto make_deriv = [&](py::handle user, const char* name, py::array& result, py::array& full,
-                        OutOperand& op) {
+  auto make_deriv = [&](py::handle user, const char* name, py::array& result, OutOperand& op) {
     result = user.is_none() ? null_array() : check_out(user, name, pred_shape, dtype, taken);
     if (pred_full) {
       if (!result) result = new_array(shape, dtype);
-      full = result;
-    } else {
-      full = new_array(shape, dtype);
+      set_out_operand(op, result, nd);
+    } else if (!result) {
+      result = new_array(pred_shape, dtype);  // run_broadcast_derivs' sums land here
     }
-    if (result) taken.emplace_back(result, name);
-    set_out_operand(op, full, nd);
+    taken.emplace_back(result, name);
   };
-  if (want & kWantGrad) make_deriv(grad_out_o, grad_name.c_str(), grad, grad_full, c.grad);
+  if (want & kWantGrad) make_deriv(grad_out_o, grad_name.c_str(), grad, c.grad);
   else if (!grad_out_o.is_none()) throw py::value_error(grad_name + "= given but no gradient is computed");
-  if (want & kWantHess) make_deriv(hess_out_o, "hess_out", hess, hess_full, c.hess);
+  if (want & kWantHess) make_deriv(hess_out_o, "hess_out", hess, c.hess);
   else if (!hess_out_o.is_none()) throw py::value_error("hess_out= given but no Hessian is computed");
 
   c.mode = 0;
@@ -178,7 +281,28 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
   c.hess_floor = hess_floor;
   c.nthreads = get_num_threads();
   c.class_split = class_split;
+  // A broadcast pred's derivatives: the steps of their sums (pred's C-contiguous layout, 0 on
+  // the broadcast dims) ride along as the gradient operand's strides while the dims are
+  // coalesced, so that only dims that merge for them too are merged (a pred that is itself a
+  // stride-0 view keeps its own dims apart from the broadcast ones).
+  const bool slabs = !pred_full && (want & (kWantGrad | kWantHess));
+  std::int64_t rs[kMaxDims] = {};
+  if (slabs) {
+    const int off = nd - static_cast<int>(pred.ndim());
+    std::int64_t step = 1;
+    for (int d = nd - 1; d >= 0; --d) {
+      const bool kept = d >= off && !(pred.shape(d - off) == 1 && shape[d] != 1);
+      c.grad.strides[d] = kept ? step : 0;
+      if (kept) step *= shape[d];
+    }
+    c.grad.data = reinterpret_cast<char*>(rs);  // not written: only its strides are read
+    c.hess.data = nullptr;
+  }
   coalesce_dims(c);
+  if (slabs) {
+    for (int d = 0; d < c.ndim; ++d) rs[d] = c.grad.strides[d];
+    c.grad.data = nullptr;
+  }
 
   double denom = static_cast<double>(n);
   bool has_nan = false;
@@ -203,7 +327,15 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
     // derivatives are 0, as PyTorch gives for an all-ignored batch.
     c.gscale = denom == 0.0 ? 0.0 : 1.0 / denom;
   }
-  if (!has_nan) {
+  std::vector<double> gsum, hsum;
+  if (!has_nan && slabs) {
+    const std::int64_t np_ = static_cast<std::int64_t>(pred.size());
+    if (want & kWantGrad) gsum.assign(np_, 0.0);
+    if (want & kWantHess) hsum.assign(np_, 0.0);
+    py::gil_scoped_release nogil;
+    run_broadcast_derivs(c, rs, gsum.empty() ? nullptr : gsum.data(),
+                         hsum.empty() ? nullptr : hsum.data());
+  } else if (!has_nan) {
     py::gil_scoped_release nogil;
     run_elementwise(c);
   }
@@ -223,17 +355,14 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
     else if (reduction == kSum) v = py::float_(c.value_sum);
     else v = py::float_(n == 0 ? std::nan("") : c.value_sum / denom);
   }
-  auto finish = [&](py::array& result, py::array& full) -> py::object {
-    if (!full) return py::none();
+  auto finish = [&](py::array& result, std::vector<double>& sums) -> py::object {
+    if (!result) return py::none();
     if (pred_full) return result;
-    py::object r = reduce_to(full, pred);
-    if (result) {
-      py::module_::import("numpy").attr("copyto")(result, r);
-      return result;
-    }
-    return r;
+    py::array_t<double> r(static_cast<py::ssize_t>(sums.size()), sums.data());
+    py::module_::import("numpy").attr("copyto")(result, r.attr("reshape")(pred.attr("shape")));
+    return result;
   };
-  return py::make_tuple(v, finish(grad, grad_full), finish(hess, hess_full));
+  return py::make_tuple(v, finish(grad, gsum), finish(hess, hsum));
 }
 
 }  // namespace
