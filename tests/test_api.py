@@ -134,7 +134,8 @@ def test_arrays_by_keyword_errors(method):
     with pytest.raises(TypeError, match="missing required argument 'target'"):
         f(logits=x)
     # A name that is not the loss's: an unknown parameter, not an alias.
-    with pytest.raises(TypeError, match="missing required argument 'pred'"):
+    with pytest.raises(TypeError, match="missing required argument 'pred' "
+                                        r"\(got an unexpected keyword argument 'logits'\)"):
         method_of("squared_error", method)(logits=x, target=t)
     with pytest.raises(TypeError, match="multiple values for argument 'relevance'"):
         method_of("pairwise_logistic", method)(x, t, relevance=t)

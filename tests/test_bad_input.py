@@ -131,6 +131,35 @@ def test_bad_dtype_with_counted_class_weight(name, mode, arg, kind):
             build(loss, vals, class_weight=mode, nan_policy=nan_policy)("value_and_grad")
 
 
+@pytest.mark.parametrize("arg", ARGS)
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_entries_refused(name, arg):
+    # np.asarray drops a mask: scoring the data under it would be silently wrong.
+    loss = fl.losses[name]
+    vals = list(lc.make_inputs(loss, rng_for(name, "masked"), weighted=True))
+    i = ARGS.index(arg)
+    a = np.asarray(vals[i])
+    mask = np.zeros(a.shape, bool)
+    mask.flat[0] = True
+    vals[i] = np.ma.array(a, mask=mask)
+    for method in lc.METHODS:
+        with pytest.raises(TypeError, match=named(arg_name(loss, arg)) + " is a masked array"):
+            build(loss, vals)(method)
+    # Nothing masked: the data, as a plain array.
+    vals[i] = np.ma.array(a, mask=np.zeros(a.shape, bool))
+    got = build(loss, vals)("value_and_grad")
+    vals[i] = a
+    lc.assert_bit_identical(got, build(loss, vals)("value_and_grad"), name)
+
+
+def test_masked_entries_refused_margin_ranking():
+    m = np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0])
+    for args, which in (((m, np.ones(3), np.ones(3)), "x1"), ((np.ones(3), m, np.ones(3)), "x2"),
+                        ((np.ones(3), np.ones(3), m), "y")):
+        with pytest.raises(TypeError, match=named(which) + " is a masked array"):
+            fl.margin_ranking.value_and_grad(*args)
+
+
 @pytest.mark.parametrize("bad", [None, "abc", {"a": 1}, object(), [1.0, "x"]],
                          ids=["None", "str", "dict", "object", "mixed_list"])
 @pytest.mark.parametrize("arg", ("first", "target"))
@@ -347,9 +376,11 @@ def test_unknown_hessian(name, value):
         lc.call(loss, "grad_hess", first, target, hessian=value)
 
 
+# A negative floor would let "clip" return negative Hessians: refused.
 @pytest.mark.parametrize("value, exc", [(NAN := float("nan"), ValueError), (float("inf"), ValueError),
-                                        ("0.1", TypeError), (None, TypeError)],
-                         ids=["nan", "inf", "str", "None"])
+                                        ("0.1", TypeError), (None, TypeError),
+                                        (-1.0, ValueError), (-1e-300, ValueError)],
+                         ids=["nan", "inf", "str", "None", "negative", "tiny_negative"])
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_bad_hess_floor(name, value, exc):
     loss = fl.losses[name]

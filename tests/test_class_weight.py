@@ -611,3 +611,46 @@ def test_ignore_index_int64_range_is_accepted(value):
     assert (v == 0).sum() == (1 if int(value) == 2 else 0)
     FOCAL(x, y, ignore_index=value, alpha="balanced")
     fl.class_weight(y, ignore_index=value)
+
+
+def test_class_weight_takes_every_form_a_loss_does():
+    # DESIGN.md: class_weight is None, "balanced", "auto", a dict or an array; fl.class_weight
+    # resolves each to the array the loss would use.
+    y = np.array([0, 1, 1, 3, 3, 3])
+    np.testing.assert_array_equal(fl.class_weight(y, None), np.ones(4))
+    np.testing.assert_array_equal(fl.class_weight(y, None, n_classes=6), np.ones(6))
+    np.testing.assert_array_equal(fl.class_weight(y, {0: 2.5, 3: 0.5}), [2.5, 1.0, 1.0, 0.5])
+    arr = np.array([0.5, 1, 2, 4], dtype=np.float32)
+    got = fl.class_weight(y, arr)
+    np.testing.assert_array_equal(got, arr.astype(np.float64))
+    assert got.dtype == np.float64 and not np.shares_memory(got, arr)
+    # The same array as the loss uses: a weighted mean with it equals one with the dict.
+    z = np.random.default_rng(0).normal(size=(6, 4))
+    assert fl.softmax_cross_entropy(z, y, class_weight=fl.class_weight(y, {0: 2.5, 3: 0.5}),
+                                    reduction="mean") == \
+        fl.softmax_cross_entropy(z, y, class_weight={0: 2.5, 3: 0.5}, reduction="mean")
+    # The labels are still checked.
+    with pytest.raises(ValueError, match="labels"):
+        fl.class_weight(np.array([0, -3]), None)
+
+
+@pytest.mark.parametrize("bad, exc, msg", [
+    (np.arange(5.0), ValueError, r"mode must have shape \(4,\), got \(5,\)"),
+    ({9: 1.0}, ValueError, r"mode key 9 is not a class in \[0, 4\)"),
+    (np.array(["a", "b", "c", "d"]), TypeError, "mode must hold real numbers"),
+    (-np.ones(4), ValueError, "mode must be finite and >= 0"),
+    ("bogus", ValueError, "mode must be 'balanced', 'auto', None, a dict or an array"),
+])
+def test_class_weight_bad_mode_names_it(bad, exc, msg):
+    with pytest.raises(exc, match=msg):
+        fl.class_weight(np.array([0, 1, 3]), bad)
+
+
+def test_class_weight_forms_match_sklearn():
+    sk = pytest.importorskip("sklearn.utils.class_weight")
+    y = np.array([0, 1, 1, 2, 2, 2, 2])
+    classes = np.arange(3)
+    for mode in (None, {0: 3.0, 2: 0.25}, "balanced"):
+        np.testing.assert_allclose(fl.class_weight(y, mode),
+                                   sk.compute_class_weight(mode, classes=classes, y=y),
+                                   rtol=1e-15)

@@ -56,6 +56,7 @@ def as_array(value: Any, name: str) -> np.ndarray:
     """value as a NumPy array (itself when it is one); a nested sequence NumPy cannot convert
     (ragged rows) is a ValueError naming the argument, None a TypeError."""
     if isinstance(value, np.ndarray):
+        check_not_masked(value, name)
         return value
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
@@ -63,6 +64,28 @@ def as_array(value: Any, name: str) -> np.ndarray:
         return np.asarray(value)
     except ValueError as e:
         raise ValueError(f"{name} could not be converted to an array: {e}") from None
+
+def check_not_masked(value: Any, name: str) -> None:
+    """TypeError for a masked array with masked entries: the kernels read the data under the
+    mask, and a loss that silently scored masked entries would be wrong. (A masked array with
+    nothing masked is read as its data.)"""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.getmask(value) is not np.ma.nomask \
+            and np.any(np.ma.getmaskarray(value)):
+        raise TypeError(f"{name} is a masked array with masked entries; pass "
+                        f"{name}.filled(value), or leave the entries out with "
+                        "sample_weight=~mask (or NaN and nan_policy='omit')")
+
+
+def scalar_if_0d(x: Any, user: Any = None) -> Any:
+    """A 0-d result as a NumPy scalar, as a ufunc returns it (not an array the caller passed
+    as out=, which is returned itself); a pair (margin_ranking's) entry by entry."""
+    if isinstance(x, tuple):
+        users = user if isinstance(user, (tuple, list)) else (None,) * len(x)
+        return tuple(scalar_if_0d(e, u) for e, u in zip(x, users))
+    if isinstance(x, np.ndarray) and x.ndim == 0 and user is None:
+        return x[()]
+    return x
+
 
 # The default of the two array arguments, so that they can also be given by keyword under
 # their documented names (Loss._inputs).
@@ -113,9 +136,11 @@ class Loss:
 
     def hessian_names(self) -> tuple:
         """The ``hessian=`` policies that :meth:`grad_hess` accepts for this loss."""
-        if self._hessians is not None:
-            return tuple(self._hessians)
-        return tuple(_ROW_HESSIANS if self.kind == "rowwise" else _HESSIANS)
+        names = self._hessians if self._hessians is not None else (
+            _ROW_HESSIANS if self.kind == "rowwise" else _HESSIANS)
+        if self.kind == "elementwise" and not self.has_fisher:
+            names = [n for n in names if n != "fisher"]
+        return tuple(names)
 
     def __reduce__(self):
         # Pickled by name, as NumPy pickles its ufuncs: unpickling (in another process too)
@@ -133,7 +158,7 @@ class Loss:
         pred, target, sample_weight = self._inputs(pred, target, params, sample_weight)
         v, _, _ = self._run(pred, target, _WANT_VALUE, reduction, sample_weight, nan_policy,
                             params, out, None, None, "exact", 0.0)
-        return v
+        return scalar_if_0d(v, out)
 
     def grad(self, pred=_NO_ARG, target=_NO_ARG, *, reduction: str = "none", sample_weight=None,
              nan_policy: str = "propagate", out=None, **params):
@@ -141,7 +166,7 @@ class Loss:
         pred, target, sample_weight = self._inputs(pred, target, params, sample_weight)
         _, g, _ = self._run(pred, target, _WANT_GRAD, reduction, sample_weight, nan_policy,
                             params, None, out, None, "exact", 0.0, grad_name="out")
-        return g
+        return scalar_if_0d(g, out)
 
     def value_and_grad(self, pred=_NO_ARG, target=_NO_ARG, *, reduction: str = "none",
                        sample_weight=None, nan_policy: str = "propagate", out=None,
@@ -150,7 +175,7 @@ class Loss:
         pred, target, sample_weight = self._inputs(pred, target, params, sample_weight)
         v, g, _ = self._run(pred, target, _WANT_VALUE | _WANT_GRAD, reduction, sample_weight,
                             nan_policy, params, out, grad_out, None, "exact", 0.0)
-        return v, g
+        return scalar_if_0d(v, out), scalar_if_0d(g, grad_out)
 
     def grad_hess(self, pred=_NO_ARG, target=_NO_ARG, *, reduction: str = "none",
                   sample_weight=None, nan_policy: str = "propagate", hessian: str = "exact",
@@ -164,7 +189,7 @@ class Loss:
         pred, target, sample_weight = self._inputs(pred, target, params, sample_weight)
         _, g, h = self._run(pred, target, _WANT_GRAD | _WANT_HESS, reduction, sample_weight,
                             nan_policy, params, None, grad_out, hess_out, hessian, hess_floor)
-        return g, h
+        return scalar_if_0d(g, grad_out), scalar_if_0d(h, hess_out)
 
     def _inputs(self, pred, target, params, sample_weight=None):
         """The two arrays, given positionally or by keyword: the first also by its documented
@@ -189,12 +214,16 @@ class Loss:
             target = params.pop(names[1])
         for value, name in ((pred, names[0]), (target, names[1])):
             if value is _NO_ARG:
-                raise TypeError(f"{self.name}() missing required argument {name!r}")
-        if isinstance(pred, (list, tuple)):
+                # A misnamed array (squared_error(logits=...)) is named too.
+                unknown = [k for k in params if k not in self.params]
+                extra = (f" (got an unexpected keyword argument {unknown[0]!r})" if unknown
+                         else "")
+                raise TypeError(f"{self.name}() missing required argument {name!r}{extra}")
+        if isinstance(pred, (list, tuple, np.ma.MaskedArray)):
             pred = as_array(pred, names[0])
-        if isinstance(target, (list, tuple)):
+        if isinstance(target, (list, tuple, np.ma.MaskedArray)):
             target = as_array(target, names[1])
-        if isinstance(sample_weight, (list, tuple)):
+        if isinstance(sample_weight, (list, tuple, np.ma.MaskedArray)):
             sample_weight = as_array(sample_weight, "sample_weight")
         return pred, target, sample_weight
 
@@ -224,7 +253,7 @@ class Loss:
             # ignored rows at 0 either way).
             floor = hess_floor
             if hessian == "clip":
-                floor = finite_param(hess_floor, "hess_floor") / scale
+                floor = finite_param(hess_floor, "hess_floor", low=0.0) / scale
             v, g, h = self._run(pred, target, want, reduction, sample_weight, nan_policy, params,
                                 out, grad_out, hess_out, hessian, floor, grad_name, class_split)
             if class_split:
@@ -240,7 +269,7 @@ class Loss:
         if hessian == "fisher" and not self.has_fisher:
             raise ValueError(f"hessian='fisher' is not defined for {self.name}; "
                              "use 'exact', 'clip' or 'abs'")
-        floor = finite_param(hess_floor, "hess_floor") if policy == 1 else 0.0
+        floor = finite_param(hess_floor, "hess_floor", low=0.0) if policy == 1 else 0.0
         if self._prepare is not None:
             values, aux, aux_name, factor = self._prepare(pred, target, sample_weight, params,
                                                           omit_nan=nan == 2)
@@ -262,7 +291,7 @@ class Loss:
         if self._hessians is not None:
             _code(self._hessians, hessian, "hessian")
         code = _code(_ROW_HESSIANS, hessian, "hessian")
-        floor = finite_param(hess_floor, "hess_floor") if code == 1 else 0.0
+        floor = finite_param(hess_floor, "hess_floor", low=0.0) if code == 1 else 0.0
         logits = as_array(logits, self.arg_names[0])
         if logits.dtype.kind not in "biuf":
             # Before the parameter checks look at the shape: a TypeError naming the argument.

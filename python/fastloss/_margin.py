@@ -12,7 +12,7 @@ import numpy as np
 from . import _core
 from ._binary import check_keys, compute_dtype
 from ._loss import (_NAN_POLICIES, _REDUCTIONS, Loss, _code, as_array, finite_param,
-                    make_parser)
+                    make_parser, scalar_if_0d)
 from ._multiclass import check_ignore_index, class_counts, n_classes_of
 from ._weights import resolve_class_weight
 
@@ -125,20 +125,20 @@ class MarginRankingLoss(Loss):
                  nan_policy="propagate", out=None, **params):
         v, _, _ = self._run3(x1, x2, y, _WANT_VALUE, reduction, sample_weight, nan_policy,
                              params, out, None, None, "exact", 0.0)
-        return v
+        return scalar_if_0d(v, out)
 
     def grad(self, x1, x2, y, *, reduction="none", sample_weight=None, nan_policy="propagate",
              out=None, **params):
         """(d loss / d x1, d loss / d x2), each in its own input's compute dtype."""
         _, g, _ = self._run3(x1, x2, y, _WANT_GRAD, reduction, sample_weight, nan_policy,
                              params, None, out, None, "exact", 0.0, grad_name="out")
-        return g
+        return scalar_if_0d(g, out)
 
     def value_and_grad(self, x1, x2, y, *, reduction="none", sample_weight=None,
                        nan_policy="propagate", out=None, grad_out=None, **params):
         v, g, _ = self._run3(x1, x2, y, _WANT_VALUE | _WANT_GRAD, reduction, sample_weight,
                              nan_policy, params, out, grad_out, None, "exact", 0.0)
-        return v, g
+        return scalar_if_0d(v, out), scalar_if_0d(g, grad_out)
 
     def grad_hess(self, x1, x2, y, *, reduction="none", sample_weight=None,
                   nan_policy="propagate", hessian="exact", hess_floor=1e-6, grad_out=None,
@@ -146,14 +146,14 @@ class MarginRankingLoss(Loss):
         """((g1, g2), (h1, h2)): the diagonal Hessians w.r.t. x1 and x2 (equal: 0 exactly)."""
         _, g, h = self._run3(x1, x2, y, _WANT_GRAD | _WANT_HESS, reduction, sample_weight,
                              nan_policy, params, None, grad_out, hess_out, hessian, hess_floor)
-        return g, h
+        return scalar_if_0d(g, grad_out), scalar_if_0d(h, hess_out)
 
     def _run3(self, x1, x2, y, want, reduction, sample_weight, nan_policy, params, out,
               grad_out, hess_out, hessian, hess_floor, grad_name="grad_out"):
         red = _code(_REDUCTIONS, reduction, "reduction")
         nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
         policy = _code(self._hessians, hessian, "hessian")
-        floor = finite_param(hess_floor, "hess_floor") if policy == 1 else 0.0
+        floor = finite_param(hess_floor, "hess_floor", low=0.0) if policy == 1 else 0.0
         margin = (self._parse(params) if params else self._default_values)[0]
         x1, x2, y = _real_input(x1, "x1"), _real_input(x2, "x2"), _real_input(y, "y")
         try:

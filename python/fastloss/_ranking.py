@@ -123,7 +123,7 @@ class PairwiseLoss(Loss):
         red = _code(_REDUCTIONS, reduction, "reduction")
         nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
         policy = _code(_HESSIANS, hessian, "hessian")
-        floor = finite_param(hess_floor, "hess_floor") if policy == 1 else 0.0
+        floor = finite_param(hess_floor, "hess_floor", low=0.0) if policy == 1 else 0.0
         check_keys(self.name, params, self.params)
         values = [self._scale(params), float(_code(_PAIR_WEIGHTS,
                                                    params.get("pair_weight", "uniform"),

@@ -568,7 +568,7 @@ def _score_margin(loss, params, pred_path, pred2_path, target_path, sample_weigh
                 raise ScoreError(str(exc)) from None
             # The denominator as the kernel reads the weights: rounded to the compute dtype.
             w = (np.ones(x1.shape[0]) if sw is None
-                 else np.asarray(sw).astype(_chunks._compute_dtype(x1)).astype(np.float64))
+                 else np.asarray(sw).astype(_chunks.compute_dtype(x1)).astype(np.float64))
             denom += float(np.sum(w, dtype=np.float64))
             count += x1.shape[0]
             if per_class is not None:
@@ -661,7 +661,7 @@ def _score_pairwise(loss, params, pred_path, target_path, group_path, qid_path,
         if sw is None:
             denom += float(ng)
         else:  # as the kernel reads the weights: rounded to the compute dtype
-            denom += float(np.sum(np.asarray(sw).astype(_chunks._compute_dtype(s)),
+            denom += float(np.sum(np.asarray(sw).astype(_chunks.compute_dtype(s)),
                                   dtype=np.float64))
         n_queries += ng
 

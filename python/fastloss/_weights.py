@@ -174,6 +174,10 @@ class ClassCounts:
     def class_weight(self, mode: str = "balanced") -> np.ndarray:
         """The class weights of the counts seen so far (see the class's docstring for their
         length)."""
+        return _weights_from_counts(self._class_counts(), mode, self.ignore_index)
+
+    def _class_counts(self) -> np.ndarray:
+        """The counts, one per class: self.counts, less an ignored label above the classes."""
         counts, ig = self.counts, self.ignore_index
         if self.n_classes is None and ig is not None and ig == counts.size - 1:
             # The ignored label is the largest one. If classes between the last counted class
@@ -183,7 +187,7 @@ class ClassCounts:
             last = int(seen[-1]) if seen.size else -1
             if last < ig - 1:
                 counts = counts[: last + 1]
-        return _weights_from_counts(counts, mode, ig)
+        return counts
 
 
 def _weights_from_counts(counts: np.ndarray, mode: str, ignore_index: Optional[int] = None,
@@ -216,9 +220,15 @@ def _weights_from_counts(counts: np.ndarray, mode: str, ignore_index: Optional[i
     return w
 
 
-def class_weight(labels, mode: str = "balanced", n_classes: Optional[int] = None,
+def class_weight(labels, mode: Any = "balanced", n_classes: Optional[int] = None,
                  sample_weight=None, *, ignore_index: Optional[int] = None) -> np.ndarray:
     """Class weights from integer labels: "balanced" (n / (K n_c)) or "auto" (legacy).
+
+    ``mode`` may also be any other form a loss's ``class_weight`` takes, resolved to the array
+    the loss would use (as scikit-learn's compute_class_weight): None gives ones, a dict
+    {class: weight} gives its weights and 1 for the classes it leaves out, an array of
+    ``n_classes`` is checked and copied. The labels are checked all the same, and set the
+    length when ``n_classes`` is not given.
 
     ``labels``: integers, or floats holding whole numbers, in [0, n_classes) or equal to
     ``ignore_index``. ``sample_weight`` (finite) weights the counts. Returns a float64 array of
@@ -230,11 +240,16 @@ def class_weight(labels, mode: str = "balanced", n_classes: Optional[int] = None
     ValueError for a label out of range, a non-finite label or weight, or a class with no
     samples; TypeError for labels that are not whole numbers.
     """
-    if mode not in _MODES:
-        raise ValueError(f"mode must be 'balanced' or 'auto', got {mode!r}")
+    if isinstance(mode, str) and mode not in _MODES:
+        raise ValueError(f"mode must be 'balanced', 'auto', None, a dict or an array, got "
+                         f"{mode!r}")
     cc = ClassCounts(n_classes, ignore_index=ignore_index)
     cc.update(labels, sample_weight)
-    return cc.class_weight(mode)
+    if isinstance(mode, str):
+        return cc.class_weight(mode)
+    k = cc._class_counts().size
+    w = resolve_class_weight(mode, k, name="mode", ignore_index=ignore_index)
+    return np.ones(k) if w is None else w
 
 
 def _real_weight(value: Any, name: str) -> float:
