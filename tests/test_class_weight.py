@@ -441,28 +441,41 @@ NAN_CASES = {
 
 @pytest.mark.parametrize("case", sorted(NAN_CASES))
 def test_balanced_with_nan(case):
-    """propagate: a ValueError naming class_weight and the NaN's argument and position (a
-    NaN has no class, so no weight can be computed); raise: a ValueError about the NaN;
-    omit: the NaN's sample is left out of the counts and gets loss 0."""
+    """A NaN target or sample weight has no class: its sample is left out of the counts.
+    propagate: that sample's loss is NaN, every other one is what omit gives it (the same
+    counts); raise: a ValueError about the NaN; omit: the NaN's sample gets loss 0."""
     loss, first, target, sw, name, where = NAN_CASES[case]
-    msg = (rf"^class_weight='balanced' cannot be computed: {name} holds NaN at index "
-           rf"{re.escape(where)} \(nan_policy='omit' leaves")
-    with pytest.raises(ValueError, match=msg):
-        loss(first, target, sample_weight=sw, class_weight="balanced")
-    with pytest.raises(ValueError, match=f"{name}.*NaN"):
-        loss(first, target, sample_weight=sw, class_weight="balanced", nan_policy="raise")
-    v = loss(first, target, sample_weight=sw, class_weight="auto", nan_policy="omit")
-    assert np.isfinite(v).all()
-    # Without class weights, propagate still gives NaN for that sample only.
+    bad = tuple(int(i) for i in where.strip("(),").split(","))[0]
+    for mode in ("balanced", "auto"):
+        kw = dict(sample_weight=sw, class_weight=mode)
+        v = loss(first, target, **kw)
+        omit = loss(first, target, nan_policy="omit", **kw)
+        assert np.isnan(v[bad]) and omit[bad] == 0.0
+        keep = np.arange(v.shape[0]) != bad
+        assert np.all(np.isfinite(v[keep]))
+        np.testing.assert_array_equal(v[keep], omit[keep])
+        assert np.isnan(loss(first, target, reduction="mean", **kw))
+        with pytest.raises(ValueError, match=f"{name}.*NaN.*nan_policy='raise'"):
+            loss(first, target, nan_policy="raise", **kw)
+    # The weights are those of the counts without that sample.
+    keep = np.arange(np.shape(target)[0]) != bad
+    sub_w = None if sw is None else sw[keep]
+    np.testing.assert_array_equal(
+        loss(first, target, sample_weight=sw, class_weight="balanced")[keep],
+        loss(first[keep], target[keep], sample_weight=sub_w, class_weight="balanced"))
+    # Without class weights, propagate gives NaN for that sample only.
     v = loss(first, target, sample_weight=sw)
     assert np.isnan(v).sum() == 1
 
 
-def test_balanced_alpha_with_nan_names_alpha():
-    sw = np.array([1.0, np.nan, 1.0])
-    with pytest.raises(ValueError, match=r"^alpha='balanced' cannot be computed: sample_weight "
-                                         r"holds NaN at index \(1,\)"):
-        FOCAL(np.zeros((3, 3)), np.array([0, 1, 2]), sample_weight=sw, alpha="balanced")
+def test_balanced_alpha_with_nan_weight_leaves_the_row_out():
+    sw = np.array([1.0, np.nan, 1.0, 1.0])
+    x = np.random.default_rng(5).normal(size=(4, 3))
+    y = np.array([0, 1, 2, 1])
+    v = FOCAL(x, y, sample_weight=sw, alpha="balanced")
+    assert np.isnan(v[1]) and np.all(np.isfinite(v[[0, 2, 3]]))
+    np.testing.assert_array_equal(v[[0, 2, 3]], FOCAL(x, y, sample_weight=sw, alpha="balanced",
+                                                      nan_policy="omit")[[0, 2, 3]])
 
 
 @pytest.mark.parametrize("policy", ["propagate", "raise", "omit"])
@@ -654,3 +667,29 @@ def test_class_weight_forms_match_sklearn():
         np.testing.assert_allclose(fl.class_weight(y, mode),
                                    sk.compute_class_weight(mode, classes=classes, y=y),
                                    rtol=1e-15)
+
+
+@pytest.mark.parametrize("mode", ["balanced", "auto"])
+def test_counted_weights_of_nothing_counted_are_not_an_error(mode):
+    """An empty call, or one whose every sample is ignored, applies no class weight: it gives
+    what the call without class weights gives (empty arrays, zeros, a NaN mean), as PyTorch
+    gives for an all-ignored batch, instead of 'no labels seen'."""
+    cases = [
+        (SIGMOID, np.zeros((0, 2)), np.zeros((0, 2)), {"class_weight": mode}),
+        (SOFTMAX, np.zeros((0, 3)), np.zeros(0, dtype=np.int64), {"class_weight": mode}),
+        (SOFTMAX, np.ones((2, 3)), np.array([-100, -100]), {"class_weight": mode}),
+        (fl.softmax_focal, np.zeros((0, 3)), np.zeros(0, dtype=np.int64), {"alpha": "balanced"}),
+    ]
+    for loss, x, t, kw in cases:
+        for reduction in ("none", "sum", "mean"):
+            got = loss.value_and_grad(x, t, reduction=reduction, **kw)
+            plain = {k: v for k, v in kw.items() if k != "class_weight"}
+            if "alpha" in plain:
+                plain["alpha"] = None
+            want = loss.value_and_grad(x, t, reduction=reduction, **plain)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+        assert np.isnan(loss(x, t, reduction="mean", **kw))
+    # fl.class_weight itself still refuses to make weights out of nothing (scikit-learn too).
+    with pytest.raises(ValueError, match="no labels seen"):
+        fl.class_weight(np.zeros(0, dtype=np.int64), mode, n_classes=3)

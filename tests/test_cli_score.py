@@ -436,3 +436,18 @@ def test_ranking_bad_input(tmp_path, extra, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_nan_in_data_is_reported(binary_files):
+    d, pred, target, _ = binary_files
+    bad = pred.copy()
+    bad[17] = np.nan
+    np.save(d / "bad.npy", bad)
+    proc = run("score", "--json", "--no-progress", "--loss", "sigmoid_cross_entropy",
+               "--pred", str(d / "bad.npy"), "--target", str(d / "target.npy"))
+    res = json.loads(proc.stdout)
+    assert res["sum"] is None and res["mean"] is None and res["count"] == pred.size
+    assert "warning: the sum is NaN" in proc.stderr
+    clean = run("score", "--json", "--no-progress", "--loss", "sigmoid_cross_entropy",
+                "--pred", str(d / "pred.npy"), "--target", str(d / "target.npy"))
+    assert "warning" not in clean.stderr

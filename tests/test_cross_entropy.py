@@ -430,6 +430,15 @@ def test_softmax_broadcast_target_and_leading_axes():
                                exp, np.float64, abs(exp[0]) if reduction != "none" else None)
     v = SOFTMAX(x, y)
     assert v.shape == (3, 4)
+    # Index targets broadcast to the rows as NumPy broadcasts; the message says so.
+    for t in (np.array(2), np.array([2]), np.array([[2], [0], [5]])):
+        np.testing.assert_array_equal(SOFTMAX(x, t), SOFTMAX(x, np.broadcast_to(t, (3, 4))))
+    for bad in (np.array([0, 1, 2]), np.zeros((2, 4), dtype=np.int64)):
+        with pytest.raises(ValueError, match=r"holds class indices and must broadcast to the "
+                                             r"shape \(3, 4\)"):
+            SOFTMAX(x, bad)
+        with pytest.raises(ValueError, match="must broadcast to the shape"):
+            SOFTMAX(x, bad, class_weight="balanced")  # the counting pass's own check
 
 
 @dtype_param

@@ -94,10 +94,10 @@ def _loss_shape(pred_shape, target_shape, weight_shape):
 def binary_counts(target, pred, sample_weight, omit_nan=False):
     """(negatives, positives) of soft or hard binary targets over the loss's shape.
 
-    The targets are checked first, with the kernel's message: in [0, 1] (NaN aside). With
-    omit_nan, samples with a NaN in pred, target or sample_weight do not count; otherwise
-    (nan_policy "propagate" or "raise") a NaN in target or sample_weight gives no count:
-    UncountableError, as does an infinite sample weight.
+    The targets are checked first, with the kernel's message: in [0, 1] (NaN aside). Samples
+    with a NaN in target or sample_weight do not count (a NaN has no class; nan_policy
+    "propagate" gives such a sample a NaN loss, "raise" refuses the call), nor with omit_nan
+    those with a NaN in pred. An infinite sample weight gives no count: UncountableError.
     """
     for value, name in ((pred, "logits"), (target, "target"), (sample_weight, "sample_weight")):
         check_real(value, name)
@@ -109,18 +109,16 @@ def binary_counts(target, pred, sample_weight, omit_nan=False):
         flat = int(np.argmax((t < 0) | (t > 1)))  # the kernel's message reads float64
         raise ValueError(f"target must hold probabilities in [0, 1]; got {float(t.flat[flat])} "
                          f"at index {index_text(flat, t.shape)}")
-    if not omit_nan:
-        hint = "nan_policy='omit' leaves such samples out of the counts and the loss"
-        check_countable(t, "target", hint)
-        check_countable(sample_weight, "sample_weight", hint)
     t = np.broadcast_to(t, shape)
     w = None if sample_weight is None else np.broadcast_to(
         np.asarray(sample_weight, dtype=np.float64), shape)
+    keep = ~np.isnan(t)
     if omit_nan:
-        keep = ~(np.isnan(t) | np.isnan(np.asarray(pred, dtype=np.float64)))
-        if w is not None:
-            keep &= ~np.isnan(w)
-            check_countable(np.where(keep, w, 0.0), "sample_weight")  # inf is not omitted
+        keep &= ~np.isnan(np.asarray(pred, dtype=np.float64))
+    if w is not None:
+        keep &= ~np.isnan(w)
+        check_countable(np.where(keep, w, 0.0), "sample_weight")  # inf is not left out
+    if not keep.all():
         t = np.where(keep, t, 0.0)
         w = keep.astype(np.float64) if w is None else np.where(keep, w, 0.0)
     if w is None:
@@ -177,8 +175,8 @@ l = P t' softplus(-z) + (1 - t') softplus(z) with t' = t (1 - label_smoothing) +
 label_smoothing / 2 and P = pos_weight (scalar or array broadcast like PyTorch's
 BCEWithLogitsLoss). class_weight: None, "balanced", "auto", {0: w_neg, 1: w_pos} or
 [w_neg, w_pos]; a sample's class weight w_neg (1 - t) + w_pos t multiplies its loss and
-enters the mean's denominator ("balanced"/"auto" count the call's targets: a NaN in target
-or sample_weight is a ValueError unless nan_policy="omit" leaves it out of the counts).
+enters the mean's denominator ("balanced"/"auto" count the call's targets; a sample with a
+NaN target or sample weight has no class and is not counted).
 log_base scales value and derivatives by 1 / ln(log_base).
 from_logits=False takes probabilities, clipped to [eps, 1 - eps] with eps the dtype's
 machine epsilon.""")

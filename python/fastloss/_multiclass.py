@@ -38,14 +38,12 @@ def _check_row_shapes(full, target, sample_weight):
                              f"(class indices must be an integer array of shape {rows_t})")
     elif not broadcasts_to(target.shape, rows):
         raise ValueError(f"target with shape {shape_text(target.shape)} holds class indices and "
-                         f"must have the shape {rows_t} (logits {full_t} without the class axis)")
+                         f"must broadcast to the shape {rows_t} (logits {full_t} without the "
+                         "class axis)")
     ws = np.shape(sample_weight)
     if sample_weight is not None and not broadcasts_to(ws, rows):
         raise ValueError(f"sample_weight with shape {shape_text(ws)} does not broadcast to the "
                          f"per-row shape {rows_t}")
-
-
-_NAN_HINT = "nan_policy='omit' leaves such rows out of the counts and the loss"
 
 
 def _check_targets(logits, t, ignore_index):
@@ -85,10 +83,10 @@ def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):
     """Per-class (weighted) counts of index or probability targets, for 'balanced'/'auto'.
 
     The targets are checked first, with the kernels' messages. Rows whose probability target
-    is all on ignore_index do not count; with omit_nan, rows with a NaN in logits, target or
-    sample_weight do not count either. Otherwise (nan_policy "propagate" or "raise") a NaN
-    in sample_weight or in a probability target gives no count: UncountableError, as does
-    an infinite sample weight.
+    is all on ignore_index do not count, nor rows with a NaN in sample_weight or in a
+    probability target (a NaN has no class; nan_policy "propagate" gives such a row a NaN
+    loss, "raise" refuses the call), nor with omit_nan those with a NaN in logits. An
+    infinite sample weight gives no count: UncountableError.
     """
     for value, name in ((target, "target"), (sample_weight, "sample_weight")):
         check_real(value, name)
@@ -99,19 +97,18 @@ def class_counts(logits, target, sample_weight, ignore_index, omit_nan=False):
     _check_targets(logits, t, ignore_index)
     w = None if sample_weight is None else np.broadcast_to(
         np.asarray(sample_weight, dtype=np.float64), rows).reshape(-1)
-    keep = None
+    n_rows = int(np.prod(rows, dtype=np.int64))
+    keep = np.ones(n_rows, dtype=bool)
     if omit_nan:
-        keep = ~np.isnan(np.asarray(logits, dtype=np.float64)).reshape(-1, k).any(axis=1)
-        if w is not None:
-            keep &= ~np.isnan(w)
-        if t.dtype.kind == "f":
-            keep &= ~np.isnan(t.astype(np.float64)).reshape(-1, k).any(axis=1)
-        if w is not None:  # an infinite weight is not omitted
-            check_countable(np.where(keep, w, 0.0).reshape(rows), "sample_weight")
-    else:
-        if t.dtype.kind == "f":  # infinite probabilities were refused above
-            check_countable(t, "target", _NAN_HINT)
-        check_countable(sample_weight, "sample_weight", _NAN_HINT)
+        keep &= ~np.isnan(np.asarray(logits, dtype=np.float64)).reshape(-1, k).any(axis=1)
+    if w is not None:
+        keep &= ~np.isnan(w)
+    if t.dtype.kind == "f":  # (infinite probabilities were refused above)
+        keep &= ~np.isnan(t.astype(np.float64)).reshape(-1, k).any(axis=1)
+    if w is not None:  # an infinite weight is not left out
+        check_countable(np.where(keep, w, 0.0).reshape(rows), "sample_weight")
+    if keep.all():
+        keep = None
     if t.dtype.kind == "f":
         t = np.asarray(t, dtype=np.float64).reshape(-1, k)
         rw = np.ones(t.shape[0]) if w is None else w.copy()
@@ -171,8 +168,7 @@ hessian="xgboost", times K / (K - 1) with hessian="lightgbm". ignore_index (defa
 as PyTorch) drops rows from the loss and the mean. from_logits=False takes probabilities
 (clipped below at the dtype's machine epsilon). log_base scales everything by
 1 / ln(log_base): H((1, 0, 0), (0.5, 0.4, 0.1)) is 0.693147 in nats, 0.30103 with
-log_base=10. "balanced"/"auto" count the call's targets: a NaN in sample_weight or in a
-probability target is a ValueError unless nan_policy="omit", which leaves its row out of the
-counts.""")
+log_base=10. "balanced"/"auto" count the call's targets; a row with a NaN in sample_weight
+or in its probability target has no class and is not counted.""")
 
 LOSSES = [softmax_cross_entropy]

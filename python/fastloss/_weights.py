@@ -277,6 +277,11 @@ def resolve_class_weight(spec: Any, n_classes: int, *, counts=None, name: str = 
             c = counts()
         except UncountableError as e:
             raise ValueError(f"{name}={spec!r} cannot be computed: {e}") from None
+        if not np.any(np.asarray(c) != 0):
+            # Nothing counted: no sample reaches the loss (an empty call, every sample ignored
+            # or weighted 0), so no weight is ever applied; the call gives what it gives
+            # without class weights (empty arrays, zeros, a NaN mean), not an error.
+            return None
         return _weights_from_counts(c, spec, ignore_index, name)
     if isinstance(spec, Mapping):
         w = np.ones(n_classes, dtype=np.float64)

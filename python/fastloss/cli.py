@@ -184,6 +184,9 @@ def _run_score(args: argparse.Namespace) -> int:
         print(f"fastloss score: error: {message}", file=sys.stderr)
         return 2
     print(_score.to_json(result) if args.json else _score.to_text(result))
+    if result["sum"] != result["sum"]:  # NaN (null in --json): say why, on stderr
+        print("fastloss score: warning: the sum is NaN: the data hold NaN (or inf - inf); "
+              "the losses propagate it, as NumPy does", file=sys.stderr)
     return 0
 
 

@@ -158,7 +158,8 @@ py::tuple rowwise(int loss, py::handle logits_o, py::handle target_o, py::handle
       b = np.attr("broadcast_to")(target, py::tuple(py::cast(rows_shape)));
     } catch (py::error_already_set&) {
       throw py::value_error("target with shape " + shape_str(tshape) +
-                            " holds class indices and must have the shape " + shape_str(rows_shape) +
+                            " holds class indices and must broadcast to the shape " +
+                            shape_str(rows_shape) +
                             " (logits " + shape_str(full) + " without the class axis)");
     }
     if (target.dtype().kind() == 'u' && target.itemsize() == 8 && target.size() > 0) {
