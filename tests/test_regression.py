@@ -657,12 +657,18 @@ def test_zero_dim(case, dtype):
     pred = np.array(1.25, dtype=dtype)
     target = np.array(-0.5, dtype=dtype)
     value = case.loss(pred, target, **case.params)
-    assert np.shape(value) == ()
-    assert np.asarray(value).dtype == compute_dtype(dtype)
+    # A NumPy scalar of the compute dtype, as a ufunc gives for 0-d operands.
+    assert isinstance(value, np.generic) and value.dtype == compute_dtype(dtype)
     v_ref, g_ref, _ = expected(case, (pred, target))
     assert float(value) == pytest.approx(float(v_ref), rel=RTOL[np.dtype(dtype)])
     grad = case.loss.grad(pred, target, **case.params)
-    assert np.shape(grad) == ()
+    assert isinstance(grad, np.generic) and grad.dtype == compute_dtype(dtype)
+    g2, h2 = case.loss.grad_hess(pred, target, **case.params)
+    assert isinstance(g2, np.generic) and isinstance(h2, np.generic)
+    # An out= array is returned itself, 0-d.
+    out = np.empty((), compute_dtype(dtype))
+    assert case.loss(pred, target, out=out, **case.params) is out
+    assert out == value
     assert float(grad) == pytest.approx(float(g_ref), rel=RTOL[np.dtype(dtype)])
     for reduction in ("sum", "mean"):
         v = case.loss(pred, target, reduction=reduction, **case.params)
