@@ -533,3 +533,59 @@ def test_unknown_chunk_sizes_and_direct_construction(rng):
     np.testing.assert_allclose(d(s, np.arange(10.0) % 3).compute(),
                                fl.pairwise_logistic(np.arange(10.0), np.arange(10.0) % 3))
     assert type(fld.DaskLoss(fl.margin_ranking)) is type(fld.margin_ranking)
+
+
+@pytest.mark.parametrize("chunks", [(7, 3), (7, 1), (40, 2)], ids=str)
+def test_per_label_pos_weight_is_sliced_per_block(client, rng, chunks):
+    # pos_weight per label (README: one value per label for multi-label targets), given as a
+    # NumPy or a dask array, with the label axis split across blocks too.
+    z = rng.normal(size=(40, 3))
+    t = (rng.random((40, 3)) < 0.4).astype(np.float64)
+    pw = np.array([1.0, 2.0, 3.0])
+    for pos_weight in (pw, da.from_array(pw, chunks=1), pw.reshape(1, 3)):
+        for reduction in ("none", "sum", "mean"):
+            got = fld.sigmoid_cross_entropy.value_and_grad(
+                da.from_array(z, chunks=chunks), t, pos_weight=pos_weight, reduction=reduction)
+            want = fl.sigmoid_cross_entropy.value_and_grad(z, t, pos_weight=pw,
+                                                           reduction=reduction)
+            close(got[0].compute(), want[0])
+            close(got[1].compute(), want[1], scaled=reduction == "mean")
+        g, h = fld.sigmoid_cross_entropy.grad_hess(da.from_array(z, chunks=chunks), t,
+                                                   pos_weight=pos_weight)
+        wg, wh = fl.sigmoid_cross_entropy.grad_hess(z, t, pos_weight=pw)
+        close(g.compute(), wg)
+        close(h.compute(), wh)
+    with pytest.raises(ValueError, match=r"pos_weight with shape \(4,\) does not broadcast"):
+        fld.sigmoid_cross_entropy(da.from_array(z, chunks=chunks), t, pos_weight=np.ones(4))
+
+
+@pytest.mark.parametrize("tdtype", [np.float64, np.int8, np.bool_], ids=lambda d: d.__name__)
+def test_multilabel_row_mask_and_integer_targets(client, rng, tdtype):
+    # A mask per row and class is sliced per block (a per-class [K] mask travels whole);
+    # 0/1 targets of any dtype are rows, as in memory.
+    s = rng.normal(size=(40, 4))
+    t = (rng.random((40, 4)) < 0.5).astype(tdtype)
+    sw = rng.uniform(0.5, 2.0, 40)
+    for mask in (rng.random((40, 4)) < 0.8, np.array([True, False, True, True])):
+        for reduction in ("none", "sum", "mean"):
+            for policy in ("propagate", "omit"):
+                kw = dict(reduction=reduction, sample_weight=sw, nan_policy=policy)
+                dmask = da.from_array(mask, chunks=(9, 4)) if mask.ndim == 2 else mask
+                got = fld.multilabel_softmax_cross_entropy.value_and_grad(
+                    da.from_array(s, chunks=(7, 2)), t, mask=dmask, **kw)
+                want = fl.multilabel_softmax_cross_entropy.value_and_grad(s, t, mask=mask, **kw)
+                close(got[0].compute(), want[0])
+                close(got[1].compute(), want[1], scaled=reduction == "mean")
+
+
+def test_own_hessian_policies_accepted(client, rng):
+    # The loss's own policies, as in memory: hinge's "xgboost"; "fisher" is not hinge's.
+    f = rng.normal(size=10)
+    t = np.sign(rng.normal(size=10))
+    g, h = fld.hinge.grad_hess(da.from_array(f, chunks=3), t, hessian="xgboost")
+    wg, wh = fl.hinge.grad_hess(f, t, hessian="xgboost")
+    close(g.compute(), wg)
+    close(h.compute(), wh)
+    with pytest.raises(ValueError, match="hessian must be one of 'exact', 'clip', 'abs', "
+                                         "'xgboost'; got 'fisher'"):
+        fld.hinge.grad_hess(da.from_array(f, chunks=3), t, hessian="fisher")

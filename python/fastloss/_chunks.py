@@ -119,7 +119,7 @@ def effective_weights(kind: str, pred, target, sample_weight, class_w, ignore_in
     t = np.asarray(target)
     w = np.ones(rows) if sample_weight is None else np.array(np.broadcast_to(
         np.asarray(sample_weight).astype(dt, copy=False), rows), dtype=np.float64)
-    prob = t.dtype.kind == "f" and t.ndim == pred.ndim
+    prob = t.ndim == pred.ndim  # a target row per row: probabilities, or multilabel 0/1
     ignored = _ignored_mask(pred, t, ignore_index)
     if prob:  # probability rows: the class weights are inside the loss
         if ignored is not None:
@@ -133,7 +133,7 @@ def effective_weights(kind: str, pred, target, sample_weight, class_w, ignore_in
             w = w * cw[np.where(live, y, 0)]
     if omit:
         keep = ~np.isnan(pred).any(axis=-1)
-        if prob:
+        if prob and t.dtype.kind == "f":
             keep &= ~np.isnan(t).any(axis=-1)
         if sample_weight is not None:
             keep &= ~np.isnan(w)

@@ -158,8 +158,8 @@ Per row: l = -sum_k alpha_k c_k q_k (1 - p_k)^gamma log p_k with p = softmax(x),
 q = (1 - label_smoothing) t + label_smoothing / K, c the class weights (as in
 softmax_cross_entropy: they also weight the mean for index targets) and alpha None (1), a
 scalar in [0, 1], an array of K, or "balanced" (n / (K n_c) from the target's class
-counts; a row with a NaN in sample_weight or its probability target is not counted). alpha is part of the loss, not a weight. gamma=0 is
-the cross-entropy.
+counts; a row with a NaN in sample_weight or its probability target is not counted).
+alpha is part of the loss, not a weight. gamma=0 is the cross-entropy.
 ignore_index (default -100) drops rows from the loss and the mean. The diagonal Hessian is
 exact (it can be negative), "clip", "abs", "fisher" (at the model's expected target), or
 "xgboost"/"lightgbm" (the exact one times 2 or K/(K-1)).""")

@@ -37,7 +37,7 @@ import fastloss as _fl
 from . import _chunks
 from ._binary import check_keys, compute_dtype_of
 from ._ranking import group_offsets, group_weights
-from ._loss import _HESSIANS, _NAN_POLICIES, _NO_ARG, _REDUCTIONS, _ROW_HESSIANS, Loss, _code
+from ._loss import _NAN_POLICIES, _NO_ARG, _REDUCTIONS, Loss, _code
 
 __all__ = ["SUPPORTED_KINDS", "DaskLoss", "losses"]
 
@@ -88,6 +88,12 @@ def _is_whole(a, shape) -> bool:
     return a is not None and a.size == 1 and a.shape != tuple(shape)
 
 
+# Parameters that may hold one value per element (broadcast against the loss's shape, or the
+# scores' for a row-wise loss): sliced block by block like the operands.
+_ELEMENT_PARAMS = {"sigmoid_cross_entropy": "pos_weight",
+                   "multilabel_softmax_cross_entropy": "mask"}
+
+
 # -- block functions (run on the workers; plain NumPy in, NumPy out) --------------------------
 
 def _fit(a, shape):
@@ -95,18 +101,31 @@ def _fit(a, shape):
     return a if a is None or a.shape == shape else np.broadcast_to(a, shape)
 
 
+# Row-wise losses whose target is always a row per row (0/1 of any dtype), never indices.
+_ROW_TARGETS_ONLY = frozenset({"multilabel_softmax_cross_entropy"})
+
+
+def _row_target(name: str, pred, target) -> bool:
+    """A row-wise target holding a row per row (probabilities, or a multilabel 0/1 row), as
+    opposed to class indices (one fewer dimension, or broadcast to the rows)."""
+    return target.ndim == pred.ndim and (target.dtype.kind == "f" or name in _ROW_TARGETS_ONLY)
+
+
 def _fit_block(loss, pred, target, sw):
     if loss.kind == "elementwise":
         return _fit(target, pred.shape), _fit(sw, pred.shape)
     rows = pred.shape[:-1]
-    prob = target.dtype.kind == "f" and target.ndim == pred.ndim
+    prob = _row_target(loss.name, pred, target)
     return (target if prob else _fit(target, rows)), _fit(sw, rows)
 
 
-def _call_block(name: str, method: str, pred, target, sw, kwargs):
-    # The loss travels to the workers by name: every process has the same registry.
+def _call_block(name: str, method: str, pred, target, sw, kwargs, ep=None, ep_name=None):
+    # The loss travels to the workers by name: every process has the same registry. ep: the
+    # block's slice of a per-element parameter (_ELEMENT_PARAMS), passed as ep_name.
     loss = _fl.losses[name]
     target, sw = _fit_block(loss, pred, target, sw)
+    if ep is not None:
+        kwargs = dict(kwargs, **{ep_name: ep})
     try:
         return getattr(loss, method)(pred, target, sample_weight=sw, **kwargs)
     except ValueError as exc:
@@ -114,10 +133,12 @@ def _call_block(name: str, method: str, pred, target, sw, kwargs):
         raise ValueError(f"{exc} (position within a dask block of shape {pred.shape})") from None
 
 
-def _partial_block(pred, target, sw, *, loss_name, kwargs, ndim, mean, cw, ignore_index, omit):
+def _partial_block(pred, target, sw, ep, *, loss_name, kwargs, ndim, mean, cw, ignore_index,
+                   omit, ep_name=None):
     loss = _fl.losses[loss_name]
     target, sw = _fit_block(loss, pred, target, sw)
-    s = _call_block(loss_name, "__call__", pred, target, sw, dict(kwargs, reduction="sum"))
+    s = _call_block(loss_name, "__call__", pred, target, sw, dict(kwargs, reduction="sum"), ep,
+                    ep_name)
     d = _chunks.weight_sum(loss, pred, target, sw, cw, ignore_index, omit) if mean else 0.0
     return np.array([float(s), d]).reshape((1,) * ndim + (2,))
 
@@ -129,8 +150,9 @@ def _count_block(pred, target, sw, *, loss_name, ndim, ignore_index, omit, n):
     return c.reshape((1,) * ndim + (n,))
 
 
-def _per_sample_block(pred, target, sw, *, loss_name, method, kwargs, pack):
-    res = _call_block(loss_name, method, pred, target, sw, dict(kwargs, reduction="none"))
+def _per_sample_block(pred, target, sw, ep, *, loss_name, method, kwargs, pack, ep_name=None):
+    res = _call_block(loss_name, method, pred, target, sw, dict(kwargs, reduction="none"), ep,
+                      ep_name)
     if pack is None:
         return res
     a, b = res
@@ -310,11 +332,10 @@ class DaskLoss:
             pred = pred.rechunk({pred.ndim - 1: -1})  # one row per block, whole
         rows = pred.shape[:-1]
         rind = string.ascii_lowercase[: len(rows)]
-        kind_t = "f" if target.dtype.kind == "f" and target.ndim == pred.ndim else "i"
-        if kind_t == "f":
+        if _row_target(self.name, pred, target):
             if target.shape != pred.shape:
-                raise ValueError(f"probability target of shape {target.shape} must have the "
-                                 f"{first}' shape {pred.shape}")
+                raise ValueError(f"target of shape {target.shape} holds a row per row and must "
+                                 f"have the {first}' shape {pred.shape}")
             target = target.rechunk(pred.chunks)
             tind = rind + "z"
         else:
@@ -362,7 +383,30 @@ class DaskLoss:
             params = dict(params, class_weight=cw)
         return params, cw, ignore_index
 
-    def _probe(self, dtype, target_dtype, has_weight, kwargs, method, row_k):
+    def _element_param(self, params, pred, ind):
+        """A per-element parameter given as an array (pos_weight per label, a multilabel mask
+        per row): taken out of params and returned as a dask operand of pred's shape and
+        chunks (index ind), so that each block gets its own slice; (params, None, None) when
+        there is none (a scalar, or a per-class [K] mask, stays a parameter)."""
+        name = _ELEMENT_PARAMS.get(self.name)
+        value = params.get(name) if name else None
+        if value is None or isinstance(value, (str, bytes)) or np.ndim(value) == 0:
+            return params, None, None
+        if self.kind == "rowwise" and np.ndim(value) == 1:
+            return params, None, None  # one entry per class: every block takes it whole
+        a = _as_dask(value, name)
+        try:
+            ok = np.broadcast_shapes(a.shape, pred.shape) == tuple(pred.shape)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{name} with shape {a.shape} does not broadcast to the "
+                             f"{'loss' if self.kind == 'elementwise' else 'scores'} shape "
+                             f"{tuple(pred.shape)}")
+        rest = {k: v for k, v in params.items() if k != name}
+        return rest, _broadcast_like(a, pred.shape, pred.chunks), ind
+
+    def _probe(self, dtype, target_dtype, has_weight, kwargs, method, row_k, row_target=False):
         """Run the in-memory loss on one synthetic sample, so that a bad parameter raises here
         and now, naming the argument, rather than later on a worker."""
         if self.kind == "elementwise":
@@ -370,7 +414,7 @@ class DaskLoss:
             target = np.zeros(1, dtype=target_dtype)
         else:
             pred = np.zeros((1, row_k), dtype=dtype)
-            if np.dtype(target_dtype).kind == "f":
+            if row_target:
                 target = np.zeros((1, row_k), dtype=target_dtype)
             else:
                 target = np.zeros(1, dtype=target_dtype)
@@ -382,11 +426,15 @@ class DaskLoss:
         self._check_kind()
         _code(_REDUCTIONS, reduction, "reduction")
         nan = _code(_NAN_POLICIES, nan_policy, "nan_policy")
-        if what == "grad_hess":
-            _code(_HESSIANS if self.kind == "elementwise" else _ROW_HESSIANS, hessian, "hessian")
+        if what == "grad_hess" and (not isinstance(hessian, str)
+                                    or hessian not in self.loss.hessian_names()):
+            raise ValueError(f"hessian must be one of "
+                             f"{', '.join(map(repr, self.loss.hessian_names()))}; got "
+                             f"{hessian!r}")
         omit = nan == 2
         pshape = tuple(pred.shape) if isinstance(pred, da.Array) else np.shape(pred)
         pred, target, sw, inds, oind, shape = self._operands(pred, target, sample_weight)
+        params, ep, ep_ind = self._element_param(params, pred, inds[0])
         params, cw, ignore_index = self._resolve_params(pred, target, sw, inds, oind, params,
                                                         omit)
         kwargs = dict(params, nan_policy=nan_policy)
@@ -395,10 +443,13 @@ class DaskLoss:
         method = {"value": "__call__", "grad": "grad", "value_and_grad": "value_and_grad",
                   "grad_hess": "grad_hess"}[what]
         self._probe(pred.dtype, target.dtype, sw is not None, kwargs, method,
-                    pred.shape[-1] if pred.ndim else 1)
+                    pred.shape[-1] if pred.ndim else 1,
+                    self.kind == "rowwise" and _row_target(self.name, pred, target))
         dtype = compute_dtype_of(pred.dtype)
         args = [pred, inds[0], target, inds[1]]
         args += [sw, inds[2]] if sw is not None else [None, None]
+        args += [ep, ep_ind] if ep is not None else [None, None]
+        ep_kw = {"ep_name": _ELEMENT_PARAMS.get(self.name)} if ep is not None else {}
 
         pairs = None  # the blocks' (sum of w l, sum of w), for a reduction
         if reduction != "none":
@@ -408,7 +459,8 @@ class DaskLoss:
                 adjust_chunks={c: 1 for c in oind}, dtype=np.float64, concatenate=True,
                 loss_name=self.name, kwargs={k: v for k, v in kwargs.items()
                                         if k not in ("hessian", "hess_floor")},
-                ndim=ndim, mean=reduction == "mean", cw=cw, ignore_index=ignore_index, omit=omit)
+                ndim=ndim, mean=reduction == "mean", cw=cw, ignore_index=ignore_index, omit=omit,
+                **ep_kw)
         value = None
         if what in ("value", "value_and_grad") and pairs is not None:
             value = _reduced(pairs, _finish, reduction == "mean")
@@ -419,11 +471,12 @@ class DaskLoss:
         row = self.kind == "rowwise"
         if what == "value":
             out = da.blockwise(_per_sample_block, oind, *args, dtype=dtype, concatenate=True,
-                               loss_name=self.name, method="__call__", kwargs=kwargs, pack=None)
+                               loss_name=self.name, method="__call__", kwargs=kwargs, pack=None,
+                               **ep_kw)
             return out
         if what == "grad":
             g = da.blockwise(_per_sample_block, inds[0], *args, dtype=dtype, concatenate=True,
-                             loss_name=self.name, method="grad", kwargs=kwargs, pack=None)
+                             loss_name=self.name, method="grad", kwargs=kwargs, pack=None, **ep_kw)
             parts = (g,)
         elif what == "value_and_grad" and reduction == "none":
             if row:
@@ -431,15 +484,15 @@ class DaskLoss:
                 packed = da.blockwise(_per_sample_block, inds[0], *args, dtype=dtype,
                                       concatenate=True, adjust_chunks={"z": k + 1},
                                       loss_name=self.name, method="value_and_grad", kwargs=kwargs,
-                                      pack="value_last")
+                                      pack="value_last", **ep_kw)
                 return packed[..., k], packed[..., :k]
             packed = da.blockwise(_per_sample_block, oind + "p", *args, dtype=dtype,
                                   concatenate=True, new_axes={"p": 2}, loss_name=self.name,
-                                  method="value_and_grad", kwargs=kwargs, pack="stack")
+                                  method="value_and_grad", kwargs=kwargs, pack="stack", **ep_kw)
             return packed[..., 0], _unbroadcast(packed[..., 1], pshape, shape)
         elif what == "value_and_grad":
             g = da.blockwise(_per_sample_block, inds[0], *args, dtype=dtype, concatenate=True,
-                             loss_name=self.name, method="grad", kwargs=kwargs, pack=None)
+                             loss_name=self.name, method="grad", kwargs=kwargs, pack=None, **ep_kw)
             parts = (g,)
         else:  # grad_hess
             if row:
@@ -447,12 +500,12 @@ class DaskLoss:
                 packed = da.blockwise(_per_sample_block, inds[0], *args, dtype=dtype,
                                       concatenate=True, adjust_chunks={"z": 2 * k},
                                       loss_name=self.name, method="grad_hess", kwargs=kwargs,
-                                      pack="concat")
+                                      pack="concat", **ep_kw)
                 parts = (packed[..., :k], packed[..., k:])
             else:
                 packed = da.blockwise(_per_sample_block, oind + "p", *args, dtype=dtype,
                                       concatenate=True, new_axes={"p": 2}, loss_name=self.name,
-                                      method="grad_hess", kwargs=kwargs, pack="stack")
+                                      method="grad_hess", kwargs=kwargs, pack="stack", **ep_kw)
                 parts = (packed[..., 0], packed[..., 1])
         if reduction == "mean":
             denom = _reduced(pairs, _grad_denominator)
