@@ -15,6 +15,7 @@ gradient, Hessian or prediction was not finite.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import fastloss as fl
@@ -97,12 +98,19 @@ def scores(name, params, margins, yte):
             "logloss": logloss, "finite": finite}
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--library", choices=("xgboost", "lightgbm"), action="append",
+                        help="train with this library only (repeatable; default: every "
+                             "installed one)")
+    args = parser.parse_args(argv)
     Xtr, ytr, Xte, yte = data()
     print(f"fastloss {fl.__version__}; {len(ytr):,} training / {len(yte):,} test samples, "
           f"{ytr.mean():.1%} / {yte.mean():.1%} positives; {ROUNDS} rounds")
     libraries = []
     for lib, train in (("xgboost", train_xgboost), ("lightgbm", train_lightgbm)):
+        if args.library and lib not in args.library:
+            continue
         try:
             __import__(lib)
         except ImportError:

@@ -451,3 +451,19 @@ def test_nan_in_data_is_reported(binary_files):
     clean = run("score", "--json", "--no-progress", "--loss", "sigmoid_cross_entropy",
                 "--pred", str(d / "pred.npy"), "--target", str(d / "target.npy"))
     assert "warning" not in clean.stderr
+
+
+def test_list_into_a_closed_pipe_exits_quietly():
+    # `fastloss list | head -1`: the reader is gone; no BrokenPipeError traceback. The pipe's
+    # read end is closed before the command starts, so its first write fails for sure.
+    import os
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "fastloss", "list"], stdout=w,
+                              stderr=subprocess.PIPE, timeout=120, check=False)
+    finally:
+        os.close(w)
+    assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
