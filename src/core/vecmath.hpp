@@ -193,11 +193,36 @@ template <class T> constexpr double exp_nonpos_span() {
 
 // exp for x <= 0 (softmax's x - max): no overflow side, and results below the smallest
 // normal (x < log(2^-(bias-1)), about -87.3 for float32, -708.4 for float64) flush to 0,
-// so 2^n is applied in one step. Within 1 ulp of vexp elsewhere.
+// so 2^n is applied in one step. Within 1 ulp of vexp elsewhere. The same bits on every ISA;
+// on AVX-512 without a clamp (below).
 template <class V> FL_INLINE V vexp_nonpos(V x) {
   using Tr = Traits<V>;
   using T = typename Tr::T;
   const T lo = -static_cast<T>(Tr::exp_bias - 1) * MathConst<T>::ln2;
+#if FASTLOSS_VEC_BYTES == 64 && defined(__AVX512F__) && !defined(__clang__)
+  // AVX-512: VSCALEFPS/PD applies 2^n for any n, so no clamp: p * 2^n with one rounding (the
+  // same bits as 2^n built from its exponent field below), and the lanes below lo (or -inf)
+  // zeroed by the mask of one comparison that is true for NaN (NaN passes).
+  {
+    constexpr int kNotLessUnordered = 0x15;  // _CMP_NLT_UQ
+    constexpr int kCurrentRounding = 4;      // _MM_FROUND_CUR_DIRECTION
+    V k;
+    const V r = reduce_ln2_shift(x, MathConst<T>::shifter, k);
+    const V nf = k - MathConst<T>::shifter;
+    const V p = exp_reduced(r);
+    if constexpr (sizeof(T) == 4) {
+      const auto m = __builtin_ia32_cmpps512_mask(x, set1<V>(lo), kNotLessUnordered,
+                                                  static_cast<unsigned short>(0xffff),
+                                                  kCurrentRounding);
+      return __builtin_ia32_scalefps512_mask(p, nf, V{}, m, kCurrentRounding);
+    } else {
+      const auto m = __builtin_ia32_cmppd512_mask(x, set1<V>(lo), kNotLessUnordered,
+                                                  static_cast<unsigned char>(0xff),
+                                                  kCurrentRounding);
+      return __builtin_ia32_scalefpd512_mask(p, nf, V{}, m, kCurrentRounding);
+    }
+  }
+#endif
   auto tiny = x < lo;
   return select(tiny, V{}, vexp_nonpos_normal(select(tiny, set1<V>(lo), x)));
 }
