@@ -90,7 +90,8 @@ def set_streaming_stores(min_bytes: Optional[int]) -> Optional[int]:
     store does not, which saves a third of the memory traffic of a loss that reads two
     arrays and writes one, and leaves the caches to the inputs. Results are bit-identical
     either way. Outputs smaller than the caches are better left cached for the next
-    operation, hence the bound.
+    operation, hence the bound. Under a nonzero bound, a softmax gradient alone in rows of
+    fewer than 768 classes keeps plain stores (measured faster there: docs/design.md).
     """
     if min_bytes is None:
         n = _NEVER
