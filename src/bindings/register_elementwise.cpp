@@ -35,8 +35,9 @@ bool same_shape(const py::array& a, const std::vector<std::int64_t>& s) {
 // targets would otherwise be a 4-8 GB array summed afterwards, as autograd's sum_to does).
 // The call runs in slabs of at most kSlab elements, each slab's derivatives into one reused
 // buffer, then added into float64 sums of pred's shape; rs[d] is the step of those sums along
-// the call's (coalesced) dim d, 0 where pred was broadcast. The slabs are fixed by the shape
-// and their sums are added in a fixed order: the same bits for any thread count.
+// the call's dim d (size-1 dims dropped, no others merged), 0 where pred was broadcast. The
+// slabs are fixed by the shapes and their sums are added in a fixed order: the same bits for
+// any thread count and any layout of the inputs.
 constexpr std::int64_t kSlab = std::int64_t(1) << 20;
 
 // The float64 sum of g[0, n): pairwise above 1024 terms (error growing with log n, as NumPy's
@@ -85,11 +86,16 @@ void run_broadcast_derivs(ElemCall& c, const std::int64_t* rs, double* gsum, dou
   if (value_bits) {
     ElemCall cv = c;
     cv.mode &= ~(kGrad | kHess);
+    coalesce_dims(cv);
     run_elementwise(cv);
     c.value_sum = cv.value_sum;
     c.bad_target = cv.bad_target;
   }
   if (c.n == 0) return;
+  // c's dims are the call's own, less those of size 1 (not merged by the inputs' strides), so
+  // that the slabs and the order of the sums depend on the shapes alone, not on the inputs'
+  // layout: a strided input gives the bits of its contiguous copy. Each slab's kernel call
+  // merges what it can (that changes no element's result).
   const int nd = c.ndim;
   // Split dim s into runs of `chunk`, with every index of the dims before it.
   int s = nd - 1;
@@ -100,15 +106,10 @@ void run_broadcast_derivs(ElemCall& c, const std::int64_t* rs, double* gsum, dou
   const bool f32 = c.dtype == DType::f32;
   const std::int64_t isz = f32 ? 4 : 8;
   std::vector<double> gbuf(gsum ? slab_n : 0), hbuf(hsum ? slab_n : 0);
-  ElemCall cs = c;
-  cs.mode &= ~(kValueArray | kValueSum);
-  cs.value.data = nullptr;
-  cs.ndim = nd - s;
-  for (int k = 1; k < cs.ndim; ++k) cs.shape[k] = c.shape[s + k];
   Operand* ins[4] = {&c.pred, &c.target, &c.weight, &c.aux};
-  Operand* sub[4] = {&cs.pred, &cs.target, &cs.weight, &cs.aux};
-  for (int i = 0; i < 4; ++i)
-    for (int k = 0; k < cs.ndim; ++k) sub[i]->strides[k] = ins[i]->strides[s + k];
+  const int snd = nd - s;
+  std::int64_t sshape[kMaxDims];  // the slab's shape, in c's dims
+  for (int k = 1; k < snd; ++k) sshape[k] = c.shape[s + k];
   std::int64_t idx[kMaxDims] = {};
   for (;;) {
     std::int64_t base[4] = {}, rbase = 0;
@@ -117,28 +118,56 @@ void run_broadcast_derivs(ElemCall& c, const std::int64_t* rs, double* gsum, dou
       rbase += idx[d] * rs[d];
     }
     for (std::int64_t a = 0; a < c.shape[s]; a += chunk) {
-      cs.shape[0] = std::min(chunk, c.shape[s] - a);
-      cs.n = cs.shape[0] * inner;
-      for (int i = 0; i < 4; ++i)
+      sshape[0] = std::min(chunk, c.shape[s] - a);
+      ElemCall cs = c;
+      cs.mode &= ~(kValueArray | kValueSum);
+      cs.value.data = nullptr;
+      cs.ndim = snd;
+      cs.n = sshape[0] * inner;
+      Operand* sub[4] = {&cs.pred, &cs.target, &cs.weight, &cs.aux};
+      for (int i = 0; i < 4; ++i) {
         if (ins[i]->data) sub[i]->data = ins[i]->data + base[i] + a * ins[i]->strides[s];
+        for (int k = 0; k < snd; ++k) sub[i]->strides[k] = ins[i]->strides[s + k];
+      }
       std::int64_t step = isz;
-      for (int k = cs.ndim - 1; k >= 0; --k) {
+      for (int k = snd - 1; k >= 0; --k) {
+        cs.shape[k] = sshape[k];
         cs.grad.strides[k] = cs.hess.strides[k] = step;
-        step *= cs.shape[k];
+        step *= sshape[k];
       }
       cs.grad.data = gsum ? reinterpret_cast<char*>(gbuf.data()) : nullptr;
       cs.hess.data = hsum ? reinterpret_cast<char*>(hbuf.data()) : nullptr;
+      coalesce_dims(cs);
       run_elementwise(cs);
       c.bad_target = c.bad_target || cs.bad_target;
+      // The slab's buffer (C order over sshape) against the sums: dims merged where the sums'
+      // steps allow (the shapes alone decide), for long runs in add_into.
+      int mnd = 0;
+      std::int64_t mshape[kMaxDims], mrs[kMaxDims];
+      for (int k = 0; k < snd; ++k) {
+        if (sshape[k] == 1) continue;
+        if (mnd > 0 && mrs[mnd - 1] == rs[s + k] * sshape[k]) {
+          mshape[mnd - 1] *= sshape[k];
+          mrs[mnd - 1] = rs[s + k];
+          continue;
+        }
+        mshape[mnd] = sshape[k];
+        mrs[mnd++] = rs[s + k];
+      }
+      if (mnd == 0) {
+        mshape[0] = 1;
+        mrs[0] = 0;
+        mnd = 1;
+      }
       const std::int64_t roff = rbase + a * rs[s];
       for (int w = 0; w < 2; ++w) {
         double* sum = w ? hsum : gsum;
         if (!sum) continue;
         const double* buf = w ? hbuf.data() : gbuf.data();
         if (f32)
-          add_into(reinterpret_cast<const float*>(buf), cs.ndim, cs.shape, rs + s, roff, sum);
+          add_into(reinterpret_cast<const float*>(buf), mnd, mshape, mrs, roff, sum);
         else
-          add_into(buf, cs.ndim, cs.shape, rs + s, roff, sum);
+          add_into(buf, mnd, mshape, mrs, roff, sum);
       }
     }
     int d = s - 1;
@@ -296,12 +325,16 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
       if (kept) step *= shape[d];
     }
     c.grad.data = reinterpret_cast<char*>(rs);  // not written: only its strides are read
-    c.hess.data = nullptr;
+    // No merges at all (strides of 1 merge nothing): the slabs follow the call's own dims
+    // (run_broadcast_derivs); only the dims of size 1 go.
+    c.hess.data = reinterpret_cast<char*>(rs);
+    for (int d = 0; d < nd; ++d) c.hess.strides[d] = 1;
   }
   coalesce_dims(c);
   if (slabs) {
     for (int d = 0; d < c.ndim; ++d) rs[d] = c.grad.strides[d];
     c.grad.data = nullptr;
+    c.hess.data = nullptr;
   }
 
   double denom = static_cast<double>(n);
