@@ -65,6 +65,7 @@ def as_array(value: Any, name: str) -> np.ndarray:
     except ValueError as e:
         raise ValueError(f"{name} could not be converted to an array: {e}") from None
 
+
 def check_not_masked(value: Any, name: str) -> None:
     """TypeError for a masked array with masked entries: the kernels read the data under the
     mask, and a loss that silently scored masked entries would be wrong. (A masked array with

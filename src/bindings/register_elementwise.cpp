@@ -311,9 +311,9 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
   c.nthreads = get_num_threads();
   c.class_split = class_split;
   // A broadcast pred's derivatives: the steps of their sums (pred's C-contiguous layout, 0 on
-  // the broadcast dims) ride along as the gradient operand's strides while the dims are
-  // coalesced, so that only dims that merge for them too are merged (a pred that is itself a
-  // stride-0 view keeps its own dims apart from the broadcast ones).
+  // the broadcast dims, from the shapes: a pred that is itself a stride-0 view keeps its own
+  // dims) ride along as the gradient operand's strides, so that they lose the same size-1
+  // dims as the call; the Hessian operand's strides of 1 keep every other dim unmerged.
   const bool slabs = !pred_full && (want & (kWantGrad | kWantHess));
   std::int64_t rs[kMaxDims] = {};
   if (slabs) {
@@ -325,8 +325,6 @@ py::tuple elementwise(int loss, py::handle pred_o, py::handle target_o, py::hand
       if (kept) step *= shape[d];
     }
     c.grad.data = reinterpret_cast<char*>(rs);  // not written: only its strides are read
-    // No merges at all (strides of 1 merge nothing): the slabs follow the call's own dims
-    // (run_broadcast_derivs); only the dims of size 1 go.
     c.hess.data = reinterpret_cast<char*>(rs);
     for (int d = 0; d < nd; ++d) c.hess.strides[d] = 1;
   }

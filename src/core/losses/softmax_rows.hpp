@@ -258,8 +258,9 @@ constexpr int kShortBatch = 8;
 // at K = 100, so that two rows side by side take less time than one after the other; each
 // row's arithmetic is the same either way (the same bits). Per row: the max mc (two running
 // maxima: half the dependency chain; one MAXPS per vector, which skips NaN) and, where the
-// exp needs its clamp (not on AVX-512), min mn, then e = exp(x - mc), stored into e_out[r] with Store and summed: S (float64, over runs of at
-// most 32 terms per lane in the compute type). A NaN logit, or +inf, makes S NaN, which is
+// exp needs its clamp (not on AVX-512), min mn, then e = exp(x - mc), stored into e_out[r]
+// with Store and summed: S (float64, over runs of at most 32 terms per lane in the compute
+// type). A NaN logit, or +inf, makes S NaN, which is
 // how such a row is recognised (no NaN test per vector). The last vector overlaps the
 // previous one when W does not divide K; its exps are returned in et only (e_out holds the
 // full vectors' exps), for the caller's last output vector. S1 and kmax as in SoftmaxStats
